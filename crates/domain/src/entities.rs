@@ -1,0 +1,174 @@
+//! The organization's configuration: agents, phone numbers, SIP trunks, contacts, campaigns.
+
+use crate::call::string_enum;
+use crate::{AgentId, CampaignId, ContactId, OrgId, ParseError, PhoneNumber, PhoneNumberId, Timestamp, TrunkId};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Organization {
+    pub id: OrgId,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Agent {
+    pub id: AgentId,
+    /// Stable integer number, unique across the installation; never reused.
+    pub number: i64,
+    #[serde(skip)]
+    pub org_id: OrgId,
+    pub name: String,
+    pub system_prompt: Option<String>,
+    pub initial_message: Option<String>,
+    pub voice: Option<String>,
+    pub language: Option<String>,
+    pub llm_model: Option<String>,
+    pub webhook_url: Option<String>,
+    pub max_duration_seconds: Option<i64>,
+    pub ring_timeout_seconds: Option<i64>,
+    pub settings: Option<Value>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Every agent field a client can set. `None` leaves a field as it is on update.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentPatch {
+    pub name: Option<String>,
+    pub system_prompt: Option<Option<String>>,
+    pub initial_message: Option<Option<String>>,
+    pub voice: Option<Option<String>>,
+    pub language: Option<Option<String>>,
+    pub llm_model: Option<Option<String>>,
+    pub webhook_url: Option<Option<String>>,
+    pub max_duration_seconds: Option<Option<i64>>,
+    pub ring_timeout_seconds: Option<Option<i64>>,
+    pub settings: Option<Option<Value>>,
+}
+
+/// A number the organization owns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OwnedNumber {
+    pub id: PhoneNumberId,
+    /// Stable integer number (OmniDimension's `from_number_id`).
+    pub number_id: i64,
+    #[serde(skip)]
+    pub org_id: OrgId,
+    pub phone_number: PhoneNumber,
+    pub label: Option<String>,
+    pub agent_id: Option<AgentId>,
+    pub trunk_id: Option<TrunkId>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OwnedNumberPatch {
+    pub phone_number: Option<PhoneNumber>,
+    pub label: Option<Option<String>>,
+    pub agent_id: Option<Option<AgentId>>,
+    pub trunk_id: Option<Option<TrunkId>>,
+}
+
+string_enum!(Transport, "transport" { Udp = "udp", Tcp = "tcp" });
+
+/// A SIP trunk (a carrier or a PBX). The password is write-only: it is never serialized.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trunk {
+    pub id: TrunkId,
+    #[serde(skip)]
+    pub org_id: OrgId,
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub transport: Transport,
+    pub username: Option<String>,
+    #[serde(skip)]
+    pub password: Option<String>,
+    pub default_caller_id: Option<PhoneNumber>,
+    pub is_default: bool,
+    pub register: bool,
+    /// Source addresses (IPs) allowed to send inbound calls through this trunk.
+    pub inbound_sources: Vec<String>,
+    pub created_at: Timestamp,
+}
+
+impl Trunk {
+    /// Shown instead of the password so a client can tell whether one is set.
+    pub fn has_password(&self) -> bool {
+        self.password.as_deref().is_some_and(|p| !p.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrunkPatch {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub transport: Option<Transport>,
+    pub username: Option<Option<String>>,
+    pub password: Option<Option<String>>,
+    pub default_caller_id: Option<Option<PhoneNumber>>,
+    pub is_default: Option<bool>,
+    pub register: Option<bool>,
+    pub inbound_sources: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Contact {
+    pub id: ContactId,
+    #[serde(skip)]
+    pub org_id: OrgId,
+    pub identifier: PhoneNumber,
+    pub contact_type: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub created_date: Timestamp,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContactPatch {
+    pub identifier: Option<PhoneNumber>,
+    pub contact_type: Option<String>,
+    pub first_name: Option<Option<String>>,
+    pub last_name: Option<Option<String>>,
+    pub email: Option<Option<String>>,
+}
+
+string_enum!(CampaignStatus, "status" {
+    Draft = "draft",
+    Active = "active",
+    Paused = "paused",
+    Completed = "completed",
+});
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Campaign {
+    pub id: CampaignId,
+    #[serde(skip)]
+    pub org_id: OrgId,
+    pub name: String,
+    pub agent_id: Option<AgentId>,
+    pub status: CampaignStatus,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CampaignPatch {
+    pub name: Option<String>,
+    pub agent_id: Option<Option<AgentId>>,
+    pub status: Option<CampaignStatus>,
+}
+
+/// A short human-entered text field: trimmed, non-empty, bounded.
+pub fn parse_name(param: &str, s: &str, max: usize) -> Result<String, ParseError> {
+    let t = s.trim();
+    if t.is_empty() || t.chars().count() > max {
+        return Err(ParseError::new(format!(
+            "{param} must be a non-empty string of at most {max} characters"
+        )));
+    }
+    Ok(t.to_string())
+}
