@@ -13,6 +13,7 @@ pub mod recorder;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;
+pub mod session;
 pub mod tts;
 
 /// Fuzzing entry point: run every parser that sees untrusted network bytes. Must never panic,
