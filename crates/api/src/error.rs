@@ -1,0 +1,76 @@
+//! The HTTP boundary's one error type. Every error leaves as
+//! `{"error": "<status reason>", "message": "<what is wrong, what is allowed>"}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use switchboard_domain::ParseError;
+use switchboard_store::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, m)
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, m)
+    }
+    pub fn unprocessable(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, m)
+    }
+    pub fn unauthorized(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, m)
+    }
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected error occurred; it has been logged")
+    }
+
+    /// Maps a store error, naming the missing resource for a 404.
+    pub fn from_store(e: StoreError, what: &str) -> Self {
+        match e {
+            StoreError::NotFound => Self::not_found(format!("{what} not found")),
+            other => other.into(),
+        }
+    }
+}
+
+impl From<ParseError> for ApiError {
+    fn from(e: ParseError) -> Self {
+        Self::bad_request(e.message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::not_found("Not found"),
+            StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
+            StoreError::IdempotencyMismatch => Self::unprocessable(
+                "Idempotency-Key was already used with a different request body; use a new key for a new request",
+            ),
+            other => {
+                // Logged in full here, never shown to the client.
+                tracing::error!(error = %other, "store error");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let reason = self.status.canonical_reason().unwrap_or("Error");
+        let body = serde_json::json!({ "error": reason, "message": self.message });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

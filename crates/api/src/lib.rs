@@ -1,0 +1,111 @@
+//! The HTTP API: the native `/v1` Calls API and resources, one module per vendor dialect,
+//! authentication, the error envelope, and the OpenAPI document.
+//!
+//! Dialect modules only parse requests into domain values and render domain values into
+//! their documented JSON; the rules (dispatch validation, idempotency, listing) live once in
+//! `dispatch` and the store.
+
+pub mod auth;
+pub mod dispatch;
+pub mod error;
+pub mod extract;
+pub mod listing;
+mod recording;
+mod resources;
+mod v1;
+pub mod views;
+
+use auth::{AuthFailureMessage, KeyCache, RateLimiter};
+use axum::extract::Request;
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use error::ApiError;
+use std::sync::Arc;
+use switchboard_store::{Recordings, Store};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Live-call control the API needs from the telephony engine (hang-up). Implemented by the
+/// engine; absent when the server runs without telephony.
+pub trait CallControl: Send + Sync {
+    /// Ends a live call: CANCEL while ringing, BYE once answered. `false` if the call is not
+    /// live on this process.
+    fn hangup(&self, call: switchboard_domain::CallId) -> bool;
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub recordings: Recordings,
+    pub keys: Arc<KeyCache>,
+    pub limiter: Arc<RateLimiter>,
+    /// Absolute base URL for links we hand out (recording_url); taken from the Host header
+    /// when not configured.
+    pub public_url: Option<String>,
+    pub control: Option<Arc<dyn CallControl>>,
+}
+
+impl AppState {
+    pub fn new(store: Store, recordings: Recordings, rate_limit_per_sec: u32, public_url: Option<String>) -> Self {
+        Self {
+            store,
+            recordings,
+            keys: Arc::new(KeyCache::default()),
+            limiter: Arc::new(RateLimiter::new(rate_limit_per_sec)),
+            public_url,
+            control: None,
+        }
+    }
+}
+
+fn authed(router: Router<AppState>, state: &AppState, msg: &'static str) -> Router<AppState> {
+    router
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_auth))
+        .layer(axum::Extension(AuthFailureMessage(msg)))
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    let v1 = authed(v1::routes().merge(resources::routes()), &state, "Invalid API key");
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), org_id = tracing::field::Empty)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+}
+
+async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "unavailable"}))).into_response()
+        }
+    }
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!("no route for {} {}; see /openapi.json", req.method(), req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}; see /openapi.json", req.method(), req.uri().path()),
+    )
+}

@@ -1,0 +1,203 @@
+//! The `/v1` Calls API: Flyflow's calls (000, 003) and the call resource (002) in one
+//! superset, plus Switchboard's own options (filters, order, fields, include, most_recent).
+
+use crate::auth::Org;
+use crate::dispatch::{self, AgentRef, DispatchRequest};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, QueryMap};
+use crate::listing::{parse_filter, parse_order, parse_shape, Shape};
+use crate::views::call_v1;
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use switchboard_domain::*;
+use switchboard_store::decode_cursor;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/call", post(create_call).get(get_call_by_query))
+        .route("/v1/calls", get(list_calls))
+        .route("/v1/call/context", post(set_context))
+        .route("/v1/call/{id}", get(get_call).delete(delete_call))
+        .route("/v1/call/{id}/hangup", post(hangup))
+        .route("/v1/call/recording/{file}", get(crate::recording::get_recording))
+}
+
+/// Base URL for absolute links: the configured public URL, or the request's Host.
+pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &state.public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+pub fn parse_call_id(s: &str) -> ApiResult<CallId> {
+    CallId::parse_param("id", s).map_err(ApiError::from)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateCallBody {
+    to: Option<String>,
+    from: Option<String>,
+    agent_id: Option<String>,
+    context: Option<Value>,
+    metadata: Option<Value>,
+    user_speaks_first: Option<bool>,
+    campaign_id: Option<String>,
+    ring_timeout: Option<i64>,
+}
+
+async fn create_call(State(state): State<AppState>, Org(org): Org, headers: HeaderMap, body: JsonBody<CreateCallBody>) -> ApiResult<Response> {
+    let b = body.value;
+    let to = b.to.ok_or_else(|| ApiError::bad_request("to is required: the E.164 number to call, e.g. +14155551234"))?;
+    let to = PhoneNumber::parse(&to).map_err(|e| ApiError::bad_request(format!("to: {}", e.message)))?;
+    let from = b
+        .from
+        .filter(|f| !f.trim().is_empty())
+        .map(|f| PhoneNumber::parse(&f).map_err(|e| ApiError::bad_request(format!("from: {}", e.message))))
+        .transpose()?;
+    let agent = b.agent_id.map(|a| AgentId::parse_param("agent_id", &a).map(AgentRef::Id)).transpose()?;
+    if from.is_none() && agent.is_none() {
+        return Err(ApiError::bad_request("pass from (a number bound to an agent) or agent_id"));
+    }
+    let req = DispatchRequest {
+        to,
+        agent,
+        from,
+        from_number_id: None,
+        context: dispatch::parse_context(b.context)?,
+        metadata: dispatch::parse_metadata(b.metadata)?,
+        user_speaks_first: b.user_speaks_first.unwrap_or(false),
+        campaign_id: b.campaign_id.map(|c| CampaignId::parse_param("campaign_id", &c)).transpose()?,
+        ring_timeout_seconds: dispatch::parse_ring_timeout(b.ring_timeout)?,
+    };
+    let (call, created) = dispatch::dispatch(&state, org, req, &headers, "/v1/call", &body.raw).await?;
+    let base = base_url(&state, &headers);
+    let shape = Shape { fields: Fields::Light, include: vec![] };
+    let mut r = (StatusCode::CREATED, Json(call_v1(&call, &base, &shape))).into_response();
+    if !created {
+        r.headers_mut().insert("idempotent-replayed", "true".parse().expect("static header"));
+    }
+    Ok(r)
+}
+
+async fn list_calls(State(state): State<AppState>, Org(org): Org, headers: HeaderMap, q: QueryMap) -> ApiResult<Response> {
+    let filter = parse_filter(&q, &["client_number", "phone_number"])?;
+    let (order_by, order) = parse_order(&q, OrderBy::CreatedAt)?;
+    let shape = parse_shape(&q)?;
+    let most_recent = q.opt("most_recent", |v| parse_bool("most_recent", v))?.unwrap_or(false);
+    let limit = q.opt("limit", |v| parse_limit("limit", v, 100))?.unwrap_or(10);
+    let after = match q.get("cursor") {
+        Some(c) => {
+            let pos = decode_cursor(c)?;
+            if pos.order_by != order_by || pos.order != order {
+                return Err(ApiError::bad_request(format!(
+                    "cursor was made for order_by={}&order={}; pass the same order with it",
+                    pos.order_by, pos.order
+                )));
+            }
+            Some(pos)
+        }
+        None => None,
+    };
+    let base = base_url(&state, &headers);
+    if most_recent {
+        let query = CallListQuery {
+            filter,
+            order_by: OrderBy::StartedAt,
+            order: Order::Desc,
+            limit: 1,
+            page: Page::After(None),
+            with_details: shape.needs_details(),
+            with_total: false,
+        };
+        let page = state.store.list_calls(org, &query).await?;
+        return match page.calls.first() {
+            Some(c) => Ok(Json(call_v1(c, &base, &shape)).into_response()),
+            None => Err(ApiError::not_found("No calls found matching criteria")),
+        };
+    }
+    let query = CallListQuery {
+        filter,
+        order_by,
+        order,
+        limit,
+        page: Page::After(after),
+        with_details: shape.needs_details(),
+        with_total: false,
+    };
+    let page = state.store.list_calls(org, &query).await?;
+    let calls: Vec<Value> = page.calls.iter().map(|c| call_v1(c, &base, &shape)).collect();
+    Ok(Json(json!({ "num_items": calls.len(), "cursor": page.next_cursor, "calls": calls })).into_response())
+}
+
+async fn render_one(state: &AppState, org: OrgId, id: CallId, headers: &HeaderMap, q: &QueryMap) -> ApiResult<Response> {
+    let shape = parse_shape(q)?;
+    let call = state.store.get_call(org, id, true).await.map_err(|e| ApiError::from_store(e, "Call"))?;
+    Ok(Json(call_v1(&call, &base_url(state, headers), &shape)).into_response())
+}
+
+async fn get_call(State(state): State<AppState>, Org(org): Org, Path(id): Path<String>, headers: HeaderMap, q: QueryMap) -> ApiResult<Response> {
+    render_one(&state, org, parse_call_id(&id)?, &headers, &q).await
+}
+
+async fn get_call_by_query(State(state): State<AppState>, Org(org): Org, headers: HeaderMap, q: QueryMap) -> ApiResult<Response> {
+    let id = q.get("id").ok_or_else(|| ApiError::bad_request("id is required: GET /v1/call?id=<call id>"))?;
+    render_one(&state, org, parse_call_id(id)?, &headers, &q).await
+}
+
+async fn delete_call(State(state): State<AppState>, Org(org): Org, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = parse_call_id(&id)?;
+    if let Some(control) = &state.control {
+        // A live call is hung up first so nothing keeps writing to what we erase.
+        control.hangup(id);
+    }
+    let recording = state.store.delete_call(org, id).await.map_err(|e| ApiError::from_store(e, "Call"))?;
+    if let Some(r) = recording {
+        state.recordings.delete(&r.key).await?;
+        if let Some(k) = &r.stereo_key {
+            state.recordings.delete(k).await?;
+        }
+    }
+    Ok(Json(json!({ "id": id, "deleted": true })).into_response())
+}
+
+#[derive(Deserialize)]
+struct ContextBody {
+    id: Option<String>,
+    context: Option<Value>,
+}
+
+async fn set_context(State(state): State<AppState>, Org(org): Org, headers: HeaderMap, body: JsonBody<ContextBody>) -> ApiResult<Response> {
+    let b = body.value;
+    let id = b.id.ok_or_else(|| ApiError::bad_request("id is required: the call whose context to replace"))?;
+    let id = parse_call_id(&id)?;
+    let context = dispatch::parse_context(b.context)?;
+    let call = state.store.set_call_context(org, id, context).await.map_err(|e| ApiError::from_store(e, "Call"))?;
+    let shape = Shape { fields: Fields::Light, include: vec![] };
+    Ok(Json(call_v1(&call, &base_url(&state, &headers), &shape)).into_response())
+}
+
+async fn hangup(State(state): State<AppState>, Org(org): Org, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+    let id = parse_call_id(&id)?;
+    let call = state.store.get_call(org, id, false).await.map_err(|e| ApiError::from_store(e, "Call"))?;
+    if call.status.is_final() {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("call already ended with status {}", call.status)));
+    }
+    let live = state.control.as_ref().is_some_and(|c| c.hangup(id));
+    if !live {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "call is not live on this server yet (still queued); try again once it is dialing",
+        ));
+    }
+    let shape = Shape { fields: Fields::Light, include: vec![] };
+    Ok((StatusCode::ACCEPTED, Json(call_v1(&call, &base_url(&state, &headers), &shape))).into_response())
+}

@@ -1,0 +1,471 @@
+//! The calls repository: dispatch with idempotency, keyset and offset listing with every
+//! filter, reads with or without the heavy details, context updates, deletion, and the
+//! status transitions the engine writes.
+
+use crate::row::{self, b, json_text};
+use crate::{encode_cursor, Backend, Store, StoreError};
+use serde_json::Value;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Arguments, Row};
+use switchboard_domain::*;
+
+pub enum CreateCallOutcome {
+    /// A new call, stored and (if outbound) queued for dispatch.
+    Created(Call),
+    /// The Idempotency-Key was seen before with the same body: the original call.
+    Replayed(Call),
+}
+
+#[derive(Debug, Clone)]
+pub struct CallPage {
+    pub calls: Vec<Call>,
+    /// Opaque cursor for the next page when there may be more (keyset paging).
+    pub next_cursor: Option<String>,
+    /// All matching rows (only when asked for).
+    pub total: Option<i64>,
+    pub has_more: bool,
+}
+
+/// A change the engine writes to a call. `status` is checked against the allowed transitions.
+#[derive(Debug, Clone, Default)]
+pub struct CallUpdate {
+    pub status: Option<CallStatus>,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub duration_seconds: Option<i64>,
+    pub end_reason: Option<String>,
+    pub sip_code: Option<i64>,
+    pub recording: Option<RecordingMeta>,
+}
+
+const LIGHT_COLS: &str = "c.seq, c.id, c.org_id, c.agent_id, c.contact_id, c.phone_number_id, c.campaign_id, \
+    c.call_type, c.status, c.client_number, c.agent_phone_number, c.context, c.metadata, c.user_speaks_first, \
+    c.created_at, c.started_at, c.ended_at, c.duration_seconds, c.end_reason, c.sip_code, c.went_to_voicemail, \
+    c.call_success, c.ring_timeout_seconds, c.recording, c.created_at AS k_created, c.start_key, c.end_key";
+
+const JOINS: &str = "LEFT JOIN agents a ON a.id = c.agent_id \
+    LEFT JOIN contacts ct ON ct.id = c.contact_id \
+    LEFT JOIN phone_numbers p ON p.id = c.phone_number_id \
+    LEFT JOIN campaigns cp ON cp.id = c.campaign_id";
+
+const JOINED_COLS: &str = "a.name AS agent_name, a.seq AS agent_number, ct.identifier AS ct_identifier, \
+    ct.contact_type AS ct_type, ct.first_name AS ct_first, ct.last_name AS ct_last, ct.email AS ct_email, \
+    ct.created_at AS ct_created, p.seq AS phone_seq, cp.name AS campaign_name";
+
+fn sort_col(o: OrderBy) -> &'static str {
+    match o {
+        OrderBy::CreatedAt => "created_at",
+        OrderBy::StartedAt => "start_key",
+        OrderBy::EndedAt => "end_key",
+    }
+}
+
+fn call_from_row(r: &AnyRow, with_details: bool) -> Result<Call, StoreError> {
+    let contact = match row::ouuid::<ContactId>(r, "contact_id")? {
+        Some(id) => match row::os(r, "ct_identifier")? {
+            Some(identifier) => Some(ContactSummary {
+                id,
+                identifier,
+                contact_type: row::os(r, "ct_type")?.unwrap_or_else(|| "call".into()),
+                first_name: row::os(r, "ct_first")?,
+                last_name: row::os(r, "ct_last")?,
+                email: row::os(r, "ct_email")?,
+                created_date: row::ts(r, "ct_created")?,
+            }),
+            None => None,
+        },
+        None => None,
+    };
+    let recording = match row::os(r, "recording")? {
+        Some(t) => Some(serde_json::from_str(&t).map_err(|_| StoreError::Corrupt("recording".into()))?),
+        None => None,
+    };
+    let details = if with_details {
+        Some(match row::os(r, "details")? {
+            Some(t) => serde_json::from_str(&t).map_err(|_| StoreError::Corrupt("details".into()))?,
+            None => CallDetails::default(),
+        })
+    } else {
+        None
+    };
+    Ok(Call {
+        id: row::uuid(r, "id")?,
+        seq: row::i(r, "seq")?,
+        org_id: row::uuid(r, "org_id")?,
+        agent_id: row::ouuid(r, "agent_id")?,
+        agent_name: row::os(r, "agent_name")?,
+        agent_number: row::oi(r, "agent_number")?,
+        contact,
+        phone_number_id: row::ouuid(r, "phone_number_id")?,
+        phone_number_number: row::oi(r, "phone_seq")?,
+        campaign_id: row::ouuid(r, "campaign_id")?,
+        campaign_name: row::os(r, "campaign_name")?,
+        call_type: CallType::parse(&row::s(r, "call_type")?).map_err(|_| StoreError::Corrupt("call_type".into()))?,
+        status: CallStatus::parse(&row::s(r, "status")?).map_err(|_| StoreError::Corrupt("status".into()))?,
+        client_number: row::phone(r, "client_number")?,
+        agent_phone_number: row::ophone(r, "agent_phone_number")?,
+        context: row::ojson(r, "context")?,
+        metadata: row::ojson(r, "metadata")?,
+        user_speaks_first: row::i(r, "user_speaks_first")? != 0,
+        created_at: row::ts(r, "created_at")?,
+        started_at: row::ots(r, "started_at")?,
+        ended_at: row::ots(r, "ended_at")?,
+        duration_seconds: row::oi(r, "duration_seconds")?,
+        end_reason: row::os(r, "end_reason")?,
+        sip_code: row::oi(r, "sip_code")?,
+        went_to_voicemail: row::ob(r, "went_to_voicemail")?,
+        call_success: row::ob(r, "call_success")?,
+        ring_timeout_seconds: row::oi(r, "ring_timeout_seconds")?,
+        recording,
+        details,
+    })
+}
+
+/// Builds `$N` placeholders while collecting the arguments, so dynamic filters never splice
+/// a client value into SQL text.
+struct Params {
+    args: AnyArguments<'static>,
+    n: usize,
+}
+
+impl Params {
+    fn new() -> Self {
+        Self { args: AnyArguments::default(), n: 0 }
+    }
+    fn push_str(&mut self, v: String) -> String {
+        self.n += 1;
+        let _ = self.args.add(v);
+        format!("${}", self.n)
+    }
+    fn push_i64(&mut self, v: i64) -> String {
+        self.n += 1;
+        let _ = self.args.add(v);
+        format!("${}", self.n)
+    }
+}
+
+fn filter_conds(p: &mut Params, org: OrgId, f: &CallFilter) -> Vec<String> {
+    let mut conds = vec![format!("c.org_id = {}", p.push_str(org.to_string()))];
+    if let Some(a) = f.agent_id {
+        conds.push(format!("c.agent_id = {}", p.push_str(a.to_string())));
+    }
+    if let Some(n) = &f.client_number {
+        conds.push(format!("c.client_number = {}", p.push_str(n.to_string())));
+    }
+    if let Some(c) = f.contact_id {
+        conds.push(format!("c.contact_id = {}", p.push_str(c.to_string())));
+    }
+    if let Some(c) = f.campaign_id {
+        conds.push(format!("c.campaign_id = {}", p.push_str(c.to_string())));
+    }
+    if let Some(s) = f.status {
+        conds.push(format!("c.status = {}", p.push_str(s.as_str().to_string())));
+    }
+    if let Some(t) = f.call_type {
+        conds.push(format!("c.call_type = {}", p.push_str(t.as_str().to_string())));
+    }
+    if let Some(from) = f.from {
+        conds.push(format!("c.start_key >= {}", p.push_i64(from.micros())));
+    }
+    if let Some(to) = f.to {
+        conds.push(format!("c.start_key <= {}", p.push_i64(to.micros())));
+    }
+    conds
+}
+
+impl Store {
+    /// Stores a new call, its contact (created on first sight of the number) and, for an
+    /// outbound call, its dispatch queue entry, in one transaction. With an idempotency key,
+    /// a repeat with the same body hash returns the original call instead.
+    pub async fn create_call(
+        &self,
+        new: NewCall,
+        idempotency: Option<(String, String)>,
+    ) -> Result<CreateCallOutcome, StoreError> {
+        let id = CallId::new();
+        let now = Timestamp::now();
+        let mut tx = self.pool.begin().await?;
+        if let Some((key, hash)) = &idempotency {
+            // Write first: on SQLite a transaction that starts with a write takes the lock at
+            // once instead of failing to upgrade later; on PostgreSQL a concurrent duplicate
+            // waits here on the primary key until the first commits.
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (org_id, idem_key, request_hash, call_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, idem_key) DO NOTHING",
+            )
+            .bind(new.org_id.to_string())
+            .bind(key)
+            .bind(hash)
+            .bind(id.to_string())
+            .bind(now.micros())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                let r = sqlx::query("SELECT request_hash, call_id FROM idempotency_keys WHERE org_id = $1 AND idem_key = $2")
+                    .bind(new.org_id.to_string())
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.rollback().await?;
+                if &row::s(&r, "request_hash")? != hash {
+                    return Err(StoreError::IdempotencyMismatch);
+                }
+                let original: CallId = row::uuid(&r, "call_id")?;
+                return Ok(CreateCallOutcome::Replayed(self.get_call(new.org_id, original, true).await?));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO contacts (id, org_id, identifier, contact_type, created_at) VALUES ($1, $2, $3, 'call', $4) \
+             ON CONFLICT (org_id, identifier) DO NOTHING",
+        )
+        .bind(ContactId::new().to_string())
+        .bind(new.org_id.to_string())
+        .bind(new.client_number.to_string())
+        .bind(now.micros())
+        .execute(&mut *tx)
+        .await?;
+        let contact = sqlx::query("SELECT id FROM contacts WHERE org_id = $1 AND identifier = $2")
+            .bind(new.org_id.to_string())
+            .bind(new.client_number.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        let contact_id = row::s(&contact, "id")?;
+        sqlx::query(
+            "INSERT INTO calls (id, org_id, agent_id, contact_id, phone_number_id, campaign_id, call_type, status, \
+             client_number, agent_phone_number, context, metadata, user_speaks_first, created_at, start_key, end_key, \
+             ring_timeout_seconds, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$14,$14,$15,$14)",
+        )
+        .bind(id.to_string())
+        .bind(new.org_id.to_string())
+        .bind(new.agent_id.map(|a| a.to_string()))
+        .bind(contact_id)
+        .bind(new.phone_number_id.map(|a| a.to_string()))
+        .bind(new.campaign_id.map(|a| a.to_string()))
+        .bind(new.call_type.as_str())
+        .bind(CallStatus::Dialing.as_str())
+        .bind(new.client_number.to_string())
+        .bind(new.agent_phone_number.as_ref().map(|p| p.to_string()))
+        .bind(json_text(&new.context))
+        .bind(json_text(&new.metadata))
+        .bind(b(new.user_speaks_first))
+        .bind(now.micros())
+        .bind(new.ring_timeout_seconds)
+        .execute(&mut *tx)
+        .await?;
+        if new.call_type == CallType::Outbound {
+            sqlx::query(
+                "INSERT INTO dispatch_queue (call_id, org_id, enqueued_at, not_before, attempts) VALUES ($1, $2, $3, $3, 0)",
+            )
+            .bind(id.to_string())
+            .bind(new.org_id.to_string())
+            .bind(now.micros())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(CreateCallOutcome::Created(self.get_call(new.org_id, id, true).await?))
+    }
+
+    /// One call of the organization; another organization's call is `NotFound`.
+    pub async fn get_call(&self, org: OrgId, id: CallId, with_details: bool) -> Result<Call, StoreError> {
+        let sql = format!(
+            "SELECT {LIGHT_COLS}, {JOINED_COLS}{} FROM calls c {JOINS} WHERE c.org_id = $1 AND c.id = $2",
+            if with_details { ", c.details" } else { "" }
+        );
+        let r = sqlx::query(&sql)
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        call_from_row(&r, with_details)
+    }
+
+    /// A call by id alone, for the engine (which works across organizations).
+    pub async fn get_call_any_org(&self, id: CallId) -> Result<Call, StoreError> {
+        let r = sqlx::query("SELECT org_id FROM calls WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        self.get_call(row::uuid(&r, "org_id")?, id, true).await
+    }
+
+    pub async fn list_calls(&self, org: OrgId, q: &CallListQuery) -> Result<CallPage, StoreError> {
+        let mut p = Params::new();
+        let mut conds = filter_conds(&mut p, org, &q.filter);
+        // Conditions so far are the filter; the total counts them, not the cursor.
+        let col = sort_col(q.order_by);
+        let (cmp, dir) = match q.order {
+            Order::Asc => (">", "ASC"),
+            Order::Desc => ("<", "DESC"),
+        };
+        let mut offset = 0u64;
+        match &q.page {
+            Page::After(Some(pos)) => {
+                let k = p.push_i64(pos.key);
+                let s = p.push_i64(pos.seq);
+                // Expanded row comparison: lets both engines range-scan (key, seq) indexes.
+                conds.push(format!("c.{col} {cmp}= {k} AND (c.{col} {cmp} {k} OR c.seq {cmp} {s})"));
+            }
+            Page::After(None) => {}
+            Page::Offset(o) => offset = *o,
+        }
+        let limit = p.push_i64(q.limit as i64 + 1);
+        let off = p.push_i64(offset as i64);
+        let details = if q.with_details { ", c.details" } else { "" };
+        // Page the calls table alone first, then join the few rows of the page: the joins
+        // never touch more rows than the page holds.
+        let sql = format!(
+            "SELECT c.*, {JOINED_COLS} FROM (SELECT {LIGHT_COLS}{details} FROM calls c WHERE {} \
+             ORDER BY c.{col} {dir}, c.seq {dir} LIMIT {limit} OFFSET {off}) c {JOINS} ORDER BY c.{col} {dir}, c.seq {dir}",
+            conds.join(" AND ")
+        );
+        let rows = sqlx::query_with(&sql, p.args).fetch_all(&self.pool).await?;
+        let has_more = rows.len() > q.limit as usize;
+        let mut calls = Vec::with_capacity(rows.len().min(q.limit as usize));
+        let mut last_key = None;
+        for r in rows.iter().take(q.limit as usize) {
+            last_key = Some((row::i(r, col)?, row::i(r, "seq")?));
+            calls.push(call_from_row(r, q.with_details)?);
+        }
+        let next_cursor = match (has_more, last_key) {
+            (true, Some((key, seq))) => Some(encode_cursor(&KeysetPosition { order_by: q.order_by, order: q.order, key, seq })),
+            _ => None,
+        };
+        let total = if q.with_total {
+            let mut cp = Params::new();
+            let conds = filter_conds(&mut cp, org, &q.filter);
+            let sql = format!("SELECT COUNT(*) AS n FROM calls c WHERE {}", conds.join(" AND "));
+            let r = sqlx::query_with(&sql, cp.args).fetch_one(&self.pool).await?;
+            Some(row::i(&r, "n")?)
+        } else {
+            None
+        };
+        Ok(CallPage { calls, next_cursor, total, has_more })
+    }
+
+    /// Replaces a call's context.
+    pub async fn set_call_context(&self, org: OrgId, id: CallId, context: Option<Value>) -> Result<Call, StoreError> {
+        let done = sqlx::query("UPDATE calls SET context = $1, updated_at = $2 WHERE org_id = $3 AND id = $4")
+            .bind(json_text(&context))
+            .bind(Timestamp::now().micros())
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.get_call(org, id, true).await
+    }
+
+    /// Deletes a call with its transcript and details (same row) and its queue entry;
+    /// returns the recording so the caller can erase the audio objects.
+    pub async fn delete_call(&self, org: OrgId, id: CallId) -> Result<Option<RecordingMeta>, StoreError> {
+        let call = self.get_call(org, id, false).await?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM dispatch_queue WHERE call_id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE org_id = $1 AND call_id = $2")
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM calls WHERE org_id = $1 AND id = $2")
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(call.recording)
+    }
+
+    /// Applies an engine update. A status change must be an allowed transition from the
+    /// current status (checked and written atomically), so a late event cannot rewrite how a
+    /// call ended. Returns the updated call, or `Conflict` if the transition is not allowed.
+    pub async fn update_call(&self, id: CallId, u: CallUpdate) -> Result<Call, StoreError> {
+        let current = self.get_call_any_org(id).await?;
+        if let Some(next) = u.status {
+            if next != current.status && !current.status.can_become(next) {
+                return Err(StoreError::Conflict(format!(
+                    "call {id} cannot go from {} to {next}",
+                    current.status
+                )));
+            }
+        }
+        let status = u.status.unwrap_or(current.status);
+        let started = u.started_at.or(current.started_at);
+        let ended = u.ended_at.or(current.ended_at);
+        let recording = u.recording.clone().or(current.recording.clone());
+        let done = sqlx::query(
+            "UPDATE calls SET status=$1, started_at=$2, ended_at=$3, start_key=$4, end_key=$5, duration_seconds=$6, \
+             end_reason=$7, sip_code=$8, recording=$9, updated_at=$10 WHERE id=$11 AND status=$12",
+        )
+        .bind(status.as_str())
+        .bind(started.map(|t| t.micros()))
+        .bind(ended.map(|t| t.micros()))
+        .bind(started.unwrap_or(current.created_at).micros())
+        .bind(ended.unwrap_or(current.created_at).micros())
+        .bind(u.duration_seconds.or(current.duration_seconds))
+        .bind(u.end_reason.clone().or(current.end_reason.clone()))
+        .bind(u.sip_code.or(current.sip_code))
+        .bind(recording.map(|r| serde_json::to_string(&r).unwrap_or_default()))
+        .bind(Timestamp::now().micros())
+        .bind(id.to_string())
+        .bind(current.status.as_str())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            // Someone else moved the status in between: re-evaluate against the new state.
+            return Box::pin(self.update_call(id, u)).await;
+        }
+        self.get_call_any_org(id).await
+    }
+
+    /// Appends an event (a DTMF digit and the like) to the call's details.
+    pub async fn append_call_event(&self, id: CallId, event: Value) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Touch the row first so SQLite takes the write lock before the read (see create_call).
+        sqlx::query("UPDATE calls SET updated_at = $1 WHERE id = $2")
+            .bind(Timestamp::now().micros())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let r = sqlx::query(&format!("SELECT details FROM calls WHERE id = $1{lock}"))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut details: CallDetails = match r.try_get::<Option<String>, _>("details")? {
+            Some(t) => serde_json::from_str(&t).map_err(|_| StoreError::Corrupt("details".into()))?,
+            None => CallDetails::default(),
+        };
+        match details.events.as_mut().and_then(Value::as_array_mut) {
+            Some(list) => list.push(event),
+            None => details.events = Some(Value::Array(vec![event])),
+        }
+        sqlx::query("UPDATE calls SET details = $1 WHERE id = $2")
+            .bind(serde_json::to_string(&details).unwrap_or_default())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes the heavy details of a call (transcript, analysis...) as a whole.
+    pub async fn set_call_details(&self, id: CallId, details: &CallDetails) -> Result<(), StoreError> {
+        sqlx::query("UPDATE calls SET details = $1, updated_at = $2 WHERE id = $3")
+            .bind(serde_json::to_string(details).unwrap_or_default())
+            .bind(Timestamp::now().micros())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

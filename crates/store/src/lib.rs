@@ -1,0 +1,110 @@
+//! The only crate with SQL. One schema and one set of queries serve SQLite (embedded, WAL)
+//! and PostgreSQL, through sqlx's `Any` driver: placeholders are `$N` (both engines accept
+//! them), times are BIGINT microseconds, booleans BIGINT 0/1, JSON is TEXT.
+
+mod calls;
+mod cursor;
+mod entities;
+mod error;
+mod migrate;
+mod orgs;
+mod queue;
+pub mod recordings;
+mod row;
+
+pub use calls::{CallPage, CallUpdate, CreateCallOutcome};
+pub use cursor::{decode_cursor, decode_seq_cursor, encode_cursor, encode_seq_cursor};
+pub use entities::ResourcePage;
+pub use orgs::hash_key;
+pub use error::StoreError;
+pub use queue::ClaimedDispatch;
+pub use recordings::Recordings;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle to the database. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish()
+    }
+}
+
+/// The SQLite URL for a data directory: `<dir>/switchboard.db`, created if missing.
+pub fn sqlite_url_for_dir(dir: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", dir.join("switchboard.db").display())
+}
+
+impl Store {
+    /// Connects and brings the schema up to date. Safe to call from several processes at once
+    /// (the server and `org create`): migrations run under a lock on each backend.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::Config(
+                "database URL must start with sqlite: or postgres://".into(),
+            ));
+        };
+        let opts = AnyConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("invalid database URL: {e}")))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the one writer; busy_timeout makes a
+                        // second process (org create) wait for the lock instead of failing.
+                        conn.execute(
+                            "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=10000; \
+                             PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await?;
+        let store = Store { pool, backend };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Liveness of the database, for /healthz.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
