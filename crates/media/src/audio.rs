@@ -50,7 +50,10 @@ pub fn mean_square(samples: &[i16]) -> f64 {
     if samples.is_empty() {
         return 0.0;
     }
-    let sum: f64 = samples.iter().map(|&s| (f64::from(s) / 32768.0).powi(2)).sum();
+    let sum: f64 = samples
+        .iter()
+        .map(|&s| (f64::from(s) / 32768.0).powi(2))
+        .sum();
     sum / samples.len() as f64
 }
 
@@ -88,10 +91,17 @@ pub fn decode_mp3_bytes(bytes: Vec<u8>) -> Result<(usize, u32, Vec<Vec<i16>>), A
     let mut hint = Hint::new();
     hint.with_extension("mp3");
     let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .format(
+            &hint,
+            mss,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
         .map_err(|e| AudioError::Decode(e.to_string()))?;
     let mut format = probed.format;
-    let track = format.default_track().ok_or_else(|| AudioError::Decode("no audio track".into()))?;
+    let track = format
+        .default_track()
+        .ok_or_else(|| AudioError::Decode("no audio track".into()))?;
     let track_id = track.id;
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
@@ -137,7 +147,8 @@ pub fn decode_mp3_bytes(bytes: Vec<u8>) -> Result<(usize, u32, Vec<Vec<i16>>), A
 pub fn sine(freq: f64, rate: u32, samples: usize, amplitude: f64) -> Vec<i16> {
     (0..samples)
         .map(|i| {
-            let v = amplitude * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin();
+            let v =
+                amplitude * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin();
             v.round().clamp(-32768.0, 32767.0) as i16
         })
         .collect()
@@ -172,7 +183,14 @@ mod tests {
 
     #[test]
     fn decode_garbage_is_an_error() {
-        assert!(decode_mp3_bytes(vec![1, 2, 3, 4]).is_err() || decode_mp3_bytes(vec![1, 2, 3, 4]).unwrap().2.iter().all(|c| c.is_empty()));
+        assert!(
+            decode_mp3_bytes(vec![1, 2, 3, 4]).is_err()
+                || decode_mp3_bytes(vec![1, 2, 3, 4])
+                    .unwrap()
+                    .2
+                    .iter()
+                    .all(|c| c.is_empty())
+        );
         assert!(decode_mp3("/nonexistent/file.mp3").is_err());
     }
 }

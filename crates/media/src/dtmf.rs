@@ -68,7 +68,12 @@ impl TelephoneEvent {
     /// The 4-byte wire form.
     pub fn encode(&self) -> [u8; 4] {
         let d = self.duration.to_be_bytes();
-        [self.event, u8::from(self.end) << 7 | (self.volume & 0x3F), d[0], d[1]]
+        [
+            self.event,
+            u8::from(self.end) << 7 | (self.volume & 0x3F),
+            d[0],
+            d[1],
+        ]
     }
 }
 
@@ -118,7 +123,11 @@ impl DtmfDetector {
 
     /// Feed one telephone-event RTP packet (its timestamp and payload). Returns at most two
     /// digits: a previous event completed implicitly, and/or this one if it ended.
-    pub fn on_packet(&mut self, timestamp: u32, payload: &[u8]) -> Result<Vec<DtmfDigit>, DtmfError> {
+    pub fn on_packet(
+        &mut self,
+        timestamp: u32,
+        payload: &[u8],
+    ) -> Result<Vec<DtmfDigit>, DtmfError> {
         let ev = TelephoneEvent::decode(payload)?;
         let mut out = Vec::new();
         if self.was_reported(timestamp) {
@@ -173,7 +182,12 @@ pub struct EventPacket {
 /// bit, one update per `interval` samples with growing duration, then the final packet three
 /// times (§2.5.1.4). All packets share the RTP timestamp of the event start, which the sender
 /// supplies. `volume` is in -dBm0 (10 is typical).
-pub fn encode_digit(digit: char, duration: u16, interval: u16, volume: u8) -> Result<Vec<EventPacket>, DtmfError> {
+pub fn encode_digit(
+    digit: char,
+    duration: u16,
+    interval: u16,
+    volume: u8,
+) -> Result<Vec<EventPacket>, DtmfError> {
     let event = char_to_event(digit).ok_or_else(|| DtmfError::BadDigit(digit.to_string()))?;
     let interval = interval.max(1);
     let duration = duration.max(interval);
@@ -181,16 +195,27 @@ pub fn encode_digit(digit: char, duration: u16, interval: u16, volume: u8) -> Re
     let mut d = interval;
     loop {
         let end = d >= duration;
-        let ev = TelephoneEvent { event, end, volume, duration: d.min(duration) };
+        let ev = TelephoneEvent {
+            event,
+            end,
+            volume,
+            duration: d.min(duration),
+        };
         let payload = ev.encode();
         if end {
             for _ in 0..3 {
                 // Only the very first packet of the event carries the marker.
-                out.push(EventPacket { marker: out.is_empty(), payload });
+                out.push(EventPacket {
+                    marker: out.is_empty(),
+                    payload,
+                });
             }
             break;
         }
-        out.push(EventPacket { marker: out.is_empty(), payload });
+        out.push(EventPacket {
+            marker: out.is_empty(),
+            payload,
+        });
         d = d.saturating_add(interval);
     }
     Ok(out)
@@ -211,7 +236,9 @@ pub fn parse_dtmf_relay(body: &str) -> Result<SipInfoDtmf, DtmfError> {
     let mut signal = None;
     let mut duration_ms = None;
     for line in body.lines() {
-        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
         let value = value.trim();
         match key.trim().to_ascii_lowercase().as_str() {
             "signal" => {
@@ -220,7 +247,9 @@ pub fn parse_dtmf_relay(body: &str) -> Result<SipInfoDtmf, DtmfError> {
                     _ => {
                         let mut chars = value.chars();
                         match (chars.next(), chars.next()) {
-                            (Some(c), None) if char_to_event(c).is_some() => Some(c.to_ascii_uppercase()),
+                            (Some(c), None) if char_to_event(c).is_some() => {
+                                Some(c.to_ascii_uppercase())
+                            }
                             _ => None,
                         }
                     }
@@ -231,7 +260,10 @@ pub fn parse_dtmf_relay(body: &str) -> Result<SipInfoDtmf, DtmfError> {
             _ => {}
         }
     }
-    Ok(SipInfoDtmf { digit: signal.ok_or(DtmfError::NoSignal)?, duration_ms })
+    Ok(SipInfoDtmf {
+        digit: signal.ok_or(DtmfError::NoSignal)?,
+        duration_ms,
+    })
 }
 
 #[cfg(test)]
@@ -241,17 +273,35 @@ mod tests {
     #[test]
     fn payload_roundtrip_and_known_bytes() {
         // Digit 5, end, volume 10, duration 800 (RFC 4733 §2.3 layout).
-        let ev = TelephoneEvent { event: 5, end: true, volume: 10, duration: 800 };
+        let ev = TelephoneEvent {
+            event: 5,
+            end: true,
+            volume: 10,
+            duration: 800,
+        };
         assert_eq!(ev.encode(), [5, 0x8A, 0x03, 0x20]);
         assert_eq!(TelephoneEvent::decode(&ev.encode()).unwrap(), ev);
         // Reserved bit is ignored.
-        assert_eq!(TelephoneEvent::decode(&[11, 0x4A, 0, 160]).unwrap().volume, 10);
-        assert_eq!(TelephoneEvent::decode(&[1, 2, 3]), Err(DtmfError::TooShort(3)));
+        assert_eq!(
+            TelephoneEvent::decode(&[11, 0x4A, 0, 160]).unwrap().volume,
+            10
+        );
+        assert_eq!(
+            TelephoneEvent::decode(&[1, 2, 3]),
+            Err(DtmfError::TooShort(3))
+        );
     }
 
     #[test]
     fn char_mapping() {
-        for (c, e) in [('0', 0), ('9', 9), ('*', 10), ('#', 11), ('A', 12), ('d', 15)] {
+        for (c, e) in [
+            ('0', 0),
+            ('9', 9),
+            ('*', 10),
+            ('#', 11),
+            ('A', 12),
+            ('d', 15),
+        ] {
             assert_eq!(char_to_event(c), Some(e));
             assert_eq!(event_to_char(e), Some(c.to_ascii_uppercase()));
         }
@@ -260,7 +310,10 @@ mod tests {
     }
 
     fn feed(det: &mut DtmfDetector, ts: u32, packets: &[EventPacket]) -> Vec<DtmfDigit> {
-        packets.iter().flat_map(|p| det.on_packet(ts, &p.payload).unwrap()).collect()
+        packets
+            .iter()
+            .flat_map(|p| det.on_packet(ts, &p.payload).unwrap())
+            .collect()
     }
 
     #[test]
@@ -270,8 +323,14 @@ mod tests {
         assert_eq!(pk.len(), 4 + 3);
         assert!(pk[0].marker);
         assert!(pk[1..].iter().all(|p| !p.marker));
-        let evs: Vec<_> = pk.iter().map(|p| TelephoneEvent::decode(&p.payload).unwrap()).collect();
-        assert_eq!(evs.iter().map(|e| e.duration).collect::<Vec<_>>(), vec![160, 320, 480, 640, 800, 800, 800]);
+        let evs: Vec<_> = pk
+            .iter()
+            .map(|p| TelephoneEvent::decode(&p.payload).unwrap())
+            .collect();
+        assert_eq!(
+            evs.iter().map(|e| e.duration).collect::<Vec<_>>(),
+            vec![160, 320, 480, 640, 800, 800, 800]
+        );
         assert_eq!(evs.iter().filter(|e| e.end).count(), 3);
         assert!(encode_digit('x', 800, 160, 10).is_err());
         let short = encode_digit('1', 100, 160, 10).unwrap();
@@ -284,9 +343,16 @@ mod tests {
         let mut det = DtmfDetector::new();
         let mut digits = Vec::new();
         for (i, c) in "12#".chars().enumerate() {
-            digits.extend(feed(&mut det, 1000 + i as u32 * 4000, &encode_digit(c, 800, 160, 10).unwrap()));
+            digits.extend(feed(
+                &mut det,
+                1000 + i as u32 * 4000,
+                &encode_digit(c, 800, 160, 10).unwrap(),
+            ));
         }
-        assert_eq!(digits.iter().map(|d| d.digit.unwrap()).collect::<String>(), "12#");
+        assert_eq!(
+            digits.iter().map(|d| d.digit.unwrap()).collect::<String>(),
+            "12#"
+        );
         assert!(digits.iter().all(|d| d.duration == 800));
         // Late retransmission of an old end packet: ignored.
         let again = encode_digit('1', 800, 160, 10).unwrap();
@@ -313,7 +379,12 @@ mod tests {
         assert_eq!(d.iter().map(|d| d.digit.unwrap()).collect::<String>(), "34");
         assert_eq!(d[0].duration, 640);
         // An update without end, flushed at stream end.
-        assert!(feed(&mut det, 9000, &encode_digit('9', 800, 160, 10).unwrap()[..2]).is_empty());
+        assert!(feed(
+            &mut det,
+            9000,
+            &encode_digit('9', 800, 160, 10).unwrap()[..2]
+        )
+        .is_empty());
         assert_eq!(det.flush().unwrap().digit, Some('9'));
     }
 
@@ -332,14 +403,32 @@ mod tests {
     fn sip_info_bodies() {
         assert_eq!(
             parse_dtmf_relay("Signal=5\r\nDuration=160\r\n").unwrap(),
-            SipInfoDtmf { digit: '5', duration_ms: Some(160) }
+            SipInfoDtmf {
+                digit: '5',
+                duration_ms: Some(160)
+            }
         );
-        assert_eq!(parse_dtmf_relay("signal = #\nduration= 250").unwrap().digit, '#');
-        assert_eq!(parse_dtmf_relay("Signal=*").unwrap(), SipInfoDtmf { digit: '*', duration_ms: None });
+        assert_eq!(
+            parse_dtmf_relay("signal = #\nduration= 250").unwrap().digit,
+            '#'
+        );
+        assert_eq!(
+            parse_dtmf_relay("Signal=*").unwrap(),
+            SipInfoDtmf {
+                digit: '*',
+                duration_ms: None
+            }
+        );
         assert_eq!(parse_dtmf_relay("Signal=11\r\n").unwrap().digit, '#');
         assert_eq!(parse_dtmf_relay("Signal=b").unwrap().digit, 'B');
         assert_eq!(parse_dtmf_relay("Duration=160"), Err(DtmfError::NoSignal));
-        assert!(matches!(parse_dtmf_relay("Signal=55"), Err(DtmfError::BadDigit(_))));
-        assert!(matches!(parse_dtmf_relay("Signal=x"), Err(DtmfError::BadDigit(_))));
+        assert!(matches!(
+            parse_dtmf_relay("Signal=55"),
+            Err(DtmfError::BadDigit(_))
+        ));
+        assert!(matches!(
+            parse_dtmf_relay("Signal=x"),
+            Err(DtmfError::BadDigit(_))
+        ));
     }
 }

@@ -232,7 +232,10 @@ mod tests {
             assert!((u - x).abs() <= u_bound, "ulaw {s} -> {u}");
             assert!((a - x).abs() <= a_bound, "alaw {s} -> {a}");
             // Sign is preserved (or the value decodes to a near-zero code).
-            assert!(u == 0 || (u > 0) == (x > 0) || mag < 8, "ulaw sign {s} -> {u}");
+            assert!(
+                u == 0 || (u > 0) == (x > 0) || mag < 8,
+                "ulaw sign {s} -> {u}"
+            );
             assert!((a > 0) == (x >= 0), "alaw sign {s} -> {a}");
         }
     }
@@ -250,14 +253,19 @@ mod tests {
 
     #[test]
     fn codec_helpers() {
-        let samples: Vec<i16> = (0..160).map(|i| ((i * 397) % 20000 - 10000) as i16).collect();
+        let samples: Vec<i16> = (0..160)
+            .map(|i| ((i * 397) % 20000 - 10000) as i16)
+            .collect();
         for codec in [G711::Pcmu, G711::Pcma] {
             let bytes = codec.encode(&samples);
             assert_eq!(bytes.len(), 160);
             let back = codec.decode(&bytes);
             assert_eq!(back.len(), 160);
             assert_eq!(G711::from_payload_type(codec.payload_type()), Some(codec));
-            assert_eq!(codec.decode(&[codec.silence_byte()])[0].abs(), if codec == G711::Pcmu { 0 } else { 8 });
+            assert_eq!(
+                codec.decode(&[codec.silence_byte()])[0].abs(),
+                if codec == G711::Pcmu { 0 } else { 8 }
+            );
         }
         assert_eq!(G711::from_payload_type(18), None);
     }

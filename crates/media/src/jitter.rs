@@ -35,7 +35,12 @@ pub struct JitterConfig {
 
 impl Default for JitterConfig {
     fn default() -> Self {
-        Self { clock_rate: 8000, frame_samples: 160, target_depth: 3, max_depth: 25 }
+        Self {
+            clock_rate: 8000,
+            frame_samples: 160,
+            target_depth: 3,
+            max_depth: 25,
+        }
     }
 }
 
@@ -336,7 +341,9 @@ impl JitterBuffer {
 
     fn enforce_max_depth(&mut self) {
         let frame = i64::from(self.cfg.frame_samples);
-        let (Some(play), Some((_, (newest_ts, _)))) = (self.playout_ts, self.buffer.last_key_value()) else {
+        let (Some(play), Some((_, (newest_ts, _)))) =
+            (self.playout_ts, self.buffer.last_key_value())
+        else {
             return;
         };
         if newest_ts - play <= i64::from(self.cfg.max_depth) * frame {
@@ -357,7 +364,8 @@ impl JitterBuffer {
     /// timestamp units. Arrival time is measured from the first packet's arrival.
     fn update_jitter(&mut self, ts: u32, now: Instant) {
         let epoch = *self.epoch.get_or_insert(now);
-        let arrival = now.saturating_duration_since(epoch).as_secs_f64() * f64::from(self.cfg.clock_rate);
+        let arrival =
+            now.saturating_duration_since(epoch).as_secs_f64() * f64::from(self.cfg.clock_rate);
         let transit = arrival - f64::from(ts);
         if let Some(prev) = self.transit {
             let mut d = transit - prev;
@@ -456,7 +464,13 @@ mod tests {
     use std::time::Duration;
 
     fn pkt(seq: u16, ts: u32) -> JitterPacket {
-        JitterPacket { sequence: seq, timestamp: ts, payload_type: 0, marker: false, payload: vec![seq as u8; 160] }
+        JitterPacket {
+            sequence: seq,
+            timestamp: ts,
+            payload_type: 0,
+            marker: false,
+            payload: vec![seq as u8; 160],
+        }
     }
 
     fn seq_of(p: Playout) -> Option<u16> {
@@ -482,12 +496,25 @@ mod tests {
         let (mut jb, t0) = started(100, 1000);
         let mut played = Vec::new();
         for i in 1..50u16 {
-            jb.push(pkt(100 + i, 1000 + 160 * u32::from(i)), t0 + Duration::from_millis(20 * u64::from(i)));
+            jb.push(
+                pkt(100 + i, 1000 + 160 * u32::from(i)),
+                t0 + Duration::from_millis(20 * u64::from(i)),
+            );
             played.push(seq_of(jb.pop()).unwrap());
         }
         assert_eq!(played, (100..149).collect::<Vec<_>>());
         let s = jb.stats();
-        assert_eq!((s.received, s.lost, s.duplicates, s.late, s.reordered, s.concealed), (50, 0, 0, 0, 0, 0));
+        assert_eq!(
+            (
+                s.received,
+                s.lost,
+                s.duplicates,
+                s.late,
+                s.reordered,
+                s.concealed
+            ),
+            (50, 0, 0, 0, 0, 0)
+        );
         assert_eq!(s.jitter, 0, "perfectly paced arrivals have zero jitter");
     }
 
@@ -614,7 +641,10 @@ mod tests {
         // Alternate 0 ms and 10 ms extra delay: |D| = 80 samples each packet after the first.
         for i in 0..200u32 {
             let extra = if i % 2 == 0 { 0 } else { 10 };
-            jb.push(pkt(i as u16, i * 160), t0 + Duration::from_millis(u64::from(i) * 20 + extra));
+            jb.push(
+                pkt(i as u16, i * 160),
+                t0 + Duration::from_millis(u64::from(i) * 20 + extra),
+            );
         }
         let j = jb.stats().jitter;
         assert!((78..=80).contains(&j), "jitter {j}");

@@ -8,7 +8,9 @@
 //! stream up to the last flush (CBR without a Xing/LAME header, so nothing has to be patched at
 //! the start of the file when the call ends).
 
-use mp3lame_encoder::{Bitrate, Builder, DualPcm, Encoder, FlushNoGap, Mode, MonoPcm, Quality, VbrMode};
+use mp3lame_encoder::{
+    Bitrate, Builder, DualPcm, Encoder, FlushNoGap, Mode, MonoPcm, Quality, VbrMode,
+};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Write;
@@ -49,7 +51,10 @@ impl FileSink {
                 std::fs::create_dir_all(dir)?;
             }
         }
-        Ok(Self { file: File::create(&path)?, path })
+        Ok(Self {
+            file: File::create(&path)?,
+            path,
+        })
     }
 }
 
@@ -96,7 +101,12 @@ impl Default for RecorderConfig {
     fn default() -> Self {
         // 8 kHz speech: 32 kbit/s mono and 48 kbit/s for two independent channels are
         // transparent for telephone-band audio (the source is 64 kbit/s G.711 per channel).
-        Self { mono_kbps: 32, stereo_kbps: 48, flush_every_frames: 25, quality: 5 }
+        Self {
+            mono_kbps: 32,
+            stereo_kbps: 48,
+            flush_every_frames: 25,
+            quality: 5,
+        }
     }
 }
 
@@ -126,7 +136,11 @@ fn bitrate(kbps: u32) -> Result<Bitrate, RecorderError> {
         40 => Bitrate::Kbps40,
         48 => Bitrate::Kbps48,
         64 => Bitrate::Kbps64,
-        other => return Err(RecorderError::Encoder(format!("unsupported bitrate {other} kbit/s at 8 kHz"))),
+        other => {
+            return Err(RecorderError::Encoder(format!(
+                "unsupported bitrate {other} kbit/s at 8 kHz"
+            )))
+        }
     })
 }
 
@@ -150,10 +164,16 @@ fn build_encoder(channels: u8, kbps: u32, q: u8) -> Result<Encoder, RecorderErro
     b.set_num_channels(channels).map_err(enc_err)?;
     b.set_sample_rate(SAMPLE_RATE).map_err(enc_err)?;
     // Keep 8 kHz (MPEG-2.5) instead of letting LAME resample.
-    b.set_output_sample_rate(NonZeroU32::new(SAMPLE_RATE)).map_err(enc_err)?;
+    b.set_output_sample_rate(NonZeroU32::new(SAMPLE_RATE))
+        .map_err(enc_err)?;
     b.set_brate(bitrate(kbps)?).map_err(enc_err)?;
     // Plain stereo, not joint stereo: the channels are different people and must not bleed.
-    b.set_mode(if channels == 1 { Mode::Mono } else { Mode::Stereo }).map_err(enc_err)?;
+    b.set_mode(if channels == 1 {
+        Mode::Mono
+    } else {
+        Mode::Stereo
+    })
+    .map_err(enc_err)?;
     b.set_quality(quality(q)).map_err(enc_err)?;
     b.set_vbr_mode(VbrMode::Off).map_err(enc_err)?;
     // A VBR/LAME tag would have to be written at the start of the file after the end of the
@@ -171,12 +191,24 @@ struct Track {
 }
 
 impl Track {
-    fn new(channels: u8, kbps: u32, q: u8, sink: Box<dyn RecordingSink>) -> Result<Self, RecorderError> {
-        Ok(Self { encoder: build_encoder(channels, kbps, q)?, sink, pending: Vec::new(), written: 0, hasher: Sha256::new() })
+    fn new(
+        channels: u8,
+        kbps: u32,
+        q: u8,
+        sink: Box<dyn RecordingSink>,
+    ) -> Result<Self, RecorderError> {
+        Ok(Self {
+            encoder: build_encoder(channels, kbps, q)?,
+            sink,
+            pending: Vec::new(),
+            written: 0,
+            hasher: Sha256::new(),
+        })
     }
 
     fn reserve(&mut self, samples: usize) {
-        self.pending.reserve(mp3lame_encoder::max_required_buffer_size(samples));
+        self.pending
+            .reserve(mp3lame_encoder::max_required_buffer_size(samples));
     }
 
     fn flush_to_sink(&mut self) -> Result<(), RecorderError> {
@@ -191,10 +223,16 @@ impl Track {
 
     fn finish(mut self) -> Result<(PathBuf, u64, String), RecorderError> {
         self.pending.reserve(7200 * 2);
-        self.encoder.flush_to_vec::<FlushNoGap>(&mut self.pending).map_err(enc_err)?;
+        self.encoder
+            .flush_to_vec::<FlushNoGap>(&mut self.pending)
+            .map_err(enc_err)?;
         self.flush_to_sink()?;
         self.sink.finish()?;
-        Ok((self.sink.location(), self.written, hex::encode(self.hasher.finalize())))
+        Ok((
+            self.sink.location(),
+            self.written,
+            hex::encode(self.hasher.finalize()),
+        ))
     }
 }
 
@@ -242,11 +280,19 @@ impl CallRecorder {
         mono.push(".mp3");
         let mut stereo = base;
         stereo.push(".stereo.mp3");
-        Self::with_sinks(Box::new(FileSink::create(mono)?), Box::new(FileSink::create(stereo)?), cfg)
+        Self::with_sinks(
+            Box::new(FileSink::create(mono)?),
+            Box::new(FileSink::create(stereo)?),
+            cfg,
+        )
     }
 
     /// Record into arbitrary sinks (e.g. an object store).
-    pub fn with_sinks(mono: Box<dyn RecordingSink>, stereo: Box<dyn RecordingSink>, cfg: RecorderConfig) -> Result<Self, RecorderError> {
+    pub fn with_sinks(
+        mono: Box<dyn RecordingSink>,
+        stereo: Box<dyn RecordingSink>,
+        cfg: RecorderConfig,
+    ) -> Result<Self, RecorderError> {
         Ok(Self {
             mono: Track::new(1, cfg.mono_kbps, cfg.quality, mono)?,
             stereo: Track::new(2, cfg.stereo_kbps, cfg.quality, stereo)?,
@@ -265,19 +311,37 @@ impl CallRecorder {
     }
 
     /// Record one 20 ms tick. `None` (or a short frame) is silence for that channel.
-    pub fn push_frame(&mut self, caller: Option<&[i16]>, agent: Option<&[i16]>) -> Result<(), RecorderError> {
+    pub fn push_frame(
+        &mut self,
+        caller: Option<&[i16]>,
+        agent: Option<&[i16]>,
+    ) -> Result<(), RecorderError> {
         fill_frame(&mut self.caller, caller);
         fill_frame(&mut self.agent, agent);
         self.mix.clear();
         // Sum with saturation: two people talking over each other should clip, not wrap.
-        self.mix.extend(self.caller.iter().zip(&self.agent).map(|(&a, &b)| a.saturating_add(b)));
+        self.mix.extend(
+            self.caller
+                .iter()
+                .zip(&self.agent)
+                .map(|(&a, &b)| a.saturating_add(b)),
+        );
 
         self.mono.reserve(FRAME_SAMPLES);
-        self.mono.encoder.encode_to_vec(MonoPcm(&self.mix[..]), &mut self.mono.pending).map_err(enc_err)?;
+        self.mono
+            .encoder
+            .encode_to_vec(MonoPcm(&self.mix[..]), &mut self.mono.pending)
+            .map_err(enc_err)?;
         self.stereo.reserve(FRAME_SAMPLES);
         self.stereo
             .encoder
-            .encode_to_vec(DualPcm { left: &self.caller[..], right: &self.agent[..] }, &mut self.stereo.pending)
+            .encode_to_vec(
+                DualPcm {
+                    left: &self.caller[..],
+                    right: &self.agent[..],
+                },
+                &mut self.stereo.pending,
+            )
             .map_err(enc_err)?;
         self.frames += 1;
         self.since_flush += 1;
@@ -299,7 +363,15 @@ impl CallRecorder {
         let duration_ms = self.frames * 1000 * FRAME_SAMPLES as u64 / u64::from(SAMPLE_RATE);
         let (mono_path, size_bytes, sha256_hex) = self.mono.finish()?;
         let (stereo_path, stereo_size_bytes, stereo_sha256_hex) = self.stereo.finish()?;
-        Ok(RecordingInfo { duration_ms, mono_path, stereo_path, size_bytes, sha256_hex, stereo_size_bytes, stereo_sha256_hex })
+        Ok(RecordingInfo {
+            duration_ms,
+            mono_path,
+            stereo_path,
+            size_bytes,
+            sha256_hex,
+            stereo_size_bytes,
+            stereo_sha256_hex,
+        })
     }
 }
 
@@ -331,7 +403,11 @@ mod tests {
         assert_eq!(info.size_bytes, bytes.len() as u64);
         assert_eq!(info.sha256_hex, hex::encode(Sha256::digest(&bytes)));
         // 32 kbit/s for ~2 s.
-        assert!((6000..12000).contains(&bytes.len()), "mono size {}", bytes.len());
+        assert!(
+            (6000..12000).contains(&bytes.len()),
+            "mono size {}",
+            bytes.len()
+        );
 
         let (ch, rate, pcm) = decode_mp3(&info.stereo_path).unwrap();
         assert_eq!((ch, rate), (2, 8000));
@@ -342,7 +418,11 @@ mod tests {
         let second = 10400..13600;
         let (l, r) = (&pcm[0], &pcm[1]);
         assert!(tone_ratio(&l[first.clone()], 8000, 1000.0) > 0.8);
-        assert!(rms(&r[first.clone()]) < 100.0, "agent silent in first second: {}", rms(&r[first.clone()]));
+        assert!(
+            rms(&r[first.clone()]) < 100.0,
+            "agent silent in first second: {}",
+            rms(&r[first.clone()])
+        );
         assert!(tone_ratio(&r[second.clone()], 8000, 600.0) > 0.8);
         assert!(rms(&l[second.clone()]) < 100.0);
 
@@ -371,7 +451,12 @@ mod tests {
     #[test]
     fn bytes_reach_the_sink_while_recording() {
         let (m, s) = (Spy::default(), Spy::default());
-        let mut rec = CallRecorder::with_sinks(Box::new(m.clone()), Box::new(s.clone()), RecorderConfig::default()).unwrap();
+        let mut rec = CallRecorder::with_sinks(
+            Box::new(m.clone()),
+            Box::new(s.clone()),
+            RecorderConfig::default(),
+        )
+        .unwrap();
         let tone = sine(440.0, 8000, 160, 8000.0);
         for _ in 0..250 {
             rec.push_frame(Some(&tone), None).unwrap();
@@ -383,7 +468,10 @@ mod tests {
         assert!(s.0.lock().unwrap().len() >= 9);
         let info = rec.finish().unwrap();
         assert_eq!(info.duration_ms, 5000);
-        assert_eq!(info.size_bytes, m.0.lock().unwrap().iter().sum::<usize>() as u64);
+        assert_eq!(
+            info.size_bytes,
+            m.0.lock().unwrap().iter().sum::<usize>() as u64
+        );
         assert_eq!(info.mono_path, PathBuf::from("spy://"));
     }
 
@@ -399,7 +487,11 @@ mod tests {
         drop(rec); // no finish(): what a crash leaves behind
         let (_, _, pcm) = decode_mp3(dir.path().join("crash.mp3")).unwrap();
         // At most ~0.5 s + encoder look-ahead lost out of 3 s.
-        assert!(pcm[0].len() >= 8000 * 2, "only {} samples survived", pcm[0].len());
+        assert!(
+            pcm[0].len() >= 8000 * 2,
+            "only {} samples survived",
+            pcm[0].len()
+        );
         assert!(tone_ratio(&pcm[0][4000..12000], 8000, 1000.0) > 0.8);
     }
 
@@ -410,7 +502,10 @@ mod tests {
         rec.push_frame(Some(&[1; 10]), Some(&[1; 500])).unwrap();
         rec.push_frame(None, None).unwrap();
         assert_eq!(rec.finish().unwrap().duration_ms, 40);
-        let cfg = RecorderConfig { mono_kbps: 33, ..RecorderConfig::default() };
+        let cfg = RecorderConfig {
+            mono_kbps: 33,
+            ..RecorderConfig::default()
+        };
         assert!(CallRecorder::create_with(dir.path().join("bad"), cfg).is_err());
     }
 }

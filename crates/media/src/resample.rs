@@ -32,7 +32,11 @@ pub fn resample(input: &[i16], from: u32, to: u32) -> Vec<i16> {
             return 0.0;
         }
         let x = 2.0 * cutoff * d;
-        let sinc = if x.abs() < 1e-12 { 1.0 } else { (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x) };
+        let sinc = if x.abs() < 1e-12 {
+            1.0
+        } else {
+            (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x)
+        };
         let w = std::f64::consts::PI * d / half as f64;
         let blackman = 0.42 + 0.5 * w.cos() + 0.08 * (2.0 * w).cos();
         2.0 * cutoff * sinc * blackman
@@ -98,7 +102,10 @@ mod tests {
         let out = resample(&input, 22050, 8000);
         let in_power = tone_power(&input, 22050, 6000.0);
         let alias = tone_power(&out[1000..7000], 8000, 2000.0);
-        assert!(alias < in_power * 1e-4, "alias {alias} vs {in_power} (< -40 dB required)");
+        assert!(
+            alias < in_power * 1e-4,
+            "alias {alias} vs {in_power} (< -40 dB required)"
+        );
     }
 
     #[test]

@@ -62,18 +62,31 @@ pub struct SenderInfo {
 /// A parsed RTCP packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RtcpPacket {
-    SenderReport { ssrc: u32, info: SenderInfo, reports: Vec<ReportBlock> },
-    ReceiverReport { ssrc: u32, reports: Vec<ReportBlock> },
+    SenderReport {
+        ssrc: u32,
+        info: SenderInfo,
+        reports: Vec<ReportBlock>,
+    },
+    ReceiverReport {
+        ssrc: u32,
+        reports: Vec<ReportBlock>,
+    },
     /// SDES chunks reduced to (SSRC, CNAME if present).
     Sdes(Vec<(u32, Option<String>)>),
-    Bye { ssrcs: Vec<u32> },
+    Bye {
+        ssrcs: Vec<u32>,
+    },
     /// APP or an unknown type: validated for length only.
-    Other { packet_type: u8 },
+    Other {
+        packet_type: u8,
+    },
 }
 
 /// Current wall clock as a 64-bit NTP timestamp (§4).
 pub fn ntp_now() -> u64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     // 70 years (incl. 17 leap days) between the NTP era (1900) and the Unix epoch.
     let secs = d.as_secs() + 2_208_988_800;
     let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
@@ -111,7 +124,12 @@ fn push_block(out: &mut Vec<u8>, b: &ReportBlock) {
 }
 
 /// Append a Sender Report (§6.4.1). At most 31 blocks fit the RC field; extra are ignored.
-pub fn write_sender_report(out: &mut Vec<u8>, ssrc: u32, info: &SenderInfo, reports: &[ReportBlock]) {
+pub fn write_sender_report(
+    out: &mut Vec<u8>,
+    ssrc: u32,
+    info: &SenderInfo,
+    reports: &[ReportBlock],
+) {
     let reports = &reports[..reports.len().min(31)];
     let start = push_header(out, reports.len() as u8, PT_SR);
     out.extend_from_slice(&ssrc.to_be_bytes());
@@ -147,7 +165,7 @@ pub fn write_sdes_cname(out: &mut Vec<u8>, ssrc: u32, cname: &str) {
     out.extend_from_slice(name);
     // At least one null octet terminates the list, then pad to a word boundary.
     out.push(0);
-    while (out.len() - start) % 4 != 0 {
+    while !(out.len() - start).is_multiple_of(4) {
         out.push(0);
     }
     finish_packet(out, start);
@@ -162,7 +180,13 @@ pub fn write_bye(out: &mut Vec<u8>, ssrc: u32) {
 
 /// A compound packet as §6.1 requires: SR when we have sent data since the last report (else RR),
 /// then SDES with CNAME, optionally BYE last.
-pub fn build_compound(ssrc: u32, sender: Option<&SenderInfo>, reports: &[ReportBlock], cname: &str, bye: bool) -> Vec<u8> {
+pub fn build_compound(
+    ssrc: u32,
+    sender: Option<&SenderInfo>,
+    reports: &[ReportBlock],
+    cname: &str,
+    bye: bool,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     match sender {
         Some(info) => write_sender_report(&mut out, ssrc, info, reports),
@@ -212,13 +236,20 @@ fn parse_one(pt: u8, count: u8, body: &[u8]) -> Result<RtcpPacket, RtcpError> {
                 packet_count: be32(body, 16),
                 octet_count: be32(body, 20),
             };
-            Ok(RtcpPacket::SenderReport { ssrc: be32(body, 0), info, reports: parse_blocks(&body[24..], count.into()) })
+            Ok(RtcpPacket::SenderReport {
+                ssrc: be32(body, 0),
+                info,
+                reports: parse_blocks(&body[24..], count.into()),
+            })
         }
         PT_RR => {
             if body.len() < 4 + usize::from(count) * 24 {
                 return Err(bad_count);
             }
-            Ok(RtcpPacket::ReceiverReport { ssrc: be32(body, 0), reports: parse_blocks(&body[4..], count.into()) })
+            Ok(RtcpPacket::ReceiverReport {
+                ssrc: be32(body, 0),
+                reports: parse_blocks(&body[4..], count.into()),
+            })
         }
         PT_SDES => {
             let mut chunks = Vec::new();
@@ -231,7 +262,9 @@ fn parse_one(pt: u8, count: u8, body: &[u8]) -> Result<RtcpPacket, RtcpError> {
                 at += 4;
                 let mut cname = None;
                 loop {
-                    let Some(&item) = body.get(at) else { return Err(RtcpError::BadSdes) };
+                    let Some(&item) = body.get(at) else {
+                        return Err(RtcpError::BadSdes);
+                    };
                     if item == 0 {
                         // End of list: skip to the next 32-bit boundary (§6.5).
                         at = (at + 4) & !3;
@@ -252,7 +285,9 @@ fn parse_one(pt: u8, count: u8, body: &[u8]) -> Result<RtcpPacket, RtcpError> {
             if body.len() < usize::from(count) * 4 {
                 return Err(bad_count);
             }
-            Ok(RtcpPacket::Bye { ssrcs: (0..usize::from(count)).map(|i| be32(body, i * 4)).collect() })
+            Ok(RtcpPacket::Bye {
+                ssrcs: (0..usize::from(count)).map(|i| be32(body, i * 4)).collect(),
+            })
         }
         other => Ok(RtcpPacket::Other { packet_type: other }),
     }
@@ -319,14 +354,29 @@ mod tests {
 
     #[test]
     fn sr_sdes_bye_roundtrip() {
-        let info = SenderInfo { ntp: ntp_now(), rtp_timestamp: 160_000, packet_count: 1000, octet_count: 160_000 };
+        let info = SenderInfo {
+            ntp: ntp_now(),
+            rtp_timestamp: 160_000,
+            packet_count: 1000,
+            octet_count: 160_000,
+        };
         let buf = build_compound(7, Some(&info), &[block()], "agent@switchboard", true);
         assert_eq!(buf.len() % 4, 0);
         assert_eq!(buf[1], PT_SR);
         let parsed = parse_compound(&buf).unwrap();
         assert_eq!(parsed.len(), 3);
-        assert_eq!(parsed[0], RtcpPacket::SenderReport { ssrc: 7, info, reports: vec![block()] });
-        assert_eq!(parsed[1], RtcpPacket::Sdes(vec![(7, Some("agent@switchboard".into()))]));
+        assert_eq!(
+            parsed[0],
+            RtcpPacket::SenderReport {
+                ssrc: 7,
+                info,
+                reports: vec![block()]
+            }
+        );
+        assert_eq!(
+            parsed[1],
+            RtcpPacket::Sdes(vec![(7, Some("agent@switchboard".into()))])
+        );
         assert_eq!(parsed[2], RtcpPacket::Bye { ssrcs: vec![7] });
     }
 
@@ -340,7 +390,13 @@ mod tests {
         // Cumulative lost -3 as 24-bit two's complement.
         assert_eq!(&out[13..16], &[0xFF, 0xFF, 0xFD]);
         let parsed = parse_compound(&out).unwrap();
-        assert_eq!(parsed, vec![RtcpPacket::ReceiverReport { ssrc: 1, reports: vec![block()] }]);
+        assert_eq!(
+            parsed,
+            vec![RtcpPacket::ReceiverReport {
+                ssrc: 1,
+                reports: vec![block()]
+            }]
+        );
     }
 
     #[test]
@@ -362,18 +418,30 @@ mod tests {
         let mut b = good.clone();
         b[0] = 0x41;
         assert_eq!(parse_compound(&b), Err(RtcpError::BadVersion(1)));
-        assert_eq!(parse_compound(&good[..good.len() - 4]), Err(RtcpError::BadLength));
+        assert_eq!(
+            parse_compound(&good[..good.len() - 4]),
+            Err(RtcpError::BadLength)
+        );
         let mut b = good.clone();
         b.extend_from_slice(&[0x80]);
         assert_eq!(parse_compound(&b), Err(RtcpError::TooShort));
         // SDES first is not a valid compound.
         let mut sdes = Vec::new();
         write_sdes_cname(&mut sdes, 1, "a");
-        assert_eq!(parse_compound(&sdes), Err(RtcpError::NotReportFirst(PT_SDES)));
+        assert_eq!(
+            parse_compound(&sdes),
+            Err(RtcpError::NotReportFirst(PT_SDES))
+        );
         // RC claims 2 blocks, only 1 present.
         let mut b = good.clone();
         b[0] = 0x82;
-        assert_eq!(parse_compound(&b), Err(RtcpError::BadReportCount { pt: PT_RR, count: 2 }));
+        assert_eq!(
+            parse_compound(&b),
+            Err(RtcpError::BadReportCount {
+                pt: PT_RR,
+                count: 2
+            })
+        );
         // Padding on the first (non-last) packet.
         let mut b = good.clone();
         b[0] |= 0x20;

@@ -67,7 +67,13 @@ pub struct RtpPacket {
 
 impl RtpPacket {
     /// A simple packet with no CSRC, extension or padding.
-    pub fn new(payload_type: u8, sequence: u16, timestamp: u32, ssrc: u32, payload: Vec<u8>) -> Self {
+    pub fn new(
+        payload_type: u8,
+        sequence: u16,
+        timestamp: u32,
+        ssrc: u32,
+        payload: Vec<u8>,
+    ) -> Self {
         Self {
             marker: false,
             payload_type: payload_type & 0x7F,
@@ -109,7 +115,10 @@ impl RtpPacket {
         let mut offset = RTP_HEADER_LEN;
         let csrc_end = offset + cc * 4;
         if csrc_end > buf.len() {
-            return Err(RtpError::CsrcOverflow { count: cc, len: buf.len() });
+            return Err(RtpError::CsrcOverflow {
+                count: cc,
+                len: buf.len(),
+            });
         }
         let csrc = buf[offset..csrc_end]
             .chunks_exact(4)
@@ -130,7 +139,10 @@ impl RtpPacket {
                 return Err(RtpError::ExtensionOverflow);
             }
             offset = end;
-            Some(RtpExtension { profile, data: buf[start..end].to_vec() })
+            Some(RtpExtension {
+                profile,
+                data: buf[start..end].to_vec(),
+            })
         } else {
             None
         };
@@ -143,7 +155,10 @@ impl RtpPacket {
             let count = usize::from(buf[buf.len() - 1]);
             let available = buf.len() - offset;
             if count == 0 || count > available {
-                return Err(RtpError::BadPadding { padding: count, available });
+                return Err(RtpError::BadPadding {
+                    padding: count,
+                    available,
+                });
             }
             end -= count;
             padding = count as u8;
@@ -166,7 +181,10 @@ impl RtpPacket {
     pub fn wire_len(&self) -> usize {
         RTP_HEADER_LEN
             + self.csrc.len().min(15) * 4
-            + self.extension.as_ref().map_or(0, |e| 4 + e.data.len().div_ceil(4) * 4)
+            + self
+                .extension
+                .as_ref()
+                .map_or(0, |e| 4 + e.data.len().div_ceil(4) * 4)
             + self.payload.len()
             + usize::from(self.padding)
     }
@@ -243,7 +261,10 @@ mod tests {
     fn roundtrip_full() {
         let mut p = sample();
         p.csrc = vec![1, 2, 3];
-        p.extension = Some(RtpExtension { profile: 0xBEDE, data: vec![9, 8, 7, 6, 5, 4, 3, 2] });
+        p.extension = Some(RtpExtension {
+            profile: 0xBEDE,
+            data: vec![9, 8, 7, 6, 5, 4, 3, 2],
+        });
         p.padding = 4;
         let bytes = p.to_bytes();
         assert_eq!(bytes.len(), p.wire_len());
@@ -256,21 +277,30 @@ mod tests {
         // V=2, PT=8, seq=1, ts=160, ssrc=0x01020304, payload d5 d5.
         let bytes = [0x80, 0x08, 0x00, 0x01, 0, 0, 0, 160, 1, 2, 3, 4, 0xd5, 0xd5];
         let p = RtpPacket::parse(&bytes).unwrap();
-        assert_eq!((p.payload_type, p.sequence, p.timestamp, p.ssrc), (8, 1, 160, 0x01020304));
+        assert_eq!(
+            (p.payload_type, p.sequence, p.timestamp, p.ssrc),
+            (8, 1, 160, 0x01020304)
+        );
         assert!(!p.marker);
         assert_eq!(p.payload, vec![0xd5, 0xd5]);
     }
 
     #[test]
     fn rejects_malformed() {
-        assert_eq!(RtpPacket::parse(&[0x80; 11]), Err(RtpError::TooShort { len: 11 }));
+        assert_eq!(
+            RtpPacket::parse(&[0x80; 11]),
+            Err(RtpError::TooShort { len: 11 })
+        );
         let mut b = sample().to_bytes();
         b[0] = 0x40 | (b[0] & 0x3F);
         assert_eq!(RtpPacket::parse(&b), Err(RtpError::BadVersion(1)));
 
         let mut b = sample().to_bytes();
         b[0] |= 0x0F; // 15 CSRCs promised, 5 payload bytes present
-        assert!(matches!(RtpPacket::parse(&b), Err(RtpError::CsrcOverflow { count: 15, .. })));
+        assert!(matches!(
+            RtpPacket::parse(&b),
+            Err(RtpError::CsrcOverflow { count: 15, .. })
+        ));
 
         let mut b = sample().to_bytes();
         b[0] |= 0x10; // extension flag but only 5 bytes follow with a huge length
@@ -287,9 +317,18 @@ mod tests {
         let mut b = sample().to_bytes();
         b[0] |= 0x20;
         *b.last_mut().unwrap() = 0;
-        assert!(matches!(RtpPacket::parse(&b), Err(RtpError::BadPadding { padding: 0, .. })));
+        assert!(matches!(
+            RtpPacket::parse(&b),
+            Err(RtpError::BadPadding { padding: 0, .. })
+        ));
         *b.last_mut().unwrap() = 6; // only 5 bytes after the header
-        assert!(matches!(RtpPacket::parse(&b), Err(RtpError::BadPadding { padding: 6, available: 5 })));
+        assert!(matches!(
+            RtpPacket::parse(&b),
+            Err(RtpError::BadPadding {
+                padding: 6,
+                available: 5
+            })
+        ));
         *b.last_mut().unwrap() = 5; // whole payload is padding: valid, empty payload
         assert!(RtpPacket::parse(&b).unwrap().payload.is_empty());
     }

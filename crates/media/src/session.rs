@@ -9,7 +9,9 @@
 
 use crate::dtmf::{encode_digit, DtmfDetector, DtmfDigit, EventPacket};
 use crate::g711::G711;
-use crate::jitter::{Concealer, JitterBuffer, JitterConfig, JitterPacket, JitterStats, Playout, PushOutcome};
+use crate::jitter::{
+    Concealer, JitterBuffer, JitterConfig, JitterPacket, JitterStats, Playout, PushOutcome,
+};
 use crate::recorder::{CallRecorder, RecordingInfo, FRAME_SAMPLES};
 use crate::rtcp::{self, ReportBlock, RtcpPacket, SenderInfo};
 use crate::rtp::{looks_like_rtcp, RtpPacket};
@@ -31,10 +33,17 @@ pub const PTIME: Duration = Duration::from_millis(20);
 /// Bind an RTP socket on an even port within `[min_port, max_port]` and its RTCP socket on the
 /// next (odd) port (RFC 3550 §11). The search starts at a random even port so concurrent calls
 /// rarely race for the same pair.
-pub async fn bind_rtp_pair(ip: IpAddr, min_port: u16, max_port: u16) -> io::Result<(UdpSocket, UdpSocket)> {
+pub async fn bind_rtp_pair(
+    ip: IpAddr,
+    min_port: u16,
+    max_port: u16,
+) -> io::Result<(UdpSocket, UdpSocket)> {
     let first_even = min_port.saturating_add(min_port % 2);
     if max_port < first_even.saturating_add(1) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "port range holds no even/odd pair"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "port range holds no even/odd pair",
+        ));
     }
     let pairs = u32::from((max_port - 1 - first_even) / 2 + 1);
     let start = rand::random::<u32>() % pairs;
@@ -51,7 +60,10 @@ pub async fn bind_rtp_pair(ip: IpAddr, min_port: u16, max_port: u16) -> io::Resu
             Err(e) => return Err(e),
         }
     }
-    Err(io::Error::new(io::ErrorKind::AddrInUse, format!("no free RTP port pair in {min_port}..={max_port}")))
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("no free RTP port pair in {min_port}..={max_port}"),
+    ))
 }
 
 /// Session settings, mostly from the SDP offer/answer.
@@ -202,10 +214,14 @@ impl SessionHandle {
 
     /// Send digits as RFC 4733 events, each lasting `duration_ms`.
     pub async fn send_dtmf(&self, digits: &str, duration_ms: u32) -> Result<(), SessionError> {
-        if let Some(bad) = digits.chars().find(|c| crate::dtmf::char_to_event(*c).is_none()) {
+        if let Some(bad) = digits
+            .chars()
+            .find(|c| crate::dtmf::char_to_event(*c).is_none())
+        {
             return Err(SessionError::BadDigit(bad));
         }
-        self.send(Command::SendDtmf(digits.to_string(), duration_ms)).await
+        self.send(Command::SendDtmf(digits.to_string(), duration_ms))
+            .await
     }
 
     /// Change the remote address (re-INVITE); latching, if enabled, may happen again.
@@ -268,7 +284,10 @@ impl RtpSession {
             jb: JitterBuffer::new(config.jitter),
             concealer: Concealer::new(),
             dtmf_rx: DtmfDetector::new(),
-            stats: SessionStats { local_ssrc, ..SessionStats::default() },
+            stats: SessionStats {
+                local_ssrc,
+                ..SessionStats::default()
+            },
             events: ev_tx,
             recorder,
             seq: rand::random(),
@@ -288,7 +307,14 @@ impl RtpSession {
             config,
         };
         let task = tokio::spawn(run(state, cmd_rx));
-        (SessionHandle { tx: cmd_tx, task, local_ssrc }, ev_rx)
+        (
+            SessionHandle {
+                tx: cmd_tx,
+                task,
+                local_ssrc,
+            },
+            ev_rx,
+        )
     }
 }
 
@@ -324,7 +350,10 @@ struct State {
     frame_buf: Vec<i16>,
 }
 
-async fn recv_opt(sock: &Option<Arc<UdpSocket>>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+async fn recv_opt(
+    sock: &Option<Arc<UdpSocket>>,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr)> {
     match sock {
         Some(s) => s.recv_from(buf).await,
         None => std::future::pending().await,
@@ -336,7 +365,10 @@ async fn run(mut st: State, mut cmd_rx: mpsc::Receiver<Command>) {
     // Burst: after a stall, catch up so the recorded timeline keeps matching wall-clock time.
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let first_rtcp = tokio::time::Instant::now() + st.config.rtcp_interval;
-    let mut rtcp_timer = tokio::time::interval_at(first_rtcp, st.config.rtcp_interval.max(Duration::from_millis(100)));
+    let mut rtcp_timer = tokio::time::interval_at(
+        first_rtcp,
+        st.config.rtcp_interval.max(Duration::from_millis(100)),
+    );
     rtcp_timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let rtp_sock = st.rtp.clone();
     let rtcp_sock = st.rtcp.clone();
@@ -392,7 +424,9 @@ impl State {
             Command::ClearPlayback => {
                 self.play.clear();
             }
-            Command::SendDtmf(digits, ms) => self.dtmf_queue.extend(digits.chars().map(|c| (c, ms))),
+            Command::SendDtmf(digits, ms) => {
+                self.dtmf_queue.extend(digits.chars().map(|c| (c, ms)))
+            }
             Command::SetRemote(addr) => {
                 self.remote = addr;
                 self.latched = false;
@@ -420,13 +454,21 @@ impl State {
     fn rtcp_dest(&self) -> SocketAddr {
         match (self.remote_rtcp, &self.rtcp) {
             (Some(a), _) => a,
-            (None, Some(_)) => SocketAddr::new(self.remote.ip(), self.remote.port().wrapping_add(1)),
+            (None, Some(_)) => {
+                SocketAddr::new(self.remote.ip(), self.remote.port().wrapping_add(1))
+            }
             (None, None) => self.remote,
         }
     }
 
     async fn send_packet(&mut self, pt: u8, marker: bool, timestamp: u32, payload_len_hint: usize) {
-        let mut pkt = RtpPacket::new(pt, self.seq, timestamp, self.stats.local_ssrc, std::mem::take(&mut self.payload_buf));
+        let mut pkt = RtpPacket::new(
+            pt,
+            self.seq,
+            timestamp,
+            self.stats.local_ssrc,
+            std::mem::take(&mut self.payload_buf),
+        );
         pkt.marker = marker;
         self.out_buf.clear();
         pkt.write_to(&mut self.out_buf);
@@ -496,7 +538,8 @@ impl State {
             self.emit(MediaEvent::PlaybackFinished);
         }
         self.payload_buf.clear();
-        self.codec.encode_into(&self.frame_buf, &mut self.payload_buf);
+        self.codec
+            .encode_into(&self.frame_buf, &mut self.payload_buf);
         let marker = std::mem::take(&mut self.marker_next);
         let (pt, ts) = (self.codec.payload_type(), self.ts);
         self.send_packet(pt, marker, ts, FRAME_SAMPLES).await;
@@ -569,7 +612,10 @@ impl State {
                 self.dtmf_rx = DtmfDetector::new();
             }
             self.stats.remote_ssrc = Some(pkt.ssrc);
-            self.emit(MediaEvent::MediaStarted { ssrc: pkt.ssrc, from });
+            self.emit(MediaEvent::MediaStarted {
+                ssrc: pkt.ssrc,
+                from,
+            });
         }
         self.stats.packets_received += 1;
         if Some(pkt.payload_type) == self.config.telephone_event_pt {
@@ -654,7 +700,13 @@ impl State {
             octet_count: self.stats.octets_sent as u32,
         };
         let sender = self.sent_since_report.then_some(&info);
-        let bytes = rtcp::build_compound(self.stats.local_ssrc, sender, &blocks, &self.config.cname, bye);
+        let bytes = rtcp::build_compound(
+            self.stats.local_ssrc,
+            sender,
+            &blocks,
+            &self.config.cname,
+            bye,
+        );
         self.sent_since_report = false;
         let dest = self.rtcp_dest();
         let sock = self.rtcp.as_ref().unwrap_or(&self.rtp);
@@ -671,7 +723,8 @@ impl State {
             self.emit(MediaEvent::Dtmf(d));
         }
         let mut recording = None;
-        let mut recording_error = (self.stats.recording_errors > 0).then(|| "recorder failed during the call".to_string());
+        let mut recording_error = (self.stats.recording_errors > 0)
+            .then(|| "recorder failed during the call".to_string());
         if let Some(rec) = self.recorder.take() {
             // Final flush + fsync: keep it off the async workers.
             match tokio::task::spawn_blocking(move || rec.finish()).await {
@@ -680,6 +733,10 @@ impl State {
                 Err(e) => recording_error = Some(e.to_string()),
             }
         }
-        StopReport { stats: self.snapshot(), recording, recording_error }
+        StopReport {
+            stats: self.snapshot(),
+            recording,
+            recording_error,
+        }
     }
 }

@@ -42,7 +42,8 @@ pub fn parse_wav(bytes: &[u8]) -> Result<Wav, TtsError> {
     let mut fmt: Option<(u16, u16, u32, u16)> = None;
     while at + 8 <= bytes.len() {
         let id = &bytes[at..at + 4];
-        let size = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]) as usize;
+        let size = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]])
+            as usize;
         let body_start = at + 8;
         let body_end = body_start.saturating_add(size).min(bytes.len());
         let body = &bytes[body_start..body_end];
@@ -56,7 +57,8 @@ pub fn parse_wav(bytes: &[u8]) -> Result<Wav, TtsError> {
                 fmt = Some((le16(0), le16(2), rate, le16(14)));
             }
             b"data" => {
-                let (format, channels, rate, bits) = fmt.ok_or(TtsError::BadWav("data before fmt"))?;
+                let (format, channels, rate, bits) =
+                    fmt.ok_or(TtsError::BadWav("data before fmt"))?;
                 if format != 1 || bits != 16 || channels == 0 || rate == 0 {
                     return Err(TtsError::BadWav("only 16-bit PCM is supported"));
                 }
@@ -64,11 +66,17 @@ pub fn parse_wav(bytes: &[u8]) -> Result<Wav, TtsError> {
                 let samples = body
                     .chunks_exact(2 * ch)
                     .map(|frame| {
-                        let sum: i32 = frame.chunks_exact(2).map(|s| i32::from(i16::from_le_bytes([s[0], s[1]]))).sum();
+                        let sum: i32 = frame
+                            .chunks_exact(2)
+                            .map(|s| i32::from(i16::from_le_bytes([s[0], s[1]])))
+                            .sum();
                         (sum / ch as i32) as i16
                     })
                     .collect();
-                return Ok(Wav { sample_rate: rate, samples });
+                return Ok(Wav {
+                    sample_rate: rate,
+                    samples,
+                });
             }
             _ => {}
         }
@@ -92,7 +100,11 @@ fn finish(output: std::io::Result<Output>) -> Result<Vec<i16>, TtsError> {
     let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
     // espeak-ng exits 0 for an unknown voice but prints an error and no audio.
     if !output.status.success() || (output.stdout.is_empty() && !stderr.is_empty()) {
-        return Err(TtsError::Failed(if stderr.is_empty() { output.status.to_string() } else { stderr }));
+        return Err(TtsError::Failed(if stderr.is_empty() {
+            output.status.to_string()
+        } else {
+            stderr
+        }));
     }
     let wav = parse_wav(&output.stdout)?;
     Ok(resample(&wav.samples, wav.sample_rate, TTS_RATE))
@@ -106,7 +118,9 @@ pub fn synthesize(text: &str, voice: &str) -> Result<Vec<i16>, TtsError> {
 
 /// Async variant of [`synthesize`] (tokio process; the resampling runs on the blocking pool).
 pub async fn synthesize_async(text: &str, voice: &str) -> Result<Vec<i16>, TtsError> {
-    let output = tokio::process::Command::from(command(text, voice)).output().await;
+    let output = tokio::process::Command::from(command(text, voice))
+        .output()
+        .await;
     tokio::task::spawn_blocking(move || finish(output))
         .await
         .map_err(|e| TtsError::Failed(e.to_string()))?
@@ -118,14 +132,20 @@ mod tests {
     use crate::audio::rms_windows;
 
     fn espeak_available() -> bool {
-        std::process::Command::new("espeak-ng").arg("--version").output().is_ok()
+        std::process::Command::new("espeak-ng")
+            .arg("--version")
+            .output()
+            .is_ok()
     }
 
     #[test]
     fn synthesizes_plausible_speech() {
         if !espeak_available() {
             // The TTS test is meaningful only with the binary; CI installs espeak-ng.
-            assert!(matches!(synthesize("hi", "en"), Err(TtsError::NotInstalled)));
+            assert!(matches!(
+                synthesize("hi", "en"),
+                Err(TtsError::NotInstalled)
+            ));
             return;
         }
         let text = "Hello, thank you for calling Switchboard. How can I help you today?";
@@ -136,7 +156,11 @@ mod tests {
         let windows = rms_windows(&pcm, 160);
         let voiced = windows.iter().filter(|&&r| r > 500.0).count();
         let silent = windows.iter().filter(|&&r| r < 50.0).count();
-        assert!(voiced as f64 > windows.len() as f64 * 0.4, "voiced {voiced}/{}", windows.len());
+        assert!(
+            voiced as f64 > windows.len() as f64 * 0.4,
+            "voiced {voiced}/{}",
+            windows.len()
+        );
         assert!(silent > 0, "speech has pauses");
         // A leading '-' must be spoken, not parsed as an option.
         let dash = synthesize("-v is not an option", "en").unwrap();
@@ -150,7 +174,10 @@ mod tests {
         }
         let pcm = synthesize_async("one two three", "en").await.unwrap();
         assert!(pcm.len() > 4000);
-        assert!(matches!(synthesize("hello", "nosuchvoice"), Err(TtsError::Failed(_))));
+        assert!(matches!(
+            synthesize("hello", "nosuchvoice"),
+            Err(TtsError::Failed(_))
+        ));
     }
 
     #[test]
@@ -168,7 +195,13 @@ mod tests {
         }
         w.push(0); // a truncated trailing byte is ignored
         let wav = parse_wav(&w).unwrap();
-        assert_eq!(wav, Wav { sample_rate: 22050, samples: vec![200, -200] });
+        assert_eq!(
+            wav,
+            Wav {
+                sample_rate: 22050,
+                samples: vec![200, -200]
+            }
+        );
         assert!(parse_wav(b"RIFF").is_err());
         assert!(parse_wav(&w[..36]).is_err());
     }

@@ -20,7 +20,10 @@ async fn pair() -> (UdpSocket, UdpSocket) {
 }
 
 /// Wait for the first event matching `f`, returning what it maps to.
-async fn wait_for<T>(rx: &mut Receiver<MediaEvent>, mut f: impl FnMut(&MediaEvent) -> Option<T>) -> T {
+async fn wait_for<T>(
+    rx: &mut Receiver<MediaEvent>,
+    mut f: impl FnMut(&MediaEvent) -> Option<T>,
+) -> T {
     timeout(LIMIT, async {
         loop {
             let ev = rx.recv().await.expect("session ended");
@@ -35,7 +38,10 @@ async fn wait_for<T>(rx: &mut Receiver<MediaEvent>, mut f: impl FnMut(&MediaEven
 
 /// Count 20 ms windows where the 1 kHz tone dominates.
 fn tone_windows(samples: &[i16]) -> usize {
-    samples.chunks(160).filter(|w| rms(w) > 1000.0 && tone_ratio(w, 8000, 1000.0) > 0.5).count()
+    samples
+        .chunks(160)
+        .filter(|w| rms(w) > 1000.0 && tone_ratio(w, 8000, 1000.0) > 0.5)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,14 +56,22 @@ async fn tone_goes_to_the_right_channel_of_both_recordings() {
     let started = Instant::now();
     let rec_a = CallRecorder::create(dir.path().join("a")).unwrap();
     let rec_b = CallRecorder::create(dir.path().join("b")).unwrap();
-    let (ha, mut ea) = RtpSession::start(SessionConfig::new(b_addr, 0), a_rtp, Some(a_rtcp), Some(rec_a));
+    let (ha, mut ea) = RtpSession::start(
+        SessionConfig::new(b_addr, 0),
+        a_rtp,
+        Some(a_rtcp),
+        Some(rec_a),
+    );
     let mut cfg_b = SessionConfig::new(a_addr, 0);
     cfg_b.emit_caller_audio = true;
     let (hb, mut eb) = RtpSession::start(cfg_b, b_rtp, Some(b_rtcp), Some(rec_b));
 
     // A plays one second of 1 kHz to B.
     ha.play(sine(1000.0, 8000, 8000, 12000.0)).await.unwrap();
-    wait_for(&mut ea, |e| (*e == MediaEvent::PlaybackFinished).then_some(())).await;
+    wait_for(&mut ea, |e| {
+        (*e == MediaEvent::PlaybackFinished).then_some(())
+    })
+    .await;
     // B: wait until the tone has come through its jitter buffer and 10 silent frames followed.
     let mut tone_frames = 0;
     let mut quiet_after = 0;
@@ -73,7 +87,10 @@ async fn tone_goes_to_the_right_channel_of_both_recordings() {
         (quiet_after >= 10).then_some(())
     })
     .await;
-    assert!((48..=52).contains(&tone_frames), "B heard {tone_frames} tone frames");
+    assert!(
+        (48..=52).contains(&tone_frames),
+        "B heard {tone_frames} tone frames"
+    );
 
     let ra = ha.stop().await.unwrap();
     let rb = hb.stop().await.unwrap();
@@ -95,7 +112,10 @@ async fn tone_goes_to_the_right_channel_of_both_recordings() {
     let (ch, rate, pcm) = decode_mp3(&info_b.stereo_path).unwrap();
     assert_eq!((ch, rate), (2, 8000));
     let left = tone_windows(&pcm[0]);
-    assert!((45..=55).contains(&left), "B caller channel tone windows {left}");
+    assert!(
+        (45..=55).contains(&left),
+        "B caller channel tone windows {left}"
+    );
     assert_eq!(tone_windows(&pcm[1]), 0, "B agent channel must be silent");
     assert!(rms(&pcm[1]) < 50.0);
     let (_, _, mono) = decode_mp3(&info_b.mono_path).unwrap();
@@ -105,14 +125,29 @@ async fn tone_goes_to_the_right_channel_of_both_recordings() {
     let info_a = ra.recording.unwrap();
     let (_, _, pcm_a) = decode_mp3(&info_a.stereo_path).unwrap();
     let right = tone_windows(&pcm_a[1]);
-    assert!((48..=52).contains(&right), "A agent channel tone windows {right}");
-    assert_eq!(tone_windows(&pcm_a[0]), 0, "A caller channel must be silent");
+    assert!(
+        (48..=52).contains(&right),
+        "A agent channel tone windows {right}"
+    );
+    assert_eq!(
+        tone_windows(&pcm_a[0]),
+        0,
+        "A caller channel must be silent"
+    );
 
     // Durations: recorded ticks match wall-clock time and the decoded length.
     for (info, pcm) in [(&info_a, &pcm_a), (&info_b, &pcm)] {
-        assert!(info.duration_ms <= elapsed_ms + 40 && info.duration_ms + 300 >= elapsed_ms, "{} vs {elapsed_ms}", info.duration_ms);
+        assert!(
+            info.duration_ms <= elapsed_ms + 40 && info.duration_ms + 300 >= elapsed_ms,
+            "{} vs {elapsed_ms}",
+            info.duration_ms
+        );
         let decoded_ms = pcm[0].len() as u64 / 8;
-        assert!(decoded_ms.abs_diff(info.duration_ms) <= 200, "decoded {decoded_ms} ms vs {} ms", info.duration_ms);
+        assert!(
+            decoded_ms.abs_diff(info.duration_ms) <= 200,
+            "decoded {decoded_ms} ms vs {} ms",
+            info.duration_ms
+        );
     }
 }
 
@@ -126,9 +161,15 @@ async fn survives_garbage_reordering_duplicates_and_strangers() {
     let stranger = UdpSocket::bind((LO, 0)).await.unwrap();
     let (b_rtp, b_rtcp) = pair().await;
     let b_addr = b_rtp.local_addr().unwrap();
-    let (hb, mut eb) = RtpSession::start(SessionConfig::new(raw.local_addr().unwrap(), 0), b_rtp, Some(b_rtcp), None);
+    let (hb, mut eb) = RtpSession::start(
+        SessionConfig::new(raw.local_addr().unwrap(), 0),
+        b_rtp,
+        Some(b_rtcp),
+        None,
+    );
 
-    let audio = |seq: u16| RtpPacket::new(0, seq, u32::from(seq) * 160, 0xCAFE, vec![0xFF; 160]).to_bytes();
+    let audio =
+        |seq: u16| RtpPacket::new(0, seq, u32::from(seq) * 160, 0xCAFE, vec![0xFF; 160]).to_bytes();
     let mut datagrams: Vec<Vec<u8>> = Vec::new();
     for seq in [0u16, 1, 2, 4, 3, 5, 5, 6] {
         datagrams.push(audio(seq));
@@ -180,11 +221,17 @@ async fn survives_garbage_reordering_duplicates_and_strangers() {
 
     // Still alive and sending to the raw peer.
     let mut buf = [0u8; 2048];
-    let (n, from) = timeout(LIMIT, raw.recv_from(&mut buf)).await.unwrap().unwrap();
+    let (n, from) = timeout(LIMIT, raw.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(from, b_addr);
     assert!(RtpPacket::parse(&buf[..n]).is_ok());
     let report = hb.stop().await.unwrap();
-    assert_eq!(report.stats.dtmf_digits, 1, "no duplicate digit reported at stop");
+    assert_eq!(
+        report.stats.dtmf_digits, 1,
+        "no duplicate digit reported at stop"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,9 +302,17 @@ async fn latches_to_the_real_source_and_exchanges_rtcp() {
 async fn hold_stops_sending() {
     let peer = UdpSocket::bind((LO, 0)).await.unwrap();
     let (rtp, rtcp) = pair().await;
-    let (h, _ev) = RtpSession::start(SessionConfig::new(peer.local_addr().unwrap(), 0), rtp, Some(rtcp), None);
+    let (h, _ev) = RtpSession::start(
+        SessionConfig::new(peer.local_addr().unwrap(), 0),
+        rtp,
+        Some(rtcp),
+        None,
+    );
     let mut buf = [0u8; 2048];
-    let (n, _) = timeout(LIMIT, peer.recv_from(&mut buf)).await.unwrap().unwrap();
+    let (n, _) = timeout(LIMIT, peer.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let first = RtpPacket::parse(&buf[..n]).unwrap();
     assert!(first.marker, "first packet carries the marker bit");
     h.set_hold(true).await.unwrap();
@@ -272,12 +327,23 @@ async fn hold_stops_sending() {
     }
     assert_eq!(drained, sent_at_hold);
     // Nothing arrives while held (a bounded negative check, not synchronisation).
-    assert!(timeout(Duration::from_millis(300), peer.recv_from(&mut buf)).await.is_err());
+    assert!(
+        timeout(Duration::from_millis(300), peer.recv_from(&mut buf))
+            .await
+            .is_err()
+    );
     h.set_hold(false).await.unwrap();
-    let (n, _) = timeout(LIMIT, peer.recv_from(&mut buf)).await.unwrap().unwrap();
+    let (n, _) = timeout(LIMIT, peer.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let resumed = RtpPacket::parse(&buf[..n]).unwrap();
     assert!(resumed.marker, "first packet after hold starts a talkspurt");
-    assert_eq!(resumed.sequence, last.sequence.wrapping_add(1), "no packets were sent while held");
+    assert_eq!(
+        resumed.sequence,
+        last.sequence.wrapping_add(1),
+        "no packets were sent while held"
+    );
     // The timestamp kept running during the hold (RFC 3550 §5.1): >= 300 ms of samples.
     assert!(resumed.timestamp.wrapping_sub(last.timestamp) >= 2400);
     h.stop().await.unwrap();
@@ -287,11 +353,20 @@ async fn hold_stops_sending() {
 async fn port_pairs_are_even_distinct_and_bounded() {
     let (a, a2) = bind_rtp_pair(LO, 41000, 41003).await.unwrap();
     let (b, b2) = bind_rtp_pair(LO, 41000, 41003).await.unwrap();
-    let mut ports = [a.local_addr().unwrap().port(), b.local_addr().unwrap().port()];
+    let mut ports = [
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    ];
     ports.sort();
     assert_eq!(ports, [41000, 41002]);
-    assert_eq!(a2.local_addr().unwrap().port(), a.local_addr().unwrap().port() + 1);
-    assert_eq!(b2.local_addr().unwrap().port(), b.local_addr().unwrap().port() + 1);
+    assert_eq!(
+        a2.local_addr().unwrap().port(),
+        a.local_addr().unwrap().port() + 1
+    );
+    assert_eq!(
+        b2.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port() + 1
+    );
     // Range exhausted.
     assert!(bind_rtp_pair(LO, 41000, 41003).await.is_err());
     assert!(bind_rtp_pair(LO, 41005, 41005).await.is_err());
