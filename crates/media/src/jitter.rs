@@ -136,7 +136,11 @@ pub struct JitterBuffer {
     in_order_late: u32,
     transit: Option<f64>,
     jitter: f64,
+    /// Distinct packets of the current sequence-number space (for A.3 loss accounting).
     received: u64,
+    /// Received and lost counts of earlier streams (before an SSRC change or sender restart).
+    received_carried: u64,
+    lost_carried: u64,
     expected_prior: i64,
     received_prior: u64,
     stats: JitterStats,
@@ -159,6 +163,8 @@ impl JitterBuffer {
             transit: None,
             jitter: 0.0,
             received: 0,
+            received_carried: 0,
+            lost_carried: 0,
             expected_prior: 0,
             received_prior: 0,
             stats: JitterStats::default(),
@@ -172,10 +178,12 @@ impl JitterBuffer {
     /// Forget the stream (e.g. the SSRC changed). Counters are kept.
     pub fn reset(&mut self) {
         let stats = self.stats;
-        let received = self.received;
+        let received_carried = self.received_carried + self.received;
+        let lost_carried = self.lost_carried + self.cumulative_lost().max(0) as u64;
         *self = Self::new(self.cfg);
         self.stats = stats;
-        self.received = received;
+        self.received_carried = received_carried;
+        self.lost_carried = lost_carried;
     }
 
     /// Number of packets waiting for playout.
@@ -186,8 +194,8 @@ impl JitterBuffer {
     /// Current counters.
     pub fn stats(&self) -> JitterStats {
         let mut s = self.stats;
-        s.received = self.received;
-        s.lost = self.cumulative_lost().max(0) as u64;
+        s.received = self.received_carried + self.received;
+        s.lost = self.lost_carried + self.cumulative_lost().max(0) as u64;
         s.jitter = self.jitter as u32;
         s.highest_seq = self.highest_seq.unwrap_or(0) as u32;
         s
@@ -253,6 +261,13 @@ impl JitterBuffer {
             if self.restart_probe == Some(seq) {
                 self.restart_probe = None;
                 self.restart();
+                // A new sequence space: carry this one's counts over and start A.3 afresh.
+                self.received_carried += self.received;
+                self.lost_carried += self.cumulative_lost().max(0) as u64;
+                self.received = 0;
+                self.expected_prior = 0;
+                self.received_prior = 0;
+                self.seen.fill(i64::MIN);
                 ext = i64::from(seq);
                 self.base_seq = ext;
                 self.highest_seq = Some(ext);
@@ -658,6 +673,7 @@ mod tests {
         assert_eq!(jb.push(pkt(5, 900_000), t0), PushOutcome::Late);
         assert_eq!(jb.push(pkt(6, 900_160), t0), PushOutcome::Buffered);
         assert_eq!(jb.stats().resyncs, 1);
+        assert_eq!((jb.stats().received, jb.stats().lost), (2, 0));
         let mut got = None;
         for _ in 0..5 {
             if let Some(s) = seq_of(jb.pop()) {
@@ -666,6 +682,23 @@ mod tests {
             }
         }
         assert_eq!(got, Some(6));
+    }
+
+    #[test]
+    fn counters_survive_a_new_stream() {
+        let (mut jb, t0) = started(100, 0);
+        jb.push(pkt(103, 480), t0); // 101, 102 lost
+        jb.reset(); // e.g. SSRC change
+        jb.push(pkt(9000, 77), t0);
+        jb.push(pkt(9001, 237), t0);
+        let s = jb.stats();
+        assert_eq!((s.received, s.lost), (4, 2));
+        let rr = jb.reception_report().unwrap();
+        assert_eq!(
+            (rr.cumulative_lost, rr.highest_seq),
+            (0, 9001),
+            "report block covers the new stream"
+        );
     }
 
     #[test]
