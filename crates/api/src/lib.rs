@@ -5,11 +5,13 @@
 //! their documented JSON; the rules (dispatch validation, idempotency, listing) live once in
 //! `dispatch` and the store.
 
+mod agentvoice;
 pub mod auth;
 pub mod dispatch;
 pub mod error;
 pub mod extract;
 pub mod listing;
+mod omnidim;
 mod recording;
 mod resources;
 mod v1;
@@ -72,8 +74,12 @@ fn authed(router: Router<AppState>, state: &AppState, msg: &'static str) -> Rout
 pub fn router(state: AppState) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     let v1 = authed(v1::routes().merge(resources::routes()), &state, "Invalid API key");
+    let agentvoice = authed(agentvoice::routes(), &state, "Authentication failed");
+    let omnidim = authed(omnidim::routes(), &state, "Invalid API key");
     Router::new()
         .merge(v1)
+        .merge(agentvoice)
+        .merge(omnidim)
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
