@@ -148,6 +148,10 @@ pub(crate) struct Inner {
     pub(crate) cfg: EndpointConfig,
     pub(crate) public_ip: IpAddr,
     udp: Arc<UdpSocket>,
+    /// Outgoing datagrams, written by one task: `try_send_to` on a tokio socket
+    /// fails spuriously before readiness is known, and queueing keeps senders sync
+    /// (usable from Drop and under locks).
+    udp_out: mpsc::UnboundedSender<(Vec<u8>, SocketAddr)>,
     pub(crate) udp_port: u16,
     pub(crate) tcp_port: Option<u16>,
     tcp_conns: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
@@ -225,10 +229,12 @@ impl SipEndpoint {
         let public_ip = config.public_ip.unwrap_or(udp_addr.ip());
         let (incoming_tx, incoming_rx) = mpsc::channel(config.incoming_queue.max(1));
         let (shutdown, _) = watch::channel(false);
+        let (udp_out, udp_out_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             cfg: config,
             public_ip,
             udp: Arc::new(udp_socket),
+            udp_out,
             udp_port: udp_addr.port(),
             tcp_port,
             tcp_conns: Mutex::new(HashMap::new()),
@@ -238,6 +244,7 @@ impl SipEndpoint {
             incoming: incoming_tx,
             shutdown,
         });
+        tokio::spawn(udp_writer(inner.udp.clone(), udp_out_rx));
         tokio::spawn(udp_loop(inner.clone()));
         if let Some(l) = tcp_listener {
             tokio::spawn(tcp_accept_loop(inner.clone(), l));
@@ -306,7 +313,10 @@ impl Inner {
     /// connection's writer task.
     pub(crate) fn send_now(&self, flow: Flow, bytes: Vec<u8>) -> io::Result<()> {
         match flow.transport {
-            Transport::Udp => self.udp.try_send_to(&bytes, flow.remote).map(|_| ()),
+            Transport::Udp => self
+                .udp_out
+                .send((bytes, flow.remote))
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "endpoint stopped")),
             Transport::Tcp => {
                 let conns = lock(&self.tcp_conns);
                 let tx = conns
@@ -880,6 +890,15 @@ async fn non_invite_client_tx(
 
 // -------------------------------------------------------------------- transports
 
+async fn udp_writer(udp: Arc<UdpSocket>, mut rx: mpsc::UnboundedReceiver<(Vec<u8>, SocketAddr)>) {
+    while let Some((bytes, to)) = rx.recv().await {
+        if let Err(e) = udp.send_to(&bytes, to).await {
+            // Lost datagrams are recovered by the §17 retransmission timers.
+            debug!(error = %e, %to, "UDP send failed");
+        }
+    }
+}
+
 async fn udp_loop(inner: Arc<Inner>) {
     // 64 KiB: the largest datagram; bigger-than-allowed ones are parsed far enough
     // to be answered 513 rather than being silently truncated.
@@ -916,7 +935,7 @@ async fn tcp_accept_loop(inner: Arc<Inner>, listener: TcpListener) {
 
 /// Result of trying to cut one message off a stream buffer (§18.3 framing).
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Framed {
+pub enum Framed {
     Incomplete,
     /// A complete message occupying the first `n` bytes.
     Message(usize),
@@ -927,7 +946,7 @@ pub(crate) enum Framed {
 
 /// Stream framing: headers end at CRLFCRLF and Content-Length (mandatory on
 /// streams, §18.3/§20.14) gives the body length. Pure function, fuzzable.
-pub(crate) fn frame(buf: &[u8]) -> Framed {
+pub fn frame(buf: &[u8]) -> Framed {
     let skip = buf
         .iter()
         .take_while(|b| **b == b'\r' || **b == b'\n')

@@ -598,7 +598,10 @@ pub fn error_response(raw: &[u8], err: &ParseError, server: &str) -> Option<Vec<
         headers: copied,
         body: Vec::new(),
     };
-    Some(resp.to_bytes())
+    let bytes = resp.to_bytes();
+    // Only ever send a well-formed answer: if a copied header is itself what was
+    // malformed, nobody could match the response anyway, so drop instead.
+    matches!(parse_message(&bytes), Ok(SipMessage::Response(_))).then_some(bytes)
 }
 
 #[cfg(test)]
