@@ -234,13 +234,13 @@ impl IncomingCall {
         flow: Flow,
         shared: Arc<UasShared>,
     ) -> Self {
-        let from = req.from_hdr();
+        let from = req.header_from();
         IncomingCall {
             call_id: req.call_id().to_string(),
             request_uri_user: req.uri.user.clone().unwrap_or_default(),
             from_display: from.as_ref().and_then(|f| f.display.clone()),
             from_user: user_of(from),
-            to_user: user_of(req.to_hdr()),
+            to_user: user_of(req.header_to()),
             source: flow.remote,
             transport: flow.transport,
             remote_sdp: String::from_utf8_lossy(&req.body).into_owned(),
@@ -265,7 +265,11 @@ impl IncomingCall {
     /// Resolves when the caller CANCELs (487 has then been sent).
     pub async fn cancelled(&self) {
         loop {
+            // Register interest before checking the flag, so a CANCEL landing in
+            // between cannot be missed (notify_waiters only wakes registered waiters).
             let notified = self.shared.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             if self.is_cancelled() {
                 return;
             }
@@ -336,11 +340,11 @@ impl IncomingCall {
             .collect();
         let from = self
             .req
-            .from_hdr()
+            .header_from()
             .ok_or(SipError::Invalid("From".into()))?;
         let to = self
             .req
-            .to_hdr()
+            .header_to()
             .ok_or(SipError::Invalid("To".into()))?
             .with_tag(&self.shared.to_tag);
         let invite_cseq = self.req.cseq().map(|c| c.seq).unwrap_or(0);
@@ -406,7 +410,10 @@ impl Drop for IncomingCall {
 
 impl SipEndpoint {
     /// Place a call. Returns at once; progress arrives as [`CallEvent`]s.
-    pub fn invite(&self, inv: OutboundInvite) -> CallHandle {
+    /// Fails fast (nothing sent) when an argument would produce an invalid or
+    /// injectable message: user parts, host, extra header names/values, SDP.
+    pub fn invite(&self, inv: OutboundInvite) -> Result<CallHandle, SipError> {
+        validate_outbound(&inv)?;
         let call_id = format!("{}@{}", random_token(), self.inner.public_ip_host());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -416,12 +423,36 @@ impl SipEndpoint {
             run_uac(inner, inv, cid, events_tx.clone(), cmd_rx).await;
             let _ = events_tx.send(CallEvent::Terminated);
         });
-        CallHandle {
+        Ok(CallHandle {
             call_id,
             events: events_rx,
             control: CallControl { cmd: cmd_tx },
+        })
+    }
+}
+
+fn validate_outbound(inv: &OutboundInvite) -> Result<(), SipError> {
+    let bad = |what: &str| Err(SipError::Invalid(what.to_string()));
+    for (what, user) in [("to_user", &inv.to_user), ("from_user", &inv.from_user)] {
+        // Reuse the URI grammar so nothing reaches the wire that we would reject.
+        if Uri::parse(&format!("sip:{user}@h")).map(|u| u.user) != Ok(Some(user.clone())) {
+            return bad(what);
         }
     }
+    if crate::uri::parse_hostport(&inv.target.host).is_err() {
+        return bad("target host");
+    }
+    for (n, v) in &inv.extra_headers {
+        // Header injection guard: token name, no CR/LF or other controls in value.
+        if n.is_empty()
+            || !n.bytes().all(crate::message::is_token_char)
+            || v.bytes().any(|b| b.is_ascii_control() && b != b'\t')
+        {
+            return bad("extra header");
+        }
+    }
+    sdp::parse(inv.sdp_offer.as_bytes())?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -626,7 +657,7 @@ async fn run_uac(
 
     // 2xx: build the dialog (§12.1.2): route set = Record-Route reversed, remote
     // target = Contact, remote tag = To tag.
-    let remote = ok.to_hdr().unwrap_or_else(|| to.clone());
+    let remote = ok.header_to().unwrap_or_else(|| to.clone());
     let remote_target = ok
         .contact()
         .map(|c| c.uri)
@@ -780,6 +811,10 @@ impl DialogTask {
                         bye_tx = Some(self.inner.client_tx(bye, self.dialog.flow).await);
                     }
                     Some(Command::Refer(target)) => {
+                        if Uri::parse(&target).is_err() {
+                            let _ = self.events.send(CallEvent::TransferFailed { code: 400 });
+                            continue;
+                        }
                         let mut r = self.dialog.request(&self.inner, Method::Refer);
                         r.headers.push("Refer-To", format!("<{target}>"));
                         r.headers.push("Referred-By", self.dialog.local.uri.to_string());
@@ -829,12 +864,12 @@ impl DialogTask {
                             self.pending_2xx = None;
                             let bye = self.dialog.request(&self.inner, Method::Bye);
                             bye_tx = Some(self.inner.client_tx(bye, self.dialog.flow).await);
-                        } else if !p.flow.transport.reliable() {
+                        } else {
+                            // §13.3.1.4: retransmitted on every transport, because a
+                            // proxy may forward it over UDP further on.
                             let _ = self.inner.send_now(p.flow, p.bytes.clone());
                             p.interval = (p.interval * 2).min(self.inner.cfg.timers.t2);
                             p.next = Instant::now() + p.interval;
-                        } else {
-                            p.next = p.give_up;
                         }
                     }
                 }

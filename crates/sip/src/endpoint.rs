@@ -193,7 +193,7 @@ fn server_key(req: &Request, method: &Method) -> String {
     } else {
         // RFC 2543 peers: fall back to the §17.2.3 tuple of the request.
         let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
-        let from_tag = req.from_hdr().and_then(|f| f.tag().map(str::to_string));
+        let from_tag = req.header_from().and_then(|f| f.tag().map(str::to_string));
         format!(
             "{}|{}|{cseq}|{}|{sent_by}|{method}",
             req.call_id(),
@@ -419,7 +419,7 @@ impl Inner {
         }
         headers.push("From", req.headers.get("From").unwrap_or_default());
         let to = req.headers.get("To").unwrap_or_default().to_string();
-        let to = match (to_tag, req.to_hdr()) {
+        let to = match (to_tag, req.header_to()) {
             (Some(tag), Some(na)) if na.tag().is_none() && status > 100 => {
                 na.with_tag(tag).to_string()
             }
@@ -631,7 +631,7 @@ impl Inner {
 
         match req.method {
             Method::Cancel => self.handle_cancel(&key, req),
-            _ if req.to_hdr().is_some_and(|t| t.tag().is_some()) => {
+            _ if req.header_to().is_some_and(|t| t.tag().is_some()) => {
                 self.route_in_dialog(req, key, flow)
             }
             Method::Invite => self.new_incoming_call(key, req, flow),
@@ -653,7 +653,7 @@ impl Inner {
     }
 
     fn route_in_dialog(self: &Arc<Self>, req: Request, key: String, flow: Flow) {
-        let to_tag = req.to_hdr().and_then(|t| t.tag().map(str::to_string));
+        let to_tag = req.header_to().and_then(|t| t.tag().map(str::to_string));
         let dkey = (req.call_id().to_string(), to_tag.unwrap_or_default());
         let sender = lock(&self.dialogs).get(&dkey).cloned();
         let is_ack = req.method == Method::Ack;
@@ -1045,7 +1045,11 @@ fn spawn_tcp_connection(inner: Arc<Inner>, stream: TcpStream, remote: SocketAddr
     });
 }
 
-/// Build a fresh out-of-dialog request with the mandatory headers of §8.1.1.
+/// Build a fresh request with the mandatory headers of §8.1.1.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each argument is one mandatory header of RFC 3261 §8.1.1"
+)]
 pub(crate) fn new_request(
     inner: &Inner,
     method: Method,

@@ -203,10 +203,10 @@ pub trait HeaderAccess {
     fn cseq(&self) -> Option<CSeq> {
         parse_cseq(self.headers().get("CSeq")?).ok()
     }
-    fn from_hdr(&self) -> Option<NameAddr> {
+    fn header_from(&self) -> Option<NameAddr> {
         NameAddr::parse(self.headers().get("From")?).ok()
     }
-    fn to_hdr(&self) -> Option<NameAddr> {
+    fn header_to(&self) -> Option<NameAddr> {
         NameAddr::parse(self.headers().get("To")?).ok()
     }
     fn top_via(&self) -> Option<Via> {
@@ -627,7 +627,7 @@ Content-Length: 4\r\n\r\nv=0\nEXTRA";
         assert_eq!(r.method, Method::Invite);
         assert_eq!(r.uri.user.as_deref(), Some("+15551234567"));
         assert_eq!(r.call_id(), "a84b4c76e66710@pc33");
-        assert_eq!(r.from_hdr().unwrap().tag(), Some("1928301774"));
+        assert_eq!(r.header_from().unwrap().tag(), Some("1928301774"));
         assert_eq!(r.body, b"v=0\n");
         let again = parse_message(&r.to_bytes()).unwrap();
         assert_eq!(again, SipMessage::Request(r));

@@ -243,7 +243,6 @@ pub fn parse(input: &[u8]) -> Result<SessionDescription, SdpError> {
         address: of[5].to_string(),
     };
     let session_name = next('s')?;
-    drop(next);
 
     let mut sd = SessionDescription {
         origin,

@@ -302,9 +302,7 @@ pub struct Via {
 impl Via {
     pub fn parse(s: &str) -> Result<Via, String> {
         let s = s.trim();
-        let (proto, rest) = s
-            .split_once(|c: char| c == ' ' || c == '\t')
-            .ok_or("missing sent-by")?;
+        let (proto, rest) = s.split_once([' ', '\t']).ok_or("missing sent-by")?;
         let mut p = proto.split('/');
         let (Some(name), Some(ver), Some(transport), None) =
             (p.next(), p.next(), p.next(), p.next())

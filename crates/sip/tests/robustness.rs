@@ -303,3 +303,37 @@ fn random_and_mutated_input_never_panics() {
         exercise(&buf);
     }
 }
+
+#[tokio::test]
+async fn outbound_arguments_are_validated() {
+    use switchboard_sip::{OutboundInvite, SipError, Target, Transport};
+    let (ep, _rx) = endpoint(false).await;
+    let base = OutboundInvite {
+        target: Target {
+            host: "127.0.0.1".into(),
+            port: 5060,
+            transport: Transport::Udp,
+        },
+        to_user: "+15551230000".into(),
+        from_user: "+15557654321".into(),
+        credentials: None,
+        sdp_offer: sdp::build_offer(ep.public_ip(), 4000, 1, 1, sdp::Direction::SendRecv)
+            .to_string(),
+        ring_timeout: Duration::from_secs(1),
+        extra_headers: vec![],
+    };
+    let mut header_injection = base.clone();
+    header_injection.extra_headers = vec![("X-A".into(), "1\r\nBYE sip:x SIP/2.0".into())];
+    let mut user_injection = base.clone();
+    user_injection.to_user = "+1555>\r\nX: y".into();
+    let mut bad_host = base.clone();
+    bad_host.target.host = "exa mple".into();
+    let mut bad_sdp = base.clone();
+    bad_sdp.sdp_offer = "hello".into();
+    for inv in [header_injection, user_injection, bad_host, bad_sdp] {
+        assert!(matches!(
+            ep.invite(inv),
+            Err(SipError::Invalid(_) | SipError::Sdp(_))
+        ));
+    }
+}

@@ -35,7 +35,9 @@ fn invite_to(ep: &SipEndpoint, port: u16, transport: Transport) -> OutboundInvit
 async fn outbound_answer_then_remote_bye() {
     let (ep, _rx) = endpoint(false).await;
     let sipp = spawn_sipp(&scenario("uas_answer_bye.xml"), 15060, &[]);
-    let mut call = ep.invite(invite_to(&ep, sipp.port, Transport::Udp));
+    let mut call = ep
+        .invite(invite_to(&ep, sipp.port, Transport::Udp))
+        .unwrap();
     assert_eq!(next_significant(&mut call).await, CallEvent::Ringing);
     match next_significant(&mut call).await {
         CallEvent::Answered { remote_sdp } => {
@@ -65,7 +67,9 @@ async fn outbound_rejections() {
         )
         .unwrap();
         let sipp = spawn_sipp(&path, 15061, &[]);
-        let mut call = ep.invite(invite_to(&ep, sipp.port, Transport::Udp));
+        let mut call = ep
+            .invite(invite_to(&ep, sipp.port, Transport::Udp))
+            .unwrap();
         assert_eq!(
             next_significant(&mut call).await,
             CallEvent::Failed {
@@ -87,7 +91,7 @@ async fn outbound_ring_timeout_cancels() {
     let sipp = spawn_sipp(&scenario("uas_ring_cancel.xml"), 15062, &[]);
     let mut inv = invite_to(&ep, sipp.port, Transport::Udp);
     inv.ring_timeout = Duration::from_secs(1);
-    let mut call = ep.invite(inv);
+    let mut call = ep.invite(inv).unwrap();
     assert_eq!(next_significant(&mut call).await, CallEvent::Ringing);
     match next(&mut call).await {
         CallEvent::Failed {
@@ -106,7 +110,9 @@ async fn outbound_ring_timeout_cancels() {
 async fn outbound_hangup_while_ringing() {
     let (ep, _rx) = endpoint(false).await;
     let sipp = spawn_sipp(&scenario("uas_ring_cancel.xml"), 15063, &[]);
-    let mut call = ep.invite(invite_to(&ep, sipp.port, Transport::Udp));
+    let mut call = ep
+        .invite(invite_to(&ep, sipp.port, Transport::Udp))
+        .unwrap();
     assert_eq!(next_significant(&mut call).await, CallEvent::Ringing);
     call.hangup();
     match next(&mut call).await {
@@ -126,7 +132,9 @@ async fn outbound_hangup_while_ringing() {
 async fn outbound_hangup_after_answer() {
     let (ep, _rx) = endpoint(false).await;
     let sipp = spawn_sipp(&scenario("uas_answer_wait_bye.xml"), 15064, &[]);
-    let mut call = ep.invite(invite_to(&ep, sipp.port, Transport::Udp));
+    let mut call = ep
+        .invite(invite_to(&ep, sipp.port, Transport::Udp))
+        .unwrap();
     assert!(matches!(
         next_significant(&mut call).await,
         CallEvent::Answered { .. }
@@ -146,7 +154,10 @@ async fn outbound_over_tcp() {
     let mut call = None;
     for _ in 0..50 {
         if tokio::net::TcpStream::connect(sipp.addr()).await.is_ok() {
-            call = Some(ep.invite(invite_to(&ep, sipp.port, Transport::Tcp)));
+            call = Some(
+                ep.invite(invite_to(&ep, sipp.port, Transport::Tcp))
+                    .unwrap(),
+            );
             break;
         }
         tokio::task::yield_now().await;
@@ -227,7 +238,7 @@ fn auth_invite(ep: &SipEndpoint, port: u16, password: &str) -> OutboundInvite {
 async fn digest_call(scenario_file: &str, port: u16, password: &str) -> (CallEvent, common::Sipp) {
     let (ep, _rx) = endpoint(false).await;
     let sipp = spawn_sipp(&scenario(scenario_file), port, &[]);
-    let mut call = ep.invite(auth_invite(&ep, sipp.port, password));
+    let mut call = ep.invite(auth_invite(&ep, sipp.port, password)).unwrap();
     let first = next_significant(&mut call).await;
     if matches!(first, CallEvent::Answered { .. }) {
         call.hangup();
