@@ -74,8 +74,9 @@ fn authed(router: Router<AppState>, state: &AppState, msg: &'static str) -> Rout
 pub fn router(state: AppState) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     let v1 = authed(v1::routes().merge(resources::routes()), &state, "Invalid API key");
-    let agentvoice = authed(agentvoice::routes(), &state, "Authentication failed");
-    let omnidim = authed(omnidim::routes(), &state, "Invalid API key");
+    let agentvoice =
+        authed(agentvoice::routes(), &state, "Authentication failed").layer(middleware::map_response(agentvoice::error_shape));
+    let omnidim = authed(omnidim::routes(), &state, "Invalid API key").layer(middleware::map_response(omnidim::error_shape));
     Router::new()
         .merge(v1)
         .merge(agentvoice)

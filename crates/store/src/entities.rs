@@ -143,6 +143,18 @@ impl Store {
         Ok(ResourcePage { items, next_after: if more { last } else { None } })
     }
 
+    /// One page of a resource by offset, in creation order (OmniDimension's `pageno` paging).
+    async fn offset_of<T: FromRow>(&self, org: OrgId, offset: u64, limit: u32) -> Result<Vec<T>, StoreError> {
+        let sql = format!("SELECT * FROM {} WHERE org_id = $1 ORDER BY seq LIMIT $2 OFFSET $3", T::TABLE);
+        let rows = sqlx::query(&sql)
+            .bind(org.to_string())
+            .bind(limit as i64)
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(T::from_row).collect()
+    }
+
     /// Counts an organization's rows of a resource (for offset paging totals).
     async fn count_of<T: FromRow>(&self, org: OrgId) -> Result<i64, StoreError> {
         let sql = format!("SELECT COUNT(*) FROM {} WHERE org_id = $1", T::TABLE);
@@ -178,6 +190,10 @@ impl Store {
     }
     pub async fn list_agents(&self, org: OrgId, after: Option<i64>, limit: u32) -> Result<ResourcePage<Agent>, StoreError> {
         self.list_of(org, after, limit).await
+    }
+    /// Agents by offset, in creation order.
+    pub async fn list_agents_offset(&self, org: OrgId, offset: u64, limit: u32) -> Result<Vec<Agent>, StoreError> {
+        self.offset_of(org, offset, limit).await
     }
     pub async fn count_agents(&self, org: OrgId) -> Result<i64, StoreError> {
         self.count_of::<Agent>(org).await
@@ -306,6 +322,10 @@ impl Store {
     }
     pub async fn list_numbers(&self, org: OrgId, after: Option<i64>, limit: u32) -> Result<ResourcePage<OwnedNumber>, StoreError> {
         self.list_of(org, after, limit).await
+    }
+    /// Phone numbers by offset, in creation order.
+    pub async fn list_numbers_offset(&self, org: OrgId, offset: u64, limit: u32) -> Result<Vec<OwnedNumber>, StoreError> {
+        self.offset_of(org, offset, limit).await
     }
     pub async fn count_numbers(&self, org: OrgId) -> Result<i64, StoreError> {
         self.count_of::<OwnedNumber>(org).await
