@@ -37,7 +37,9 @@ pub fn parse_context(v: Option<Value>) -> ApiResult<Option<Value>> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(v @ (Value::String(_) | Value::Object(_))) => Ok(Some(v)),
-        Some(_) => Err(ApiError::bad_request("context must be a string or a JSON object")),
+        Some(_) => Err(ApiError::bad_request(
+            "context must be a string or a JSON object",
+        )),
     }
 }
 
@@ -53,16 +55,24 @@ pub fn parse_ring_timeout(v: Option<i64>) -> ApiResult<Option<i64>> {
     match v {
         None => Ok(None),
         Some(n) if (1..=300).contains(&n) => Ok(Some(n)),
-        Some(n) => Err(ApiError::bad_request(format!("ring_timeout must be between 1 and 300 seconds, got {n}"))),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "ring_timeout must be between 1 and 300 seconds, got {n}"
+        ))),
     }
 }
 
 /// Reads an `Idempotency-Key` header: 1 to 255 visible ASCII characters.
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    let s = v.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
     if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        return Err(ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters"));
+        return Err(ApiError::bad_request(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        ));
     }
     Ok(Some(s.to_string()))
 }
@@ -94,15 +104,28 @@ pub async fn dispatch(
             e => e.into(),
         })?)
     } else if let Some(n) = req.from_number_id {
-        Some(store.get_number_by_seq(org, n).await.map_err(|e| ApiError::from_store(e, &format!("phone number {n}")))?)
+        Some(
+            store
+                .get_number_by_seq(org, n)
+                .await
+                .map_err(|e| ApiError::from_store(e, &format!("phone number {n}")))?,
+        )
     } else {
         None
     };
     let agent = match &req.agent {
-        Some(AgentRef::Id(id)) => Some(store.get_agent(org, *id).await.map_err(|e| ApiError::from_store(e, &format!("agent {id}")))?),
-        Some(AgentRef::Number(n)) => {
-            Some(store.get_agent_by_number(org, *n).await.map_err(|e| ApiError::from_store(e, &format!("agent {n}")))?)
-        }
+        Some(AgentRef::Id(id)) => Some(
+            store
+                .get_agent(org, *id)
+                .await
+                .map_err(|e| ApiError::from_store(e, &format!("agent {id}")))?,
+        ),
+        Some(AgentRef::Number(n)) => Some(
+            store
+                .get_agent_by_number(org, *n)
+                .await
+                .map_err(|e| ApiError::from_store(e, &format!("agent {n}")))?,
+        ),
         None => match number.as_ref().and_then(|n| n.agent_id) {
             Some(id) => Some(store.get_agent(org, id).await?),
             None => None,
@@ -118,11 +141,16 @@ pub async fn dispatch(
         Some(n) => Some(n),
         None => {
             let page = store.list_numbers(org, None, 100).await?;
-            page.items.into_iter().find(|n| n.agent_id == Some(agent.id))
+            page.items
+                .into_iter()
+                .find(|n| n.agent_id == Some(agent.id))
         }
     };
     if let Some(c) = req.campaign_id {
-        store.get_campaign(org, c).await.map_err(|e| ApiError::from_store(e, &format!("campaign {c}")))?;
+        store
+            .get_campaign(org, c)
+            .await
+            .map_err(|e| ApiError::from_store(e, &format!("campaign {c}")))?;
     }
     let new = NewCall {
         org_id: org,
@@ -139,6 +167,9 @@ pub async fn dispatch(
     };
     match store.create_call(new, idem).await? {
         CreateCallOutcome::Created(c) => {
+            if let Some(control) = &state.control {
+                control.dispatched();
+            }
             tracing::info!(call_id = %c.id, to = %req.to.masked(), "call accepted and queued");
             Ok((c, true))
         }

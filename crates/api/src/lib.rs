@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod listing;
 mod omnidim;
+pub mod openapi;
 mod recording;
 mod resources;
 mod v1;
@@ -37,6 +38,8 @@ pub trait CallControl: Send + Sync {
     /// Ends a live call: CANCEL while ringing, BYE once answered. `false` if the call is not
     /// live on this process.
     fn hangup(&self, call: switchboard_domain::CallId) -> bool;
+    /// A call was just queued: wake the dispatcher.
+    fn dispatched(&self) {}
 }
 
 #[derive(Clone)]
@@ -52,7 +55,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Store, recordings: Recordings, rate_limit_per_sec: u32, public_url: Option<String>) -> Self {
+    pub fn new(
+        store: Store,
+        recordings: Recordings,
+        rate_limit_per_sec: u32,
+        public_url: Option<String>,
+    ) -> Self {
         Self {
             store,
             recordings,
@@ -66,22 +74,32 @@ impl AppState {
 
 fn authed(router: Router<AppState>, state: &AppState, msg: &'static str) -> Router<AppState> {
     router
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_auth))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_auth,
+        ))
         .layer(axum::Extension(AuthFailureMessage(msg)))
 }
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
-    let v1 = authed(v1::routes().merge(resources::routes()), &state, "Invalid API key");
-    let agentvoice =
-        authed(agentvoice::routes(), &state, "Authentication failed").layer(middleware::map_response(agentvoice::error_shape));
-    let omnidim = authed(omnidim::routes(), &state, "Invalid API key").layer(middleware::map_response(omnidim::error_shape));
+    let v1 = authed(
+        v1::routes().merge(resources::routes()),
+        &state,
+        "Invalid API key",
+    );
+    let agentvoice = authed(agentvoice::routes(), &state, "Authentication failed")
+        .layer(middleware::map_response(agentvoice::error_shape));
+    let omnidim = authed(omnidim::routes(), &state, "Invalid API key")
+        .layer(middleware::map_response(omnidim::error_shape));
     Router::new()
         .merge(v1)
         .merge(agentvoice)
         .merge(omnidim)
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/docs", get(openapi::docs_page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -101,18 +119,30 @@ async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) ->
         Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "unavailable"}))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "unavailable"})),
+            )
+                .into_response()
         }
     }
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::not_found(format!("no route for {} {}; see /openapi.json", req.method(), req.uri().path()))
+    ApiError::not_found(format!(
+        "no route for {} {}; see /openapi.json",
+        req.method(),
+        req.uri().path()
+    ))
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        format!("{} is not allowed on {}; see /openapi.json", req.method(), req.uri().path()),
+        format!(
+            "{} is not allowed on {}; see /openapi.json",
+            req.method(),
+            req.uri().path()
+        ),
     )
 }

@@ -70,6 +70,49 @@ pub struct ServeConfig {
     /// Database connections in the pool.
     #[arg(long, env = "SWITCHBOARD_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
+    #[command(flatten)]
+    pub telephony: TelephonyConfig,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TelephonyConfig {
+    /// SIP listen address (UDP and TCP).
+    #[arg(long, env = "SWITCHBOARD_SIP_LISTEN", default_value = "127.0.0.1:5060")]
+    pub sip_listen: SocketAddr,
+    /// Public IP put in SDP and Contact (default: the SIP listen address).
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_IP")]
+    pub public_ip: Option<std::net::IpAddr>,
+    /// IP the RTP sockets bind to (default: the SIP listen IP).
+    #[arg(long, env = "SWITCHBOARD_RTP_IP")]
+    pub rtp_ip: Option<std::net::IpAddr>,
+    /// RTP port range, MIN-MAX.
+    #[arg(long, env = "SWITCHBOARD_RTP_PORTS", default_value = "20000-30000", value_parser = parse_range)]
+    pub rtp_ports: (u16, u16),
+    /// Default ring timeout in seconds (an agent or a call may set its own).
+    #[arg(long, env = "SWITCHBOARD_RING_TIMEOUT", default_value_t = 30)]
+    pub ring_timeout: u64,
+    /// Concurrent calls per organization (an organization may set its own); more wait in the queue.
+    #[arg(long, env = "SWITCHBOARD_MAX_CALLS_PER_ORG", default_value_t = 50)]
+    pub max_calls_per_org: i64,
+    /// Source IPs trusted to send inbound calls to numbers whose trunk lists no sources (comma-separated).
+    #[arg(long, env = "SWITCHBOARD_SIP_TRUSTED", default_value = "127.0.0.1", value_delimiter = ',')]
+    pub sip_trusted: Vec<std::net::IpAddr>,
+    /// Seconds graceful shutdown lets live calls finish before hanging up.
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE", default_value_t = 10)]
+    pub shutdown_grace: u64,
+    /// espeak-ng voice used for the agent's greeting.
+    #[arg(long, env = "SWITCHBOARD_TTS_VOICE", default_value = "en")]
+    pub tts_voice: String,
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or("expected MIN-MAX, e.g. 20000-30000")?;
+    let a: u16 = a.trim().parse().map_err(|_| "MIN must be a port number")?;
+    let b: u16 = b.trim().parse().map_err(|_| "MAX must be a port number")?;
+    if a >= b {
+        return Err("MIN must be below MAX".into());
+    }
+    Ok((a, b))
 }
 
 impl ServeConfig {
@@ -82,6 +125,17 @@ impl ServeConfig {
             public_url: None,
             log_format: "text".into(),
             db_pool: 8,
+            telephony: TelephonyConfig {
+                sip_listen: "127.0.0.1:0".parse().expect("literal address"),
+                public_ip: None,
+                rtp_ip: None,
+                rtp_ports: (40000, 49999),
+                ring_timeout: 30,
+                max_calls_per_org: 50,
+                sip_trusted: vec!["127.0.0.1".parse().expect("literal address")],
+                shutdown_grace: 5,
+                tts_voice: "en".into(),
+            },
         }
     }
 }

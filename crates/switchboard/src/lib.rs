@@ -9,11 +9,27 @@ use std::future::Future;
 use std::net::SocketAddr;
 use switchboard_api::AppState;
 use switchboard_store::{Recordings, Store};
-use tokio::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_engine::{Engine, EngineConfig};
+use tokio::net::{TcpListener, UdpSocket};
+
+/// The engine as the API sees it: hang-up and dispatch wake-up.
+struct EngineControl(Engine);
+
+impl switchboard_api::CallControl for EngineControl {
+    fn hangup(&self, call: switchboard_domain::CallId) -> bool {
+        self.0.hangup(call)
+    }
+    fn dispatched(&self) {
+        self.0.notify_dispatch();
+    }
+}
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    engine: Engine,
     /// The default organization's key when this start created it (first start, empty store).
     pub first_run_key: Option<(String, String)>,
 }
@@ -32,8 +48,28 @@ impl Application {
             None
         };
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-        let state = AppState::new(store, recordings, config.rate_limit, config.public_url.clone());
-        Ok(Application { listener, state, first_run_key })
+        let t = &config.telephony;
+        let sip_udp = UdpSocket::bind(t.sip_listen).await.with_context(|| format!("cannot bind SIP UDP {}", t.sip_listen))?;
+        // TCP on the same port as UDP (port 0 in tests: take the port UDP got).
+        let sip_addr = sip_udp.local_addr()?;
+        let sip_tcp = TcpListener::bind(sip_addr).await.with_context(|| format!("cannot bind SIP TCP {sip_addr}"))?;
+        let engine_cfg = EngineConfig {
+            public_ip: t.public_ip,
+            rtp_ip: t.rtp_ip.unwrap_or(sip_addr.ip()),
+            rtp_port_min: t.rtp_ports.0,
+            rtp_port_max: t.rtp_ports.1,
+            default_ring_timeout: Duration::from_secs(t.ring_timeout),
+            trusted_sources: t.sip_trusted.clone(),
+            max_calls_per_org: t.max_calls_per_org,
+            shutdown_grace: Duration::from_secs(t.shutdown_grace),
+            recordings_dir: config.store.data_dir.join("recordings"),
+            tts_voice: t.tts_voice.clone(),
+            poll_interval: Duration::from_millis(250),
+        };
+        let engine = Engine::start(engine_cfg, store.clone(), sip_udp, Some(sip_tcp)).await?;
+        let mut state = AppState::new(store, recordings, config.rate_limit, config.public_url.clone());
+        state.control = Some(Arc::new(EngineControl(engine.clone())));
+        Ok(Application { listener, state, engine, first_run_key })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -44,10 +80,33 @@ impl Application {
         &self.state.store
     }
 
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The SIP port (UDP and TCP).
+    pub fn sip_port(&self) -> u16 {
+        self.engine.sip_port()
+    }
+
     /// Serves until `shutdown` resolves, then finishes in-flight requests (graceful).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let app = switchboard_api::router(self.state.clone());
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let engine = self.engine.clone();
+        let watcher = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+            // Live calls get their grace period while HTTP drains in-flight requests.
+            engine.shutdown().await;
+        });
+        let mut rx = stop_rx.clone();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|v| *v).await;
+            })
+            .await?;
+        let _ = watcher.await;
         self.state.store.close().await;
         Ok(())
     }

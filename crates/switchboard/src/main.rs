@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some((org, key)) = &app.first_run_key {
                 println!("{}", serde_json::json!({"organization_id": org, "api_key": key, "note": "first start: default organization created; this key is shown only once"}));
             }
-            tracing::info!(addr = %app.local_addr(), "HTTP API listening");
+            tracing::info!(addr = %app.local_addr(), sip_port = app.sip_port(), "HTTP API and SIP listening");
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Org { command: OrgCommand::Create { name, store } } => {
