@@ -31,7 +31,11 @@ fn parse_range(h: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
         (size.saturating_sub(n), size - 1)
     } else {
         let s: u64 = a.trim().parse().map_err(|_| ())?;
-        let e: u64 = if b.trim().is_empty() { size - 1 } else { b.trim().parse().map_err(|_| ())? };
+        let e: u64 = if b.trim().is_empty() {
+            size - 1
+        } else {
+            b.trim().parse().map_err(|_| ())?
+        };
         (s, e.min(size - 1))
     };
     if size == 0 || start > end || start >= size {
@@ -40,26 +44,67 @@ fn parse_range(h: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
     Ok(Some((start, end)))
 }
 
-pub async fn get_recording(State(state): State<AppState>, Org(org): Org, Path(file): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+#[utoipa::path(
+    get, path = "/v1/call/recording/{file}", tag = "calls",
+    summary = "Download a call's recording",
+    description = "`<call id>.mp3` is the mono mix, `<call id>.stereo.mp3` the dual-channel file (caller left, agent right). Supports a single HTTP `Range: bytes=` range.",
+    params(
+        ("file" = String, Path, description = "`<call id>.mp3` or `<call id>.stereo.mp3`", pattern = r"^[0-9a-fA-F-]{36}(\.stereo)?\.mp3$"),
+        ("Range" = Option<String>, Header, description = "A single byte range, e.g. `bytes=0-1023`")
+    ),
+    responses(
+        (status = 200, description = "The whole MP3", content_type = "audio/mpeg", body = String),
+        (status = 206, description = "The requested range (Content-Range set)", content_type = "audio/mpeg", body = String),
+        (status = 400, description = "Not a recording file name", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Recording not found", body = crate::openapi::ErrorBody),
+        (status = 416, description = "Range cannot be served", body = crate::openapi::ErrorBody)
+    )
+)]
+pub async fn get_recording(
+    State(state): State<AppState>,
+    Org(org): Org,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let (id, stereo) = if let Some(id) = file.strip_suffix(".stereo.mp3") {
         (id, true)
     } else if let Some(id) = file.strip_suffix(".mp3") {
         (id, false)
     } else {
-        return Err(ApiError::bad_request("recording path must be /v1/call/recording/<call id>.mp3 or <call id>.stereo.mp3"));
+        return Err(ApiError::bad_request(
+            "recording path must be /v1/call/recording/<call id>.mp3 or <call id>.stereo.mp3",
+        ));
     };
     let id = parse_call_id(id)?;
-    let call = state.store.get_call(org, id, false).await.map_err(|_| recording_not_found())?;
+    let call = state
+        .store
+        .get_call(org, id, false)
+        .await
+        .map_err(|_| recording_not_found())?;
     let meta = call.recording.ok_or_else(recording_not_found)?;
-    let key = if stereo { meta.stereo_key.ok_or_else(recording_not_found)? } else { meta.key };
-    let size = state.recordings.size(&key).await?.ok_or_else(recording_not_found)?;
+    let key = if stereo {
+        meta.stereo_key.ok_or_else(recording_not_found)?
+    } else {
+        meta.key
+    };
+    let size = state
+        .recordings
+        .size(&key)
+        .await?
+        .ok_or_else(recording_not_found)?;
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         Some(h) => match parse_range(h, size) {
             Ok(r) => r,
             Err(()) => {
-                let mut r = ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, format!("Range {h:?} cannot be served; the recording has {size} bytes"))
-                    .into_response();
-                r.headers_mut().insert(header::CONTENT_RANGE, format!("bytes */{size}").parse().expect("ascii"));
+                let mut r = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    format!("Range {h:?} cannot be served; the recording has {size} bytes"),
+                )
+                .into_response();
+                r.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    format!("bytes */{size}").parse().expect("ascii"),
+                );
                 return Ok(r);
             }
         },
@@ -69,13 +114,22 @@ pub async fn get_recording(State(state): State<AppState>, Org(org): Org, Path(fi
         Some((s, e)) => (StatusCode::PARTIAL_CONTENT, s, e),
         None => (StatusCode::OK, 0, size.saturating_sub(1)),
     };
-    let data = if size == 0 { bytes::Bytes::new() } else { state.recordings.get_range(&key, start..end + 1).await? };
+    let data = if size == 0 {
+        bytes::Bytes::new()
+    } else {
+        state.recordings.get_range(&key, start..end + 1).await?
+    };
     let mut r = (status, Body::from(data)).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, "audio/mpeg".parse().expect("ascii"));
     h.insert(header::ACCEPT_RANGES, "bytes".parse().expect("ascii"));
     if status == StatusCode::PARTIAL_CONTENT {
-        h.insert(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}").parse().expect("ascii"));
+        h.insert(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{end}/{size}")
+                .parse()
+                .expect("ascii"),
+        );
     }
     Ok(r)
 }

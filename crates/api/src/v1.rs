@@ -25,7 +25,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/call/context", post(set_context))
         .route("/v1/call/{id}", get(get_call).delete(delete_call))
         .route("/v1/call/{id}/hangup", post(hangup))
-        .route("/v1/call/recording/{file}", get(crate::recording::get_recording))
+        .route(
+            "/v1/call/recording/{file}",
+            get(crate::recording::get_recording),
+        )
 }
 
 /// Base URL for absolute links: the configured public URL, or the request's Host.
@@ -33,7 +36,10 @@ pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(u) = &state.public_url {
         return u.trim_end_matches('/').to_string();
     }
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
     format!("http://{host}")
 }
 
@@ -43,7 +49,7 @@ pub fn parse_call_id(s: &str) -> ApiResult<CallId> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateCallBody {
+pub(crate) struct CreateCallBody {
     to: Option<String>,
     from: Option<String>,
     agent_id: Option<String>,
@@ -54,18 +60,50 @@ struct CreateCallBody {
     ring_timeout: Option<i64>,
 }
 
-async fn create_call(State(state): State<AppState>, Org(org): Org, headers: HeaderMap, body: JsonBody<CreateCallBody>) -> ApiResult<Response> {
+#[utoipa::path(
+    post, path = "/v1/call", tag = "calls",
+    summary = "Dispatch an outbound call",
+    description = "Queues an outbound call from `from` (a number bound to an agent) or with `agent_id`. With an `Idempotency-Key` header a repeat with the same body returns the original call (header `idempotent-replayed: true`); the same key with another body is a 422.",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    request_body(content = crate::openapi::CreateCallBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The call, queued (or the original call on an idempotent replay)", body = crate::openapi::CallV1),
+        (status = 400, description = "Invalid field", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Agent or number not found", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Concurrency limit reached", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another body, or a reference that does not exist", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn create_call(
+    State(state): State<AppState>,
+    Org(org): Org,
+    headers: HeaderMap,
+    body: JsonBody<CreateCallBody>,
+) -> ApiResult<Response> {
     let b = body.value;
-    let to = b.to.ok_or_else(|| ApiError::bad_request("to is required: the E.164 number to call, e.g. +14155551234"))?;
-    let to = PhoneNumber::parse(&to).map_err(|e| ApiError::bad_request(format!("to: {}", e.message)))?;
+    let to = b.to.ok_or_else(|| {
+        ApiError::bad_request("to is required: the E.164 number to call, e.g. +14155551234")
+    })?;
+    let to =
+        PhoneNumber::parse(&to).map_err(|e| ApiError::bad_request(format!("to: {}", e.message)))?;
     let from = b
         .from
         .filter(|f| !f.trim().is_empty())
-        .map(|f| PhoneNumber::parse(&f).map_err(|e| ApiError::bad_request(format!("from: {}", e.message))))
+        .map(|f| {
+            PhoneNumber::parse(&f)
+                .map_err(|e| ApiError::bad_request(format!("from: {}", e.message)))
+        })
         .transpose()?;
-    let agent = b.agent_id.map(|a| AgentId::parse_param("agent_id", &a).map(AgentRef::Id)).transpose()?;
+    let agent = b
+        .agent_id
+        .map(|a| AgentId::parse_param("agent_id", &a).map(AgentRef::Id))
+        .transpose()?;
     if from.is_none() && agent.is_none() {
-        return Err(ApiError::bad_request("pass from (a number bound to an agent) or agent_id"));
+        return Err(ApiError::bad_request(
+            "pass from (a number bound to an agent) or agent_id",
+        ));
     }
     let req = DispatchRequest {
         to,
@@ -75,25 +113,55 @@ async fn create_call(State(state): State<AppState>, Org(org): Org, headers: Head
         context: dispatch::parse_context(b.context)?,
         metadata: dispatch::parse_metadata(b.metadata)?,
         user_speaks_first: b.user_speaks_first.unwrap_or(false),
-        campaign_id: b.campaign_id.map(|c| CampaignId::parse_param("campaign_id", &c)).transpose()?,
+        campaign_id: b
+            .campaign_id
+            .map(|c| CampaignId::parse_param("campaign_id", &c))
+            .transpose()?,
         ring_timeout_seconds: dispatch::parse_ring_timeout(b.ring_timeout)?,
     };
-    let (call, created) = dispatch::dispatch(&state, org, req, &headers, "/v1/call", &body.raw).await?;
+    let (call, created) =
+        dispatch::dispatch(&state, org, req, &headers, "/v1/call", &body.raw).await?;
     let base = base_url(&state, &headers);
-    let shape = Shape { fields: Fields::Light, include: vec![] };
+    let shape = Shape {
+        fields: Fields::Light,
+        include: vec![],
+    };
     let mut r = (StatusCode::CREATED, Json(call_v1(&call, &base, &shape))).into_response();
     if !created {
-        r.headers_mut().insert("idempotent-replayed", "true".parse().expect("static header"));
+        r.headers_mut().insert(
+            "idempotent-replayed",
+            "true".parse().expect("static header"),
+        );
     }
     Ok(r)
 }
 
-async fn list_calls(State(state): State<AppState>, Org(org): Org, headers: HeaderMap, q: QueryMap) -> ApiResult<Response> {
+#[utoipa::path(
+    get, path = "/v1/calls", tag = "calls",
+    summary = "List calls",
+    description = "Keyset-paged list of the organization's calls with filters; `most_recent=true` returns the single most recent matching call instead of a page.",
+    params(crate::openapi::ListCallsQuery),
+    responses(
+        (status = 200, description = "A page of calls (or one call with most_recent=true)", body = crate::openapi::CallList),
+        (status = 400, description = "Invalid parameter; the message names it and its allowed values", body = crate::openapi::ErrorBody),
+        (status = 404, description = "most_recent=true and no call matches", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn list_calls(
+    State(state): State<AppState>,
+    Org(org): Org,
+    headers: HeaderMap,
+    q: QueryMap,
+) -> ApiResult<Response> {
     let filter = parse_filter(&q, &["client_number", "phone_number"])?;
     let (order_by, order) = parse_order(&q, OrderBy::CreatedAt)?;
     let shape = parse_shape(&q)?;
-    let most_recent = q.opt("most_recent", |v| parse_bool("most_recent", v))?.unwrap_or(false);
-    let limit = q.opt("limit", |v| parse_limit("limit", v, 100))?.unwrap_or(10);
+    let most_recent = q
+        .opt("most_recent", |v| parse_bool("most_recent", v))?
+        .unwrap_or(false);
+    let limit = q
+        .opt("limit", |v| parse_limit("limit", v, 100))?
+        .unwrap_or(10);
     let after = match q.get("cursor") {
         Some(c) => {
             let pos = decode_cursor(c)?;
@@ -134,32 +202,101 @@ async fn list_calls(State(state): State<AppState>, Org(org): Org, headers: Heade
         with_total: false,
     };
     let page = state.store.list_calls(org, &query).await?;
-    let calls: Vec<Value> = page.calls.iter().map(|c| call_v1(c, &base, &shape)).collect();
-    Ok(Json(json!({ "num_items": calls.len(), "cursor": page.next_cursor, "calls": calls })).into_response())
+    let calls: Vec<Value> = page
+        .calls
+        .iter()
+        .map(|c| call_v1(c, &base, &shape))
+        .collect();
+    Ok(
+        Json(json!({ "num_items": calls.len(), "cursor": page.next_cursor, "calls": calls }))
+            .into_response(),
+    )
 }
 
-async fn render_one(state: &AppState, org: OrgId, id: CallId, headers: &HeaderMap, q: &QueryMap) -> ApiResult<Response> {
+async fn render_one(
+    state: &AppState,
+    org: OrgId,
+    id: CallId,
+    headers: &HeaderMap,
+    q: &QueryMap,
+) -> ApiResult<Response> {
     let shape = parse_shape(q)?;
-    let call = state.store.get_call(org, id, true).await.map_err(|e| ApiError::from_store(e, "Call"))?;
+    let call = state
+        .store
+        .get_call(org, id, true)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Call"))?;
     Ok(Json(call_v1(&call, &base_url(state, headers), &shape)).into_response())
 }
 
-async fn get_call(State(state): State<AppState>, Org(org): Org, Path(id): Path<String>, headers: HeaderMap, q: QueryMap) -> ApiResult<Response> {
+#[utoipa::path(
+    get, path = "/v1/call/{id}", tag = "calls",
+    summary = "Get a call",
+    params(("id" = uuid::Uuid, Path, description = "The call's id"), crate::openapi::CallShapeQuery),
+    responses(
+        (status = 200, description = "The call", body = crate::openapi::CallV1),
+        (status = 400, description = "Invalid id or shape parameter", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Call not found", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn get_call(
+    State(state): State<AppState>,
+    Org(org): Org,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: QueryMap,
+) -> ApiResult<Response> {
     render_one(&state, org, parse_call_id(&id)?, &headers, &q).await
 }
 
-async fn get_call_by_query(State(state): State<AppState>, Org(org): Org, headers: HeaderMap, q: QueryMap) -> ApiResult<Response> {
-    let id = q.get("id").ok_or_else(|| ApiError::bad_request("id is required: GET /v1/call?id=<call id>"))?;
+#[utoipa::path(
+    get, path = "/v1/call", tag = "calls",
+    summary = "Get a call by ?id=",
+    params(crate::openapi::CallByIdQuery),
+    responses(
+        (status = 200, description = "The call", body = crate::openapi::CallV1),
+        (status = 400, description = "Missing or invalid id", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Call not found", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn get_call_by_query(
+    State(state): State<AppState>,
+    Org(org): Org,
+    headers: HeaderMap,
+    q: QueryMap,
+) -> ApiResult<Response> {
+    let id = q
+        .get("id")
+        .ok_or_else(|| ApiError::bad_request("id is required: GET /v1/call?id=<call id>"))?;
     render_one(&state, org, parse_call_id(id)?, &headers, &q).await
 }
 
-async fn delete_call(State(state): State<AppState>, Org(org): Org, Path(id): Path<String>) -> ApiResult<Response> {
+#[utoipa::path(
+    delete, path = "/v1/call/{id}", tag = "calls",
+    summary = "Delete a call",
+    description = "Hangs the call up if it is live, then deletes it with its transcript, details and recordings.",
+    params(("id" = uuid::Uuid, Path, description = "The call's id")),
+    responses(
+        (status = 200, description = "Deleted", body = crate::openapi::Deleted),
+        (status = 400, description = "Invalid id", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Call not found", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn delete_call(
+    State(state): State<AppState>,
+    Org(org): Org,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let id = parse_call_id(&id)?;
     if let Some(control) = &state.control {
         // A live call is hung up first so nothing keeps writing to what we erase.
         control.hangup(id);
     }
-    let recording = state.store.delete_call(org, id).await.map_err(|e| ApiError::from_store(e, "Call"))?;
+    let recording = state
+        .store
+        .delete_call(org, id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Call"))?;
     if let Some(r) = recording {
         state.recordings.delete(&r.key).await?;
         if let Some(k) = &r.stereo_key {
@@ -170,26 +307,74 @@ async fn delete_call(State(state): State<AppState>, Org(org): Org, Path(id): Pat
 }
 
 #[derive(Deserialize)]
-struct ContextBody {
+pub(crate) struct ContextBody {
     id: Option<String>,
     context: Option<Value>,
 }
 
-async fn set_context(State(state): State<AppState>, Org(org): Org, headers: HeaderMap, body: JsonBody<ContextBody>) -> ApiResult<Response> {
+#[utoipa::path(
+    post, path = "/v1/call/context", tag = "calls",
+    summary = "Replace a call's context",
+    request_body(content = crate::openapi::ContextBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The updated call", body = crate::openapi::CallV1),
+        (status = 400, description = "Invalid body", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Call not found", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn set_context(
+    State(state): State<AppState>,
+    Org(org): Org,
+    headers: HeaderMap,
+    body: JsonBody<ContextBody>,
+) -> ApiResult<Response> {
     let b = body.value;
-    let id = b.id.ok_or_else(|| ApiError::bad_request("id is required: the call whose context to replace"))?;
+    let id = b.id.ok_or_else(|| {
+        ApiError::bad_request("id is required: the call whose context to replace")
+    })?;
     let id = parse_call_id(&id)?;
     let context = dispatch::parse_context(b.context)?;
-    let call = state.store.set_call_context(org, id, context).await.map_err(|e| ApiError::from_store(e, "Call"))?;
-    let shape = Shape { fields: Fields::Light, include: vec![] };
+    let call = state
+        .store
+        .set_call_context(org, id, context)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Call"))?;
+    let shape = Shape {
+        fields: Fields::Light,
+        include: vec![],
+    };
     Ok(Json(call_v1(&call, &base_url(&state, &headers), &shape)).into_response())
 }
 
-async fn hangup(State(state): State<AppState>, Org(org): Org, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+#[utoipa::path(
+    post, path = "/v1/call/{id}/hangup", tag = "calls",
+    summary = "Hang up a live call",
+    description = "CANCEL while ringing, BYE once answered.",
+    params(("id" = uuid::Uuid, Path, description = "The call's id")),
+    responses(
+        (status = 202, description = "Hang-up started", body = crate::openapi::CallV1),
+        (status = 400, description = "Invalid id", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Call not found", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The call already ended, or is not live on this server yet", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn hangup(
+    State(state): State<AppState>,
+    Org(org): Org,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let id = parse_call_id(&id)?;
-    let call = state.store.get_call(org, id, false).await.map_err(|e| ApiError::from_store(e, "Call"))?;
+    let call = state
+        .store
+        .get_call(org, id, false)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Call"))?;
     if call.status.is_final() {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("call already ended with status {}", call.status)));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("call already ended with status {}", call.status),
+        ));
     }
     let live = state.control.as_ref().is_some_and(|c| c.hangup(id));
     if !live {
@@ -198,6 +383,13 @@ async fn hangup(State(state): State<AppState>, Org(org): Org, Path(id): Path<Str
             "call is not live on this server yet (still queued); try again once it is dialing",
         ));
     }
-    let shape = Shape { fields: Fields::Light, include: vec![] };
-    Ok((StatusCode::ACCEPTED, Json(call_v1(&call, &base_url(&state, &headers), &shape))).into_response())
+    let shape = Shape {
+        fields: Fields::Light,
+        include: vec![],
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(call_v1(&call, &base_url(&state, &headers), &shape)),
+    )
+        .into_response())
 }
