@@ -800,6 +800,7 @@ impl DialogTask {
         let mut bye_tx: Option<mpsc::UnboundedReceiver<TxEvent>> = None;
         let mut refer_tx: Option<mpsc::UnboundedReceiver<TxEvent>> = None;
         let mut cmds_open = true;
+        let mut deferred_refer: Option<String> = None;
         loop {
             let next_2xx = self.pending_2xx.as_ref().map(|p| p.next.min(p.give_up));
             tokio::select! {
@@ -815,11 +816,13 @@ impl DialogTask {
                             let _ = self.events.send(CallEvent::TransferFailed { code: 400 });
                             continue;
                         }
-                        let mut r = self.dialog.request(&self.inner, Method::Refer);
-                        r.headers.push("Refer-To", format!("<{target}>"));
-                        r.headers.push("Referred-By", self.dialog.local.uri.to_string());
-                        r.headers.push("Contact", self.inner.contact(self.dialog.contact_user.as_deref(), self.dialog.flow.transport).to_string());
-                        refer_tx = Some(self.inner.client_tx(r, self.dialog.flow).await);
+                        if self.pending_2xx.is_some() {
+                            // A re-INVITE we answered is not ACKed yet: let that
+                            // transaction finish before starting another (§14.2).
+                            deferred_refer = Some(target);
+                        } else {
+                            refer_tx = Some(self.send_refer(&target).await);
+                        }
                     }
                     Some(Command::SetLocalSdp(s)) => match sdp::parse(s.as_bytes()) {
                         Ok(sd) => self.local_sdp = Some(sd),
@@ -878,9 +881,28 @@ impl DialogTask {
                     if let Outcome::End = self.on_request(d) {
                         return;
                     }
+                    if self.pending_2xx.is_none() {
+                        if let Some(t) = deferred_refer.take() {
+                            refer_tx = Some(self.send_refer(&t).await);
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// REFER with Refer-To (RFC 3515 §2.4); progress comes back as NOTIFY.
+    async fn send_refer(&mut self, target: &str) -> mpsc::UnboundedReceiver<TxEvent> {
+        let mut r = self.dialog.request(&self.inner, Method::Refer);
+        r.headers.push("Refer-To", format!("<{target}>"));
+        r.headers
+            .push("Referred-By", format!("<{}>", self.dialog.local.uri));
+        let contact = self.inner.contact(
+            self.dialog.contact_user.as_deref(),
+            self.dialog.flow.transport,
+        );
+        r.headers.push("Contact", contact.to_string());
+        self.inner.client_tx(r, self.dialog.flow).await
     }
 
     fn respond(&self, d: &InDialog, status: u16, reason: &str) {

@@ -630,20 +630,24 @@ pub fn negotiate(
                 params.local_direction,
             ));
         } else {
-            // §6: a rejected stream keeps its position with port 0 and at least one format.
-            sdp.media.push(MediaDescription {
-                media: m.media.clone(),
-                port: 0,
-                num_ports: None,
-                proto: m.proto.clone(),
-                formats: vec![m.formats.first().cloned().unwrap_or_else(|| "0".into())],
-                connection: None,
-                attributes: Vec::new(),
-                other: Vec::new(),
-            });
+            sdp.media.push(rejected(m));
         }
     }
     Ok(Answer { sdp, params })
+}
+
+/// §6: a rejected stream keeps its position with port 0 and one offered format.
+fn rejected(m: &MediaDescription) -> MediaDescription {
+    MediaDescription {
+        media: m.media.clone(),
+        port: 0,
+        num_ports: None,
+        proto: m.proto.clone(),
+        formats: vec![m.formats.first().cloned().unwrap_or_else(|| "0".into())],
+        connection: None,
+        attributes: Vec::new(),
+        other: Vec::new(),
+    }
 }
 
 /// Our offer: PCMU, PCMA and telephone-event/8000 (RFC 4733).
@@ -685,18 +689,33 @@ pub fn reanswer(
     let params = media_params(offer, &supported)?;
     let mut out = local.clone();
     out.origin.session_version += 1;
-    for m in out
+    let port = out
         .media
-        .iter_mut()
-        .filter(|m| m.media == "audio" && m.port != 0)
-    {
-        m.attributes
-            .retain(|a| Direction::from_attr(&a.name).is_none());
-        m.attributes.push(Attribute {
-            name: params.local_direction.as_str().into(),
-            value: None,
-        });
-    }
+        .iter()
+        .find(|m| m.media == "audio" && m.port != 0)
+        .map(|m| m.port)
+        .ok_or(NegotiationError::NoCommonCodec)?;
+    // §6.1: the answer only uses formats from the offer (with the offer's payload
+    // type numbers), one m= line per offered one, in the same order.
+    let mut chosen = false;
+    out.media = offer
+        .media
+        .iter()
+        .map(|m| {
+            if !chosen && m.media == "audio" && m.port != 0 && m.proto == "RTP/AVP" {
+                chosen = true;
+                audio_media(
+                    port,
+                    params.payload_type,
+                    params.codec,
+                    params.telephone_event_pt,
+                    params.local_direction,
+                )
+            } else {
+                rejected(m)
+            }
+        })
+        .collect();
     Ok((out, params))
 }
 
@@ -762,6 +781,13 @@ m=video 5000 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\n";
         let (re, _) = reanswer(&local, &sendonly).unwrap();
         assert_eq!(re.origin.session_version, 2);
         assert_eq!(re.media[0].direction(), Some(Direction::RecvOnly));
+        assert_eq!(
+            re.media[0].formats,
+            vec!["8", "96"],
+            "offer's first codec + its te PT"
+        );
+        assert_eq!(re.media[0].port, 30000);
+        assert_eq!(re.media[1].port, 0);
     }
 
     #[test]

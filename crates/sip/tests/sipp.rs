@@ -129,6 +129,34 @@ async fn outbound_hangup_while_ringing() {
 }
 
 #[tokio::test]
+async fn outbound_reinvite_hold_and_refer() {
+    let (ep, _rx) = endpoint(false).await;
+    let sipp = spawn_sipp(&scenario("uas_hold_refer.xml"), 15074, &[]);
+    let mut call = ep
+        .invite(invite_to(&ep, sipp.port, Transport::Udp))
+        .unwrap();
+    assert!(matches!(
+        next_significant(&mut call).await,
+        CallEvent::Answered { .. }
+    ));
+    match next(&mut call).await {
+        CallEvent::ReInvite {
+            remote_sdp,
+            on_hold,
+        } => {
+            assert!(on_hold, "a=sendonly is hold");
+            assert!(remote_sdp.contains("a=sendonly"));
+        }
+        other => panic!("expected ReInvite, got {other:?}"),
+    }
+    call.refer("sip:+15550009999@127.0.0.1");
+    assert_eq!(next(&mut call).await, CallEvent::TransferAccepted);
+    assert_eq!(next(&mut call).await, CallEvent::RemoteHangup);
+    assert_eq!(next(&mut call).await, CallEvent::Terminated);
+    assert_eq!(sipp.finish().await, 0);
+}
+
+#[tokio::test]
 async fn outbound_hangup_after_answer() {
     let (ep, _rx) = endpoint(false).await;
     let sipp = spawn_sipp(&scenario("uas_answer_wait_bye.xml"), 15064, &[]);
@@ -218,6 +246,30 @@ async fn inbound_over_tcp() {
     assert_eq!(next(&mut call).await, CallEvent::Dtmf('5'));
     assert_eq!(next(&mut call).await, CallEvent::RemoteHangup);
     assert_eq!(next(&mut call).await, CallEvent::Terminated);
+    assert_eq!(sipp.finish().await, 0);
+}
+
+#[tokio::test]
+async fn inbound_cancelled_by_caller() {
+    let (ep, mut incoming) = endpoint(false).await;
+    let target = format!("127.0.0.1:{}", ep.udp_port());
+    let sipp = spawn_sipp(&scenario("uac_cancel.xml"), 15075, &[&target]);
+    let inc = tokio::time::timeout(EVENT_TIMEOUT, incoming.recv())
+        .await
+        .expect("no incoming call")
+        .unwrap();
+    inc.ringing();
+    tokio::time::timeout(EVENT_TIMEOUT, inc.cancelled())
+        .await
+        .expect("CANCEL not seen");
+    assert!(inc.is_cancelled());
+    let offer = sdp::parse(inc.remote_sdp.as_bytes()).unwrap();
+    let answer = sdp::negotiate(&offer, ep.public_ip(), 41004, &[Codec::Pcmu]).unwrap();
+    assert!(matches!(
+        inc.accept(answer.sdp.to_string()),
+        Err(switchboard_sip::SipError::Cancelled)
+    ));
+    // sipp completes only after 200 (CANCEL) and 487 (INVITE) arrived.
     assert_eq!(sipp.finish().await, 0);
 }
 

@@ -69,6 +69,20 @@ pub fn spawn_sipp(scenario: &std::path::Path, port: u16, extra: &[&str]) -> Sipp
         "30s",
     ];
     args.extend_from_slice(extra);
+    // Debug aid: SIPP_TRACE_DIR=/tmp/x writes sipp's message trace there.
+    let trace = std::env::var("SIPP_TRACE_DIR")
+        .ok()
+        .map(|d| format!("{d}/sipp-{port}.log"));
+    if let Some(t) = &trace {
+        args.extend_from_slice(&[
+            "-trace_msg",
+            "-message_file",
+            t,
+            "-trace_err",
+            "-error_file",
+            t,
+        ]);
+    }
     let child = Command::new(sipp)
         .args(&args)
         .stdin(Stdio::null())
