@@ -647,6 +647,7 @@ async fn answer_inbound(inner: Arc<Inner>, inc: IncomingCall) {
     };
     let (hangup_tx, hangup_rx) = mpsc::unbounded_channel();
     lock(&inner.live).insert(call.id, LiveCall { org: call.org_id, hangup: hangup_tx });
+    inc.ringing();
     let handle = match inc.accept(answer.sdp.to_string()) {
         Ok(h) => h,
         Err(e) => {

@@ -1,0 +1,345 @@
+//! End-to-end telephony: the real server places and receives calls over SIP with real sipp
+//! peers on loopback, and the recordings are decoded and checked for the audio itself.
+//!
+//! Fixed sipp ports (see README): SIP 16060-16079, media 16400+, control SIP+200.
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use switchboard::config::ServeConfig;
+use switchboard::Application;
+use switchboard_media::audio;
+use switchboard_media::g711::G711;
+use tokio::process::{Child, Command};
+
+struct Server {
+    base: String,
+    key: String,
+    sip_port: u16,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ServeConfig::for_tests(dir.path().to_path_buf(), None);
+        let app = Application::build(&cfg).await.unwrap();
+        let (_, key) = app.first_run_key.clone().unwrap();
+        let base = format!("http://{}", app.local_addr());
+        let sip_port = app.sip_port();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.run_until_stopped(async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Server { base, key, sip_port, client: reqwest::Client::new(), _dir: dir, stop: Some(tx), task: Some(task) }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.key).json(&body).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.key).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let r = self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.key).send().await.unwrap();
+        (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+    }
+
+    /// Agent + trunk to 127.0.0.1:`sipp_port` + caller-ID number bound to both.
+    async fn setup_outbound(&self, sipp_port: u16, greeting: &str) -> String {
+        let (s, agent) = self.post("/v1/agents", json!({"name": "Agent", "initial_message": greeting, "max_duration_seconds": 60})).await;
+        assert_eq!(s, 201, "{agent}");
+        let (s, trunk) = self.post("/v1/sip-trunks", json!({"name": "sipp", "host": "127.0.0.1", "port": sipp_port, "transport": "udp"})).await;
+        assert_eq!(s, 201, "{trunk}");
+        let (s, num) = self
+            .post("/v1/phone-numbers", json!({"phone_number": "+15550001111", "agent_id": agent["id"], "trunk_id": trunk["id"]}))
+            .await;
+        assert_eq!(s, 201, "{num}");
+        agent["id"].as_str().unwrap().to_string()
+    }
+
+    /// Polls the call until it reaches a final status (bounded).
+    async fn wait_final(&self, id: &str) -> Value {
+        for _ in 0..300 {
+            let (_, c) = self.get(&format!("/v1/call/{id}")).await;
+            let st = c["status"].as_str().unwrap_or("");
+            if !matches!(st, "dialing" | "in_progress") {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("call {id} never ended");
+    }
+
+    async fn wait_status(&self, id: &str, status: &str) -> Value {
+        for _ in 0..300 {
+            let (_, c) = self.get(&format!("/v1/call/{id}")).await;
+            if c["status"] == status {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("call {id} never reached {status}");
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        }
+    }
+}
+
+fn scenarios() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
+}
+
+struct Sipp {
+    child: Child,
+}
+
+impl Sipp {
+    fn spawn(scenario: &Path, port: u16, extra: &[String]) -> Sipp {
+        let mut args: Vec<String> = vec![
+            "-sf".into(),
+            scenario.display().to_string(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-mp".into(),
+            (16400 + (port - 16060) * 4).to_string(),
+            "-cp".into(),
+            (port + 200).to_string(),
+            "-m".into(),
+            "1".into(),
+            "-nostdin".into(),
+            "-timeout".into(),
+            "40s".into(),
+        ];
+        args.extend(extra.iter().cloned());
+        let child = Command::new("sipp")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("sipp is required: apt-get install sip-tester");
+        Sipp { child }
+    }
+
+    async fn finish(mut self) -> i32 {
+        let st = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.expect("sipp did not finish").unwrap();
+        st.code().unwrap_or(-1)
+    }
+}
+
+/// Writes `seconds` of a 1 kHz tone as raw mu-law (what sipp's rtp_stream plays).
+fn tone_file(dir: &Path, seconds: u32) -> PathBuf {
+    let pcm = audio::sine(1000.0, 8000, (8000 * seconds) as usize, 12000.0);
+    let p = dir.join("tone.ulaw");
+    std::fs::write(&p, G711::Pcmu.encode(&pcm)).unwrap();
+    p
+}
+
+fn decode(bytes: &[u8], dir: &Path, name: &str) -> (usize, u32, Vec<Vec<i16>>) {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    audio::decode_mp3(&p).unwrap()
+}
+
+fn secs(v: &Value) -> f64 {
+    chrono_like(v.as_str().unwrap())
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time with milliseconds.
+fn chrono_like(s: &str) -> f64 {
+    let t = switchboard_domain::Timestamp::parse_param("t", s).unwrap();
+    t.micros() as f64 / 1e6
+}
+
+#[tokio::test]
+async fn outbound_call_is_dialed_answered_recorded_and_completed() {
+    let srv = Server::start().await;
+    srv.setup_outbound(16060, "Hello, this is Switchboard calling about your appointment.").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let tone = tone_file(tmp.path(), 3);
+    let scen = std::fs::read_to_string(scenarios().join("uas_play_bye.xml"))
+        .unwrap()
+        .replace("TONE_FILE", &tone.display().to_string())
+        .replace("HOLD_MS", "4000");
+    let scen_path = tmp.path().join("uas_play_bye.xml");
+    std::fs::write(&scen_path, scen).unwrap();
+    let sipp = Sipp::spawn(&scen_path, 16060, &[]);
+
+    let (s, call) = srv.post("/v1/call", json!({"from": "+15550001111", "to": "+14155550123", "context": "e2e"})).await;
+    assert_eq!(s, 201, "{call}");
+    assert_eq!(call["status"], "dialing");
+    let id = call["id"].as_str().unwrap().to_string();
+    let live = srv.wait_status(&id, "in_progress").await;
+    assert!(live["start_time"].is_string());
+    let done = srv.wait_final(&id).await;
+    assert_eq!(sipp.finish().await, 0, "sipp scenario failed");
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["end_reason"], "customer-ended-call");
+    let (start, end) = (secs(&done["start_time"]), secs(&done["end_time"]));
+    let talk = end - start;
+    assert!((3.5..6.0).contains(&talk), "talk time {talk}");
+    assert!(done["duration"].as_i64().unwrap() >= 3);
+    let url = done["recording_url"].as_str().expect("recording_url");
+    assert!(url.ends_with(&format!("/v1/call/recording/{id}.mp3")));
+
+    // Mono mix: decodes, and its length matches the call within 0.5 s.
+    let (st, mono) = srv.bytes(&format!("/v1/call/recording/{id}.mp3")).await;
+    assert_eq!(st, 200);
+    let (ch, rate, samples) = decode(&mono, tmp.path(), "mono.mp3");
+    assert_eq!((ch, rate), (1, 8000));
+    let rec_secs = samples[0].len() as f64 / 8000.0;
+    assert!((rec_secs - talk).abs() < 0.5, "recording {rec_secs}s vs call {talk}s");
+
+    // Dual channel: the far end's tone on the left (caller), the greeting on the right.
+    let (st, stereo) = srv.bytes(&format!("/v1/call/recording/{id}.stereo.mp3")).await;
+    assert_eq!(st, 200);
+    let (ch, _, chans) = decode(&stereo, tmp.path(), "stereo.mp3");
+    assert_eq!(ch, 2);
+    let caller = &chans[0][..8000 * 3];
+    let agent = &chans[1][..8000 * 3];
+    let tone_in_caller = audio::tone_ratio(caller, 8000, 1000.0);
+    assert!(tone_in_caller > 0.5, "1 kHz tone share in caller channel: {tone_in_caller}");
+    assert!(audio::rms(agent) > 300.0, "greeting energy in agent channel: {}", audio::rms(agent));
+    let tone_in_agent = audio::tone_ratio(agent, 8000, 1000.0);
+    assert!(tone_in_agent < 0.2, "caller's tone leaked into agent channel: {tone_in_agent}");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn outbound_rejections_map_to_status_reason_and_code() {
+    let srv = Server::start().await;
+    srv.setup_outbound(16061, "Hi").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let template = std::fs::read_to_string(scenarios().join("uas_reject.xml")).unwrap();
+    for (code, status, reason) in [
+        (486, "no_answer", "busy"),
+        (603, "no_answer", "declined"),
+        (480, "no_answer", "no-answer"),
+        (404, "failed", "number-not-found"),
+        (503, "failed", "service-unavailable"),
+    ] {
+        let p = tmp.path().join(format!("reject_{code}.xml"));
+        std::fs::write(&p, template.replace("SIP/2.0 480 Rejected By Test", &format!("SIP/2.0 {code} Rejected By Test"))).unwrap();
+        let sipp = Sipp::spawn(&p, 16061, &[]);
+        let (s, call) = srv.post("/v1/call", json!({"from": "+15550001111", "to": "+14155550123"})).await;
+        assert_eq!(s, 201);
+        let done = srv.wait_final(call["id"].as_str().unwrap()).await;
+        assert_eq!(sipp.finish().await, 0);
+        assert_eq!(done["status"], status, "{code}: {done}");
+        assert_eq!(done["end_reason"], reason, "{code}");
+        assert_eq!(done["sip_code"], code, "{code}");
+        assert!(done["end_time"].is_string());
+        assert!(done["start_time"].is_null());
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn ring_timeout_and_hangup_while_ringing() {
+    let srv = Server::start().await;
+    srv.setup_outbound(16062, "Hi").await;
+    let scen = scenarios().join("uas_ring_cancel.xml");
+    // Ring timeout set on the call: 1 s, then CANCEL → no_answer / ring-timeout.
+    let sipp = Sipp::spawn(&scen, 16062, &[]);
+    let (_, call) = srv.post("/v1/call", json!({"from": "+15550001111", "to": "+14155550123", "ring_timeout": 1})).await;
+    let done = srv.wait_final(call["id"].as_str().unwrap()).await;
+    assert_eq!(sipp.finish().await, 0);
+    assert_eq!(done["status"], "no_answer", "{done}");
+    assert_eq!(done["end_reason"], "ring-timeout");
+
+    // Hang-up through the API while ringing: CANCEL.
+    let sipp = Sipp::spawn(&scen, 16062, &[]);
+    let (_, call) = srv.post("/v1/call", json!({"from": "+15550001111", "to": "+14155550123"})).await;
+    let id = call["id"].as_str().unwrap();
+    let mut accepted = false;
+    for _ in 0..200 {
+        let (s, _) = srv.post(&format!("/v1/call/{id}/hangup"), json!({})).await;
+        if s == 202 {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(accepted, "hangup never accepted");
+    let done = srv.wait_final(id).await;
+    assert_eq!(sipp.finish().await, 0);
+    assert_eq!(done["status"], "no_answer", "{done}");
+    assert_eq!(done["end_reason"], "cancelled-before-answer");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn hangup_through_the_api_while_talking() {
+    let srv = Server::start().await;
+    srv.setup_outbound(16063, "Hi there").await;
+    let sipp = Sipp::spawn(&scenarios().join("uas_answer_wait_bye.xml"), 16063, &[]);
+    let (_, call) = srv.post("/v1/call", json!({"from": "+15550001111", "to": "+14155550123"})).await;
+    let id = call["id"].as_str().unwrap();
+    srv.wait_status(id, "in_progress").await;
+    let (s, body) = srv.post(&format!("/v1/call/{id}/hangup"), json!({})).await;
+    assert_eq!(s, 202, "{body}");
+    let done = srv.wait_final(id).await;
+    assert_eq!(sipp.finish().await, 0, "sipp did not get our BYE");
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["end_reason"], "agent-ended-call");
+    let (s, _) = srv.post(&format!("/v1/call/{id}/hangup"), json!({})).await;
+    assert_eq!(s, 409);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn inbound_call_is_routed_recorded_and_captures_dtmf() {
+    let srv = Server::start().await;
+    let (_, agent) = srv.post("/v1/agents", json!({"name": "Inbound", "initial_message": "Thanks for calling."})).await;
+    let (s, _) = srv.post("/v1/phone-numbers", json!({"phone_number": "+15550001111", "agent_id": agent["id"]})).await;
+    assert_eq!(s, 201);
+    let target = format!("127.0.0.1:{}", srv.sip_port);
+    let sipp = Sipp::spawn(&scenarios().join("uac_dtmf_bye.xml"), 16064, &[target.clone()]);
+    assert_eq!(sipp.finish().await, 0, "inbound scenario failed");
+    let (_, list) = srv.get("/v1/calls?call_type=inbound").await;
+    assert_eq!(list["num_items"], 1, "{list}");
+    let id = list["calls"][0]["id"].as_str().unwrap().to_string();
+    let done = srv.wait_final(&id).await;
+    assert_eq!(done["type"], "inbound");
+    assert_eq!(done["agent_id"], agent["id"]);
+    assert_eq!(done["client_number"], "+15559998888");
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["end_reason"], "customer-ended-call");
+    let events = done["events"].as_array().expect("events");
+    assert!(events.iter().any(|e| e["type"] == "dtmf" && e["digit"] == "5"), "{events:?}");
+    let (st, mp3) = srv.bytes(&format!("/v1/call/recording/{id}.mp3")).await;
+    assert_eq!(st, 200);
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, _, s) = decode(&mp3, tmp.path(), "in.mp3");
+    assert!(s[0].len() > 8000, "recording too short");
+
+    // An unknown number is refused with 404.
+    let p = tmp.path().join("unknown.xml");
+    let scen = std::fs::read_to_string(scenarios().join("uac_unknown.xml")).unwrap();
+    std::fs::write(&p, scen).unwrap();
+    let sipp = Sipp::spawn(&p, 16065, &[target]);
+    assert_eq!(sipp.finish().await, 0, "expected 404 for an unknown number");
+    srv.stop().await;
+}
