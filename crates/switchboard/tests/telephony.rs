@@ -343,3 +343,82 @@ async fn inbound_call_is_routed_recorded_and_captures_dtmf() {
     assert_eq!(sipp.finish().await, 0, "expected 404 for an unknown number");
     srv.stop().await;
 }
+
+/// A real `switchboard serve` process on fixed ports (HTTP 16500, SIP 16501).
+fn spawn_server(dir: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--listen", "127.0.0.1:16500", "--sip-listen", "127.0.0.1:16501", "--rtp-ports", "16600-16699"])
+        .args(["--max-calls-per-org", "1", "--data-dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start switchboard")
+}
+
+async fn wait_http(client: &reqwest::Client) {
+    for _ in 0..200 {
+        if client.get("http://127.0.0.1:16500/healthz").send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not start");
+}
+
+#[tokio::test]
+async fn kill_9_with_calls_live_and_queued_then_restart() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = spawn_server(dir.path());
+    let line = std::io::BufReader::new(first.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    let key = serde_json::from_str::<Value>(&line).unwrap()["api_key"].as_str().unwrap().to_string();
+    let client = reqwest::Client::new();
+    wait_http(&client).await;
+    let srv = Server {
+        base: "http://127.0.0.1:16500".into(),
+        key,
+        sip_port: 16501,
+        client: client.clone(),
+        _dir: tempfile::tempdir().unwrap(),
+        stop: None,
+        task: None,
+    };
+    srv.setup_outbound(16066, "Hello").await;
+    // Call 1 is answered and stays up; call 2 waits in the queue (cap of 1 per organization).
+    let sipp = Sipp::spawn(&scenarios().join("uas_answer_wait_bye.xml"), 16066, &[]);
+    let (_, c1) = srv.post("/v1/call", json!({"from": "+15550001111", "to": "+14155550001"})).await;
+    let id1 = c1["id"].as_str().unwrap().to_string();
+    srv.wait_status(&id1, "in_progress").await;
+    let (_, c2) = srv.post("/v1/call", json!({"from": "+15550001111", "to": "+14155550002"})).await;
+    let id2 = c2["id"].as_str().unwrap().to_string();
+    // Let the recorder flush some audio (it writes every 0.5 s) before the crash.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    drop(sipp);
+
+    // Restart: the live call is closed as failed/server_restarted with its partial recording;
+    // the queued call is dialed and completes.
+    let sipp = Sipp::spawn(&scenarios().join("uas_answer_bye.xml"), 16066, &[]);
+    let mut second = spawn_server(dir.path());
+    wait_http(&client).await;
+    let (_, one) = srv.get(&format!("/v1/call/{id1}")).await;
+    assert_eq!(one["status"], "failed", "{one}");
+    assert_eq!(one["end_reason"], "server_restarted");
+    assert!(one["end_time"].is_string());
+    let (st, mp3) = srv.bytes(&format!("/v1/call/recording/{id1}.mp3")).await;
+    assert_eq!(st, 200, "partial recording kept");
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, _, s) = decode(&mp3, tmp.path(), "partial.mp3");
+    assert!(!s[0].is_empty());
+    let two = srv.wait_final(&id2).await;
+    assert_eq!(sipp.finish().await, 0);
+    assert_eq!(two["status"], "completed", "{two}");
+    let (_, live) = srv.get("/v1/calls?status=in_progress").await;
+    assert_eq!(live["num_items"], 0);
+    let (_, dialing) = srv.get("/v1/calls?status=dialing").await;
+    assert_eq!(dialing["num_items"], 0);
+    let _ = second.kill();
+    let _ = second.wait();
+}
