@@ -32,7 +32,9 @@ const CALL_NOT_FOUND: &str = "Call not found";
 const NO_CALLS: &str = "No calls found matching criteria";
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/calls", get(list_calls)).route("/api/calls/{id}", get(get_call))
+    Router::new()
+        .route("/api/calls", get(list_calls))
+        .route("/api/calls/{id}", get(get_call))
 }
 
 fn order(q: &QueryMap) -> ApiResult<(OrderBy, Order)> {
@@ -47,13 +49,24 @@ fn order(q: &QueryMap) -> ApiResult<(OrderBy, Order)> {
     parse_order(q, OrderBy::StartedAt)
 }
 
-async fn list_calls(State(state): State<AppState>, Org(org): Org, headers: HeaderMap, q: QueryMap) -> ApiResult<Response> {
+async fn list_calls(
+    State(state): State<AppState>,
+    Org(org): Org,
+    headers: HeaderMap,
+    q: QueryMap,
+) -> ApiResult<Response> {
     let filter = parse_filter(&q, &["phone_number"])?;
     let (order_by, order) = order(&q)?;
     let shape = parse_shape(&q)?;
-    let most_recent = q.opt("most_recent", |v| parse_bool("most_recent", v))?.unwrap_or(false);
-    let limit = q.opt("limit", |v| parse_limit("limit", v, MAX_LIMIT))?.unwrap_or(DEFAULT_LIMIT);
-    let offset = q.opt("offset", |v| parse_non_negative("offset", v))?.unwrap_or(0);
+    let most_recent = q
+        .opt("most_recent", |v| parse_bool("most_recent", v))?
+        .unwrap_or(false);
+    let limit = q
+        .opt("limit", |v| parse_limit("limit", v, MAX_LIMIT))?
+        .unwrap_or(DEFAULT_LIMIT);
+    let offset = q
+        .opt("offset", |v| parse_non_negative("offset", v))?
+        .unwrap_or(0);
     let base = base_url(&state, &headers);
     if most_recent {
         // "The most recent matching call": latest start (a call not started yet counts from
@@ -83,7 +96,11 @@ async fn list_calls(State(state): State<AppState>, Org(org): Org, headers: Heade
         with_total: true,
     };
     let page = state.store.list_calls(org, &query).await?;
-    let data: Vec<Value> = page.calls.iter().map(|c| call_agentvoice(c, &base, &shape)).collect();
+    let data: Vec<Value> = page
+        .calls
+        .iter()
+        .map(|c| call_agentvoice(c, &base, &shape))
+        .collect();
     let total = page.total.unwrap_or(0);
     Ok(Json(json!({
         "data": data,
@@ -97,13 +114,23 @@ async fn list_calls(State(state): State<AppState>, Org(org): Org, headers: Heade
     .into_response())
 }
 
-async fn get_call(State(state): State<AppState>, Org(org): Org, Path(id): Path<String>, headers: HeaderMap, q: QueryMap) -> ApiResult<Response> {
+async fn get_call(
+    State(state): State<AppState>,
+    Org(org): Org,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: QueryMap,
+) -> ApiResult<Response> {
     let shape: Shape = parse_shape(&q)?;
     // 004's own example asks for "abc-123": an id that cannot exist is simply not found.
     let Ok(id) = CallId::parse_param("id", &id) else {
         return Err(ApiError::not_found(CALL_NOT_FOUND));
     };
-    let call = state.store.get_call(org, id, shape.needs_details()).await.map_err(|e| ApiError::from_store(e, "Call"))?;
+    let call = state
+        .store
+        .get_call(org, id, shape.needs_details())
+        .await
+        .map_err(|e| ApiError::from_store(e, "Call"))?;
     Ok(Json(call_agentvoice(&call, &base_url(&state, &headers), &shape)).into_response())
 }
 
@@ -124,7 +151,11 @@ pub async fn error_shape(resp: Response) -> Response {
     if !(resp.status().is_client_error() || resp.status().is_server_error()) {
         return resp;
     }
-    let is_json = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    let is_json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
     if !is_json {
         return resp;
     }
@@ -133,13 +164,15 @@ pub async fn error_shape(resp: Response) -> Response {
         return ApiError::internal().into_response();
     };
     let new = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(mut m)) => match m.get("message").and_then(Value::as_str).map(str::to_string) {
-            Some(msg) => {
-                m.insert("error".into(), Value::String(error_title(&msg).to_string()));
-                serde_json::to_vec(&Value::Object(m)).unwrap_or_else(|_| bytes.to_vec())
+        Ok(Value::Object(mut m)) => {
+            match m.get("message").and_then(Value::as_str).map(str::to_string) {
+                Some(msg) => {
+                    m.insert("error".into(), Value::String(error_title(&msg).to_string()));
+                    serde_json::to_vec(&Value::Object(m)).unwrap_or_else(|_| bytes.to_vec())
+                }
+                None => bytes.to_vec(),
             }
-            None => bytes.to_vec(),
-        },
+        }
         _ => bytes.to_vec(),
     };
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
@@ -152,7 +185,10 @@ mod tests {
 
     #[test]
     fn titles() {
-        assert_eq!(error_title("Invalid order_by parameter: order_by must be one of"), "Invalid order_by parameter");
+        assert_eq!(
+            error_title("Invalid order_by parameter: order_by must be one of"),
+            "Invalid order_by parameter"
+        );
         assert_eq!(error_title("Call not found"), "Call not found");
     }
 }

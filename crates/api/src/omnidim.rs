@@ -56,10 +56,17 @@ impl PageNo {
             None => 1,
             Some(v) => match v.trim().parse::<u64>() {
                 Ok(n) if n >= 1 => n,
-                _ => return Err(ApiError::bad_request(format!("pageno must be an integer of 1 or more, got {:?}", clip(v)))),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "pageno must be an integer of 1 or more, got {:?}",
+                        clip(v)
+                    )))
+                }
             },
         };
-        let pagesize = q.opt("pagesize", |v| parse_limit("pagesize", v, MAX_PAGE_SIZE))?.unwrap_or(DEFAULT_PAGE_SIZE);
+        let pagesize = q
+            .opt("pagesize", |v| parse_limit("pagesize", v, MAX_PAGE_SIZE))?
+            .unwrap_or(DEFAULT_PAGE_SIZE);
         Ok(PageNo { pageno, pagesize })
     }
     fn offset(&self) -> u64 {
@@ -67,7 +74,11 @@ impl PageNo {
     }
     /// The paging facts every OmniDimension list carries beside its items.
     fn facts(&self, total: i64, m: &mut Map<String, Value>) {
-        let pages = if total <= 0 { 0 } else { (total + self.pagesize as i64 - 1) / self.pagesize as i64 };
+        let pages = if total <= 0 {
+            0
+        } else {
+            (total + self.pagesize as i64 - 1) / self.pagesize as i64
+        };
         m.insert("total_records".into(), json!(total));
         m.insert("pageno".into(), json!(self.pageno));
         m.insert("pagesize".into(), json!(self.pagesize));
@@ -84,7 +95,12 @@ fn parse_int_id(what: &str, s: &str) -> ApiResult<i64> {
         .parse::<i64>()
         .ok()
         .filter(|n| *n >= 1)
-        .ok_or_else(|| ApiError::bad_request(format!("{what} must be a positive integer, got {:?}", clip(s))))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{what} must be a positive integer, got {:?}",
+                clip(s)
+            ))
+        })
 }
 
 // ----- calls -----
@@ -120,31 +136,58 @@ pub fn call_log_json(call: &Call, base: &str) -> Value {
     })
 }
 
-async fn dispatch_call(State(state): State<AppState>, Org(org): Org, headers: HeaderMap, body: JsonBody<Value>) -> ApiResult<Response> {
-    let o = Obj::new(body.value.clone(), &["agent_id", "to_number", "call_context", "from_number_id"])?;
+async fn dispatch_call(
+    State(state): State<AppState>,
+    Org(org): Org,
+    headers: HeaderMap,
+    body: JsonBody<Value>,
+) -> ApiResult<Response> {
+    let o = Obj::new(
+        body.value.clone(),
+        &["agent_id", "to_number", "call_context", "from_number_id"],
+    )?;
     let agent = match o.0.get("agent_id") {
-        Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n >= 1) => n.as_i64().unwrap_or_default(),
-        None | Some(Value::Null) => return Err(ApiError::bad_request("agent_id is required: the agent's integer id")),
-        Some(_) => return Err(ApiError::bad_request("agent_id must be a positive integer (the agent's id)")),
-    };
-    let to = match o.0.get("to_number") {
-        Some(Value::String(s)) => {
-            PhoneNumber::parse(s).map_err(|e| ApiError::bad_request(format!("to_number: {}", e.message)))?
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n >= 1) => {
+            n.as_i64().unwrap_or_default()
         }
         None | Some(Value::Null) => {
-            return Err(ApiError::bad_request("to_number is required: the number to call with country code, e.g. +15551234567"))
+            return Err(ApiError::bad_request(
+                "agent_id is required: the agent's integer id",
+            ))
         }
-        Some(_) => return Err(ApiError::bad_request("to_number must be a string like +15551234567")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "agent_id must be a positive integer (the agent's id)",
+            ))
+        }
     };
+    let to =
+        match o.0.get("to_number") {
+            Some(Value::String(s)) => PhoneNumber::parse(s)
+                .map_err(|e| ApiError::bad_request(format!("to_number: {}", e.message)))?,
+            None | Some(Value::Null) => return Err(ApiError::bad_request(
+                "to_number is required: the number to call with country code, e.g. +15551234567",
+            )),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "to_number must be a string like +15551234567",
+                ))
+            }
+        };
     let from_number_id = match o.0.get("from_number_id") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n >= 1) => n.as_i64(),
-        Some(_) => return Err(ApiError::bad_request("from_number_id must be a positive integer (see phone_number/list) or null")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "from_number_id must be a positive integer (see phone_number/list) or null",
+            ))
+        }
     };
     // The client sends `call_context={}` when none is given: an empty object is no context.
     let context = match o.0.get("call_context").cloned() {
         Some(Value::Object(m)) if m.is_empty() => None,
-        v => dispatch::parse_context(v).map_err(|_| ApiError::bad_request("call_context must be a JSON object or a string"))?,
+        v => dispatch::parse_context(v)
+            .map_err(|_| ApiError::bad_request("call_context must be a JSON object or a string"))?,
     };
     let req = DispatchRequest {
         to,
@@ -157,7 +200,15 @@ async fn dispatch_call(State(state): State<AppState>, Org(org): Org, headers: He
         campaign_id: None,
         ring_timeout_seconds: None,
     };
-    let (call, created) = dispatch::dispatch(&state, org, req, &headers, "/api/v1/calls/dispatch", &body.raw).await?;
+    let (call, created) = dispatch::dispatch(
+        &state,
+        org,
+        req,
+        &headers,
+        "/api/v1/calls/dispatch",
+        &body.raw,
+    )
+    .await?;
     let log = call_log_json(&call, &base_url(&state, &headers));
     let mut r = Json(json!({
         "success": true,
@@ -167,15 +218,26 @@ async fn dispatch_call(State(state): State<AppState>, Org(org): Org, headers: He
     }))
     .into_response();
     if !created {
-        r.headers_mut().insert("idempotent-replayed", "true".parse().expect("static header"));
+        r.headers_mut().insert(
+            "idempotent-replayed",
+            "true".parse().expect("static header"),
+        );
     }
     Ok(r)
 }
 
-async fn call_logs(State(state): State<AppState>, Org(org): Org, headers: HeaderMap, q: QueryMap) -> ApiResult<Response> {
+async fn call_logs(
+    State(state): State<AppState>,
+    Org(org): Org,
+    headers: HeaderMap,
+    q: QueryMap,
+) -> ApiResult<Response> {
     let page = PageNo::parse(&q)?;
     let status = q.opt("call_status", |v| CallStatus::parse_param("call_status", v))?;
-    let mut filter = CallFilter { status, ..Default::default() };
+    let mut filter = CallFilter {
+        status,
+        ..Default::default()
+    };
     let mut no_such_agent = false;
     if let Some(a) = q.get("agentid") {
         let n = parse_int_id("agentid", a)?;
@@ -201,24 +263,41 @@ async fn call_logs(State(state): State<AppState>, Org(org): Org, headers: Header
         };
         let p = state.store.list_calls(org, &query).await?;
         let base = base_url(&state, &headers);
-        (p.calls.iter().map(|c| call_log_json(c, &base)).collect(), p.total.unwrap_or(0))
+        (
+            p.calls.iter().map(|c| call_log_json(c, &base)).collect(),
+            p.total.unwrap_or(0),
+        )
     };
     m.insert("call_log_data".into(), Value::Array(logs));
     page.facts(total, &mut m);
     Ok(Json(Value::Object(m)).into_response())
 }
 
-async fn call_log_handler(state: &AppState, org: OrgId, id: &str, headers: &HeaderMap) -> ApiResult<Response> {
+async fn call_log_handler(
+    state: &AppState,
+    org: OrgId,
+    id: &str,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     let not_found = || ApiError::not_found(format!("call log {:?} not found", clip(id)));
     let id = CallId::parse_param("id", id).map_err(|_| not_found())?;
-    let call = state.store.get_call(org, id, true).await.map_err(|e| match e {
-        StoreError::NotFound => not_found(),
-        e => e.into(),
-    })?;
+    let call = state
+        .store
+        .get_call(org, id, true)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => not_found(),
+            e => e.into(),
+        })?;
     Ok(Json(call_log_json(&call, &base_url(state, headers))).into_response())
 }
 
-async fn call_log(State(state): State<AppState>, Org(org): Org, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+async fn call_log(
+    State(state): State<AppState>,
+    Org(org): Org,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     call_log_handler(&state, org, &id, &headers).await
 }
 
@@ -233,7 +312,13 @@ fn agent_json(a: &Agent) -> Value {
     m.insert("uuid".into(), json!(a.id));
     m.insert("name".into(), json!(a.name));
     m.insert("welcome_message".into(), json!(a.initial_message));
-    m.insert("context_breakdown".into(), settings.and_then(|s| s.get("context_breakdown")).cloned().unwrap_or(json!([])));
+    m.insert(
+        "context_breakdown".into(),
+        settings
+            .and_then(|s| s.get("context_breakdown"))
+            .cloned()
+            .unwrap_or(json!([])),
+    );
     m.insert("system_prompt".into(), json!(a.system_prompt));
     m.insert("voice".into(), json!(a.voice));
     m.insert("llm_model".into(), json!(a.llm_model));
@@ -251,19 +336,37 @@ fn agent_json(a: &Agent) -> Value {
     Value::Object(m)
 }
 
-async fn list_agents(State(state): State<AppState>, Org(org): Org, q: QueryMap) -> ApiResult<Response> {
+async fn list_agents(
+    State(state): State<AppState>,
+    Org(org): Org,
+    q: QueryMap,
+) -> ApiResult<Response> {
     let page = PageNo::parse(&q)?;
-    let agents = state.store.list_agents_offset(org, page.offset(), page.pagesize).await?;
+    let agents = state
+        .store
+        .list_agents_offset(org, page.offset(), page.pagesize)
+        .await?;
     let total = state.store.count_agents(org).await?;
     let mut m = Map::new();
-    m.insert("bots".into(), Value::Array(agents.iter().map(agent_json).collect()));
+    m.insert(
+        "bots".into(),
+        Value::Array(agents.iter().map(agent_json).collect()),
+    );
     page.facts(total, &mut m);
     Ok(Json(Value::Object(m)).into_response())
 }
 
-async fn get_agent(State(state): State<AppState>, Org(org): Org, Path(id): Path<String>) -> ApiResult<Response> {
+async fn get_agent(
+    State(state): State<AppState>,
+    Org(org): Org,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let n = parse_int_id("agent id", &id)?;
-    let a = state.store.get_agent_by_number(org, n).await.map_err(|e| ApiError::from_store(e, &format!("agent {n}")))?;
+    let a = state
+        .store
+        .get_agent_by_number(org, n)
+        .await
+        .map_err(|e| ApiError::from_store(e, &format!("agent {n}")))?;
     Ok(Json(agent_json(&a)).into_response())
 }
 
@@ -271,14 +374,22 @@ async fn get_agent(State(state): State<AppState>, Org(org): Org, Path(id): Path<
 fn prompt_from_breakdown(sections: &[Value]) -> ApiResult<String> {
     let mut parts = Vec::new();
     for (i, s) in sections.iter().enumerate() {
-        let bad = || ApiError::bad_request(format!("context_breakdown[{i}] must be an object with string title and body"));
+        let bad = || {
+            ApiError::bad_request(format!(
+                "context_breakdown[{i}] must be an object with string title and body"
+            ))
+        };
         let s = s.as_object().ok_or_else(bad)?;
         let title = s.get("title").and_then(Value::as_str).ok_or_else(bad)?;
         let body = s.get("body").and_then(Value::as_str).ok_or_else(bad)?;
         let enabled = match s.get("is_enabled") {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(ApiError::bad_request(format!("context_breakdown[{i}].is_enabled must be true or false"))),
+            Some(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "context_breakdown[{i}].is_enabled must be true or false"
+                )))
+            }
         };
         if enabled {
             parts.push(format!("## {}\n{}", title.trim(), body.trim()));
@@ -287,16 +398,30 @@ fn prompt_from_breakdown(sections: &[Value]) -> ApiResult<String> {
     Ok(parts.join("\n\n"))
 }
 
-async fn create_agent(State(state): State<AppState>, Org(org): Org, body: JsonBody<Value>) -> ApiResult<Response> {
+async fn create_agent(
+    State(state): State<AppState>,
+    Org(org): Org,
+    body: JsonBody<Value>,
+) -> ApiResult<Response> {
     let Value::Object(mut m) = body.value else {
         return Err(ApiError::bad_request("request body must be a JSON object"));
     };
     m.retain(|_, v| !v.is_null());
-    let name = m.remove("name").ok_or_else(|| ApiError::bad_request("name is required: a name for the agent"))?;
+    let name = m
+        .remove("name")
+        .ok_or_else(|| ApiError::bad_request("name is required: a name for the agent"))?;
     let breakdown = match m.get("context_breakdown") {
         Some(Value::Array(a)) => prompt_from_breakdown(a)?,
-        None => return Err(ApiError::bad_request("context_breakdown is required: a list of {title, body, is_enabled} sections")),
-        Some(_) => return Err(ApiError::bad_request("context_breakdown must be a list of {title, body, is_enabled} sections")),
+        None => {
+            return Err(ApiError::bad_request(
+                "context_breakdown is required: a list of {title, body, is_enabled} sections",
+            ))
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "context_breakdown must be a list of {title, body, is_enabled} sections",
+            ))
+        }
     };
     let mut fields = Map::new();
     fields.insert("name".into(), name);
@@ -308,10 +433,18 @@ async fn create_agent(State(state): State<AppState>, Org(org): Org, body: JsonBo
     }
     // voice {provider, voice_id} and model {model} also name our voice and LLM model; the
     // objects themselves stay in settings with everything else.
-    if let Some(v) = m.get("voice").and_then(|v| v.get("voice_id")).and_then(Value::as_str) {
+    if let Some(v) = m
+        .get("voice")
+        .and_then(|v| v.get("voice_id"))
+        .and_then(Value::as_str)
+    {
         fields.insert("voice".into(), json!(v));
     }
-    if let Some(v) = m.get("model").and_then(|v| v.get("model")).and_then(Value::as_str) {
+    if let Some(v) = m
+        .get("model")
+        .and_then(|v| v.get("model"))
+        .and_then(Value::as_str)
+    {
         fields.insert("llm_model".into(), json!(v));
     }
     fields.insert("settings".into(), Value::Object(m));
@@ -322,9 +455,16 @@ async fn create_agent(State(state): State<AppState>, Org(org): Org, body: JsonBo
 
 // ----- phone numbers -----
 
-async fn list_numbers(State(state): State<AppState>, Org(org): Org, q: QueryMap) -> ApiResult<Response> {
+async fn list_numbers(
+    State(state): State<AppState>,
+    Org(org): Org,
+    q: QueryMap,
+) -> ApiResult<Response> {
     let page = PageNo::parse(&q)?;
-    let numbers = state.store.list_numbers_offset(org, page.offset(), page.pagesize).await?;
+    let numbers = state
+        .store
+        .list_numbers_offset(org, page.offset(), page.pagesize)
+        .await?;
     let total = state.store.count_numbers(org).await?;
     // Bound agents by their integer id, each looked up once.
     let mut agents: HashMap<AgentId, i64> = HashMap::new();
@@ -366,7 +506,11 @@ pub async fn error_shape(resp: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let is_json = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    let is_json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
     if !is_json {
         return resp;
     }
@@ -380,12 +524,19 @@ pub async fn error_shape(resp: Response) -> Response {
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
     let new = json!({ "error": error_code(status), "error_description": message });
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(serde_json::to_vec(&new).unwrap_or_default()))
+    Response::from_parts(
+        parts,
+        Body::from(serde_json::to_vec(&new).unwrap_or_default()),
+    )
 }
 
 /// `Not Found` → `not_found`.
 fn error_code(status: StatusCode) -> String {
-    status.canonical_reason().unwrap_or("error").to_ascii_lowercase().replace([' ', '-'], "_")
+    status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+        .replace([' ', '-'], "_")
 }
 
 #[cfg(test)]
@@ -395,8 +546,14 @@ mod tests {
     #[test]
     fn codes() {
         assert_eq!(error_code(StatusCode::NOT_FOUND), "not_found");
-        assert_eq!(error_code(StatusCode::UNPROCESSABLE_ENTITY), "unprocessable_entity");
-        assert_eq!(error_code(StatusCode::TOO_MANY_REQUESTS), "too_many_requests");
+        assert_eq!(
+            error_code(StatusCode::UNPROCESSABLE_ENTITY),
+            "unprocessable_entity"
+        );
+        assert_eq!(
+            error_code(StatusCode::TOO_MANY_REQUESTS),
+            "too_many_requests"
+        );
     }
 
     #[test]
@@ -406,7 +563,10 @@ mod tests {
             json!({"title": "Off", "body": "hidden", "is_enabled": false}),
             json!({"title": "Tone", "body": "Be kind."}),
         ];
-        assert_eq!(prompt_from_breakdown(&s).unwrap(), "## Role\nYou sell.\n\n## Tone\nBe kind.");
+        assert_eq!(
+            prompt_from_breakdown(&s).unwrap(),
+            "## Role\nYou sell.\n\n## Tone\nBe kind."
+        );
         assert!(prompt_from_breakdown(&[json!({"title": 1, "body": "x"})]).is_err());
     }
 }

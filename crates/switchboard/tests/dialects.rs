@@ -11,14 +11,40 @@ use switchboard_store::{CallUpdate, CreateCallOutcome};
 use switchboard_testkit::{both, status_json, Db, TestApp};
 
 const LIGHT: &[&str] = &[
-    "id", "agent_id", "agent_name", "contact_id", "contact_first_name", "contact_last_name", "contact_email",
-    "phone_number", "phone_number_called_from", "call_type", "status", "call_success", "went_to_voicemail",
-    "call_duration", "started_at", "ended_at", "ended_reason", "recording_url", "campaign_id", "campaign_name",
+    "id",
+    "agent_id",
+    "agent_name",
+    "contact_id",
+    "contact_first_name",
+    "contact_last_name",
+    "contact_email",
+    "phone_number",
+    "phone_number_called_from",
+    "call_type",
+    "status",
+    "call_success",
+    "went_to_voicemail",
+    "call_duration",
+    "started_at",
+    "ended_at",
+    "ended_reason",
+    "recording_url",
+    "campaign_id",
+    "campaign_name",
     "created_at",
 ];
 const FULL_EXTRA: &[&str] = &[
-    "transcript", "transcript_formatted", "post_call_analysis", "call_description", "custom_analysis",
-    "structured_data_results", "notes", "action_executions", "action_summary", "quality_metrics", "enhanced_context",
+    "transcript",
+    "transcript_formatted",
+    "post_call_analysis",
+    "call_description",
+    "custom_analysis",
+    "structured_data_results",
+    "notes",
+    "action_executions",
+    "action_summary",
+    "quality_metrics",
+    "enhanced_context",
 ];
 
 fn group(g: &str) -> &'static [&'static str] {
@@ -32,11 +58,18 @@ fn group(g: &str) -> &'static [&'static str] {
 }
 
 fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object().unwrap_or_else(|| panic!("not an object: {v}")).keys().cloned().collect()
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect()
 }
 
 fn set(parts: &[&[&str]]) -> BTreeSet<String> {
-    parts.iter().flat_map(|p| p.iter().map(|s| s.to_string())).collect()
+    parts
+        .iter()
+        .flat_map(|p| p.iter().map(|s| s.to_string()))
+        .collect()
 }
 
 struct Seed {
@@ -58,8 +91,14 @@ fn ts(s: &str) -> Timestamp {
     Timestamp::parse_param("t", s).unwrap()
 }
 
+/// A server whose engine never places a call (a cap of 0 concurrent calls keeps every
+/// dispatched call queued, status `dialing`), so the seeded statuses stay as written.
+async fn spawn(db: Db) -> TestApp {
+    TestApp::spawn_with(db, |c| c.telephony.max_calls_per_org = 0).await
+}
+
 async fn seed(db: Db) -> Seed {
-    let app = TestApp::spawn(db).await;
+    let app = spawn(db).await;
     let org = app.org();
     let s = &app.store;
     let a1 = app.seed_agent(org, "Sales Agent").await;
@@ -90,7 +129,14 @@ async fn seed(db: Db) -> Seed {
     .await
     .unwrap();
     let campaign = s
-        .create_campaign(org, CampaignPatch { name: Some("January Outreach".into()), agent_id: Some(Some(a1.id)), status: None })
+        .create_campaign(
+            org,
+            CampaignPatch {
+                name: Some("January Outreach".into()),
+                agent_id: Some(Some(a1.id)),
+                status: None,
+            },
+        )
         .await
         .unwrap();
     let number = s
@@ -115,7 +161,11 @@ async fn seed(db: Db) -> Seed {
             agent_id: Some(agent.id),
             phone_number_id: Some(number.id),
             campaign_id: (i % 3 == 0).then_some(campaign.id),
-            call_type: if inbound { CallType::Inbound } else { CallType::Outbound },
+            call_type: if inbound {
+                CallType::Inbound
+            } else {
+                CallType::Outbound
+            },
             client_number: PhoneNumber::parse(tos[i % 3]).unwrap(),
             agent_phone_number: Some(number.phone_number.clone()),
             context: Some(json!(format!("context {i}"))),
@@ -132,7 +182,11 @@ async fn seed(db: Db) -> Seed {
         let end = Timestamp(start.micros() + dur * 1_000_000);
         let u = match status {
             CallStatus::Dialing => None,
-            CallStatus::InProgress => Some(CallUpdate { status: Some(status), started_at: Some(start), ..Default::default() }),
+            CallStatus::InProgress => Some(CallUpdate {
+                status: Some(status),
+                started_at: Some(start),
+                ..Default::default()
+            }),
             CallStatus::Completed | CallStatus::Transferred => Some(CallUpdate {
                 status: Some(status),
                 started_at: Some(start),
@@ -161,7 +215,9 @@ async fn seed(db: Db) -> Seed {
         if matches!(status, CallStatus::Completed | CallStatus::Transferred) {
             let d = CallDetails {
                 transcript: Some(format!("Agent: hello {i}\nUser: hi")),
-                transcript_formatted: Some(json!([{"speaker": "agent", "text": format!("hello {i}"), "t": 0.0}])),
+                transcript_formatted: Some(
+                    json!([{"speaker": "agent", "text": format!("hello {i}"), "t": 0.0}]),
+                ),
                 quality_metrics: Some(json!({"mos": 4.2})),
                 latency_metrics: Some(json!({"p50_ms": 700})),
                 action_summary: Some(json!("none")),
@@ -173,11 +229,20 @@ async fn seed(db: Db) -> Seed {
     }
     // A recording on the first completed call.
     let key = format!("{}.mp3", ids[2]);
-    app.recordings.put(&key, vec![0xffu8, 0xfb, 0x90, 0x00].into()).await.unwrap();
+    app.recordings
+        .put(&key, vec![0xffu8, 0xfb, 0x90, 0x00].into())
+        .await
+        .unwrap();
     s.update_call(
         ids[2],
         CallUpdate {
-            recording: Some(RecordingMeta { key, stereo_key: None, duration_ms: Some(1000), size_bytes: Some(4), sha256: None }),
+            recording: Some(RecordingMeta {
+                key,
+                stereo_key: None,
+                duration_ms: Some(1000),
+                size_bytes: Some(4),
+                sha256: None,
+            }),
             ..Default::default()
         },
     )
@@ -194,7 +259,10 @@ async fn seed(db: Db) -> Seed {
     let on = s
         .create_number(
             oorg,
-            OwnedNumberPatch { phone_number: Some(PhoneNumber::parse("+17375550000").unwrap()), ..Default::default() },
+            OwnedNumberPatch {
+                phone_number: Some(PhoneNumber::parse("+17375550000").unwrap()),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();
@@ -241,7 +309,11 @@ impl Seed {
         r.text().await.unwrap()
     }
     fn ids(&self, pred: impl Fn(&Call) -> bool) -> HashSet<String> {
-        self.calls.iter().filter(|c| pred(c)).map(|c| c.id.to_string()).collect()
+        self.calls
+            .iter()
+            .filter(|c| pred(c))
+            .map(|c| c.id.to_string())
+            .collect()
     }
 }
 
@@ -250,7 +322,12 @@ fn start_key(c: &Call) -> i64 {
 }
 
 fn data_ids(v: &Value) -> Vec<String> {
-    v["data"].as_array().unwrap_or_else(|| panic!("no data array: {v}")).iter().map(|c| c["id"].as_str().unwrap().to_string()).collect()
+    v["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no data array: {v}"))
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn is_uuid(v: &Value) -> bool {
@@ -258,7 +335,8 @@ fn is_uuid(v: &Value) -> bool {
 }
 
 fn is_time(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| Timestamp::parse_param("t", s).is_ok() && s.ends_with('Z'))
+    v.as_str()
+        .is_some_and(|s| Timestamp::parse_param("t", s).is_ok() && s.ends_with('Z'))
 }
 
 /// Types of the light AgentVoice object, and its values against the stored call.
@@ -283,7 +361,10 @@ fn check_light(v: &Value, c: &Call, base: &str) {
     assert_eq!(v["ended_at"].is_null(), c.ended_at.is_none());
     assert_eq!(v["ended_reason"], json!(c.end_reason));
     match &c.recording {
-        Some(_) => assert_eq!(v["recording_url"], format!("{base}/v1/call/recording/{}.mp3", c.id)),
+        Some(_) => assert_eq!(
+            v["recording_url"],
+            format!("{base}/v1/call/recording/{}.mp3", c.id)
+        ),
         None => assert!(v["recording_url"].is_null()),
     }
     assert_eq!(v["campaign_id"], json!(c.campaign_id));
@@ -295,11 +376,17 @@ async fn agentvoice_list_documented_requests(db: Db) {
     let s = seed(db).await;
     let base = s.app.base.clone();
     // Example Request (curl, fetch, and requests with params): the same query.
-    for q in ["/api/calls?limit=10&order=desc", "/api/calls?order=desc&limit=10"] {
+    for q in [
+        "/api/calls?limit=10&order=desc",
+        "/api/calls?order=desc&limit=10",
+    ] {
         let (st, v) = s.av(q).await;
         assert_eq!(st, 200, "{v}");
         assert_eq!(keys(&v), set(&[&["data", "pagination"]]));
-        assert_eq!(v["pagination"], json!({"total": 12, "limit": 10, "offset": 0, "has_more": true}));
+        assert_eq!(
+            v["pagination"],
+            json!({"total": 12, "limit": 10, "offset": 0, "has_more": true})
+        );
         let items = v["data"].as_array().unwrap();
         assert_eq!(items.len(), 10);
         // Default order_by is started_at, descending.
@@ -308,16 +395,29 @@ async fn agentvoice_list_documented_requests(db: Db) {
         let want: Vec<String> = expect.iter().take(10).map(|c| c.id.to_string()).collect();
         assert_eq!(data_ids(&v), want);
         for item in items {
-            assert_eq!(keys(item), set(&[LIGHT]), "light payload is exactly the documented fields");
-            let c = s.calls.iter().find(|c| c.id.to_string() == item["id"]).unwrap();
+            assert_eq!(
+                keys(item),
+                set(&[LIGHT]),
+                "light payload is exactly the documented fields"
+            );
+            let c = s
+                .calls
+                .iter()
+                .find(|c| c.id.to_string() == item["id"])
+                .unwrap();
             check_light(item, c, &base);
         }
     }
     // Defaults: limit 50, offset 0.
     let (_, v) = s.av("/api/calls").await;
-    assert_eq!(v["pagination"], json!({"total": 12, "limit": 50, "offset": 0, "has_more": false}));
+    assert_eq!(
+        v["pagination"],
+        json!({"total": 12, "limit": 50, "offset": 0, "has_more": false})
+    );
     // The seeded contact's names and email, and the campaign's name.
-    let (_, v) = s.av(&format!("/api/calls?contact_id={}", s.contact.id)).await;
+    let (_, v) = s
+        .av(&format!("/api/calls?contact_id={}", s.contact.id))
+        .await;
     let items = v["data"].as_array().unwrap();
     assert_eq!(items.len(), 4);
     for it in items {
@@ -326,19 +426,31 @@ async fn agentvoice_list_documented_requests(db: Db) {
         assert_eq!(it["contact_email"], "john@example.com");
         assert_eq!(it["phone_number"], "+14155551234");
     }
-    let (_, v) = s.av(&format!("/api/calls?campaign_id={}&order_by=started_at&order=desc", s.campaign.id)).await;
-    assert_eq!(data_ids(&v).into_iter().collect::<HashSet<_>>(), s.ids(|c| c.campaign_id == Some(s.campaign.id)));
+    let (_, v) = s
+        .av(&format!(
+            "/api/calls?campaign_id={}&order_by=started_at&order=desc",
+            s.campaign.id
+        ))
+        .await;
+    assert_eq!(
+        data_ids(&v).into_iter().collect::<HashSet<_>>(),
+        s.ids(|c| c.campaign_id == Some(s.campaign.id))
+    );
     for it in v["data"].as_array().unwrap() {
         assert_eq!(it["campaign_name"], "January Outreach");
     }
     // Every order_by, both directions.
     for (ob, key) in [
         ("started_at", start_key as fn(&Call) -> i64),
-        ("ended_at", |c: &Call| c.ended_at.unwrap_or(c.created_at).micros()),
+        ("ended_at", |c: &Call| {
+            c.ended_at.unwrap_or(c.created_at).micros()
+        }),
         ("created_at", |c: &Call| c.created_at.micros()),
     ] {
         for order in ["asc", "desc"] {
-            let (st, v) = s.av(&format!("/api/calls?order_by={ob}&order={order}")).await;
+            let (st, v) = s
+                .av(&format!("/api/calls?order_by={ob}&order={order}"))
+                .await;
             assert_eq!(st, 200);
             let mut expect: Vec<&Call> = s.calls.iter().collect();
             expect.sort_by_key(|c| (key(c), c.seq));
@@ -356,29 +468,72 @@ async fn agentvoice_filters(db: Db) {
     let a1 = &s.agents[0];
     // Phone number: encoded (curl %2B, fetch encodeURIComponent, requests) and raw '+'.
     let want = s.ids(|c| c.client_number.as_str() == "+14155551234");
-    for q in ["/api/calls?phone_number=%2B14155551234", "/api/calls?phone_number=+14155551234"] {
+    for q in [
+        "/api/calls?phone_number=%2B14155551234",
+        "/api/calls?phone_number=+14155551234",
+    ] {
         let (st, v) = s.av(q).await;
         assert_eq!(st, 200, "{q}: {v}");
-        assert_eq!(data_ids(&v).into_iter().collect::<HashSet<_>>(), want, "{q}");
+        assert_eq!(
+            data_ids(&v).into_iter().collect::<HashSet<_>>(),
+            want,
+            "{q}"
+        );
         assert_eq!(v["pagination"]["total"], want.len());
     }
     let cases: Vec<(String, HashSet<String>)> = vec![
-        (format!("agent_id={}&status=completed", a1.id), s.ids(|c| c.agent_id == Some(a1.id) && c.status == CallStatus::Completed)),
-        (format!("agent_id={}", a1.id), s.ids(|c| c.agent_id == Some(a1.id))),
-        (format!("campaign_id={}", s.campaign.id), s.ids(|c| c.campaign_id == Some(s.campaign.id))),
-        ("call_type=inbound".into(), s.ids(|c| c.call_type == CallType::Inbound)),
-        ("call_type=outbound".into(), s.ids(|c| c.call_type == CallType::Outbound)),
-        (format!("contact_id={}&call_type=inbound&order=desc&limit=5&fields=full", s.contact.id), {
-            s.ids(|c| c.contact.as_ref().map(|x| x.id) == Some(s.contact.id) && c.call_type == CallType::Inbound)
-        }),
-        ("from=2024-01-01T00:00:00Z&to=2024-01-31T23:59:59Z".into(), {
-            let (f, t) = (ts("2024-01-01T00:00:00Z").micros(), ts("2024-01-31T23:59:59Z").micros());
-            s.ids(|c| (f..=t).contains(&start_key(c)))
-        }),
-        ("from=2024-01-01T00%3A00%3A00Z&to=2024-01-05T23%3A59%3A59Z".into(), {
-            let (f, t) = (ts("2024-01-01T00:00:00Z").micros(), ts("2024-01-05T23:59:59Z").micros());
-            s.ids(|c| (f..=t).contains(&start_key(c)))
-        }),
+        (
+            format!("agent_id={}&status=completed", a1.id),
+            s.ids(|c| c.agent_id == Some(a1.id) && c.status == CallStatus::Completed),
+        ),
+        (
+            format!("agent_id={}", a1.id),
+            s.ids(|c| c.agent_id == Some(a1.id)),
+        ),
+        (
+            format!("campaign_id={}", s.campaign.id),
+            s.ids(|c| c.campaign_id == Some(s.campaign.id)),
+        ),
+        (
+            "call_type=inbound".into(),
+            s.ids(|c| c.call_type == CallType::Inbound),
+        ),
+        (
+            "call_type=outbound".into(),
+            s.ids(|c| c.call_type == CallType::Outbound),
+        ),
+        (
+            format!(
+                "contact_id={}&call_type=inbound&order=desc&limit=5&fields=full",
+                s.contact.id
+            ),
+            {
+                s.ids(|c| {
+                    c.contact.as_ref().map(|x| x.id) == Some(s.contact.id)
+                        && c.call_type == CallType::Inbound
+                })
+            },
+        ),
+        (
+            "from=2024-01-01T00:00:00Z&to=2024-01-31T23:59:59Z".into(),
+            {
+                let (f, t) = (
+                    ts("2024-01-01T00:00:00Z").micros(),
+                    ts("2024-01-31T23:59:59Z").micros(),
+                );
+                s.ids(|c| (f..=t).contains(&start_key(c)))
+            },
+        ),
+        (
+            "from=2024-01-01T00%3A00%3A00Z&to=2024-01-05T23%3A59%3A59Z".into(),
+            {
+                let (f, t) = (
+                    ts("2024-01-01T00:00:00Z").micros(),
+                    ts("2024-01-05T23:59:59Z").micros(),
+                );
+                s.ids(|c| (f..=t).contains(&start_key(c)))
+            },
+        ),
         (format!("agent_id={}", uuid::Uuid::new_v4()), HashSet::new()),
     ];
     for st in CallStatus::ALL {
@@ -386,7 +541,11 @@ async fn agentvoice_filters(db: Db) {
         assert_eq!(code, 200);
         let want = s.ids(|c| c.status == *st);
         assert!(!want.is_empty(), "seed has every status");
-        assert_eq!(data_ids(&v).into_iter().collect::<HashSet<_>>(), want, "status={st}");
+        assert_eq!(
+            data_ids(&v).into_iter().collect::<HashSet<_>>(),
+            want,
+            "status={st}"
+        );
     }
     for (q, want) in cases {
         let (st, v) = s.av(&format!("/api/calls?{q}")).await;
@@ -397,31 +556,42 @@ async fn agentvoice_filters(db: Db) {
         assert_eq!(v["pagination"]["total"], want.len(), "{q}");
     }
     // Another organization's ids filter to nothing (never another org's data).
-    let (_, v) = s.av(&format!("/api/calls?contact_id={}", uuid::Uuid::new_v4())).await;
+    let (_, v) = s
+        .av(&format!("/api/calls?contact_id={}", uuid::Uuid::new_v4()))
+        .await;
     assert_eq!(v["pagination"]["total"], 0);
 }
 
 async fn agentvoice_payload_modes(db: Db) {
     let s = seed(db).await;
-    let completed = s.calls.iter().find(|c| c.status == CallStatus::Completed).unwrap();
+    let completed = s
+        .calls
+        .iter()
+        .find(|c| c.status == CallStatus::Completed)
+        .unwrap();
     // fields=full: light + the 11 documented fields, with the stored values.
     let (st, v) = s.av("/api/calls?fields=full").await;
     assert_eq!(st, 200);
     for it in v["data"].as_array().unwrap() {
         assert_eq!(keys(it), set(&[LIGHT, FULL_EXTRA]));
         if it["id"] == completed.id.to_string() {
-            assert_eq!(it["transcript"], json!(completed.details.as_ref().unwrap().transcript));
+            assert_eq!(
+                it["transcript"],
+                json!(completed.details.as_ref().unwrap().transcript)
+            );
             assert!(it["transcript_formatted"].is_array());
             assert_eq!(it["quality_metrics"], json!({"mos": 4.2}));
         }
     }
     // include groups alone and combined; "transcript,metrics" encoded as requests does.
-    let combos: &[&[&str]] = &[&["transcript"], &["metrics"], &["diagnostics"], &["actions"], &["transcript", "metrics"], &[
-        "transcript",
-        "metrics",
-        "diagnostics",
-        "actions",
-    ]];
+    let combos: &[&[&str]] = &[
+        &["transcript"],
+        &["metrics"],
+        &["diagnostics"],
+        &["actions"],
+        &["transcript", "metrics"],
+        &["transcript", "metrics", "diagnostics", "actions"],
+    ];
     for groups in combos {
         let mut want = set(&[LIGHT]);
         for g in *groups {
@@ -447,10 +617,19 @@ async fn agentvoice_payload_modes(db: Db) {
         }
         let raw = s.av_text(&q).await;
         for k in &want_full {
-            assert_eq!(raw.matches(&format!("\"{k}\":")).count(), 12, "{q}: key {k} once per call");
+            assert_eq!(
+                raw.matches(&format!("\"{k}\":")).count(),
+                12,
+                "{q}: key {k} once per call"
+            );
         }
     }
-    let (_, v) = s.av(&format!("/api/calls/{}?include=transcript,metrics", completed.id)).await;
+    let (_, v) = s
+        .av(&format!(
+            "/api/calls/{}?include=transcript,metrics",
+            completed.id
+        ))
+        .await;
     assert_eq!(v["latency_metrics"], json!({"p50_ms": 700}));
     assert_eq!(v["audio_metrics"], Value::Null);
 }
@@ -468,15 +647,28 @@ async fn agentvoice_single_and_most_recent(db: Db) {
     let (st, v) = s.av(&format!("/api/calls/{}?fields=full", c.id)).await;
     assert_eq!(st, 200);
     assert_eq!(keys(&v), set(&[LIGHT, FULL_EXTRA]));
-    let (_, v) = s.av(&format!("/api/calls/{}?include=transcript,metrics,diagnostics,actions", c.id)).await;
+    let (_, v) = s
+        .av(&format!(
+            "/api/calls/{}?include=transcript,metrics,diagnostics,actions",
+            c.id
+        ))
+        .await;
     let mut want = set(&[LIGHT]);
     for g in ["transcript", "metrics", "diagnostics", "actions"] {
         want.extend(group(g).iter().map(|s| s.to_string()));
     }
     assert_eq!(keys(&v), want);
     // The document's own example id, an unknown UUID and another organization's call.
-    for id in ["abc-123".to_string(), uuid::Uuid::new_v4().to_string(), s.other_call.to_string()] {
-        for q in ["", "?include=transcript,metrics,diagnostics,actions", "?fields=full"] {
+    for id in [
+        "abc-123".to_string(),
+        uuid::Uuid::new_v4().to_string(),
+        s.other_call.to_string(),
+    ] {
+        for q in [
+            "",
+            "?include=transcript,metrics,diagnostics,actions",
+            "?fields=full",
+        ] {
             let (st, v) = s.av(&format!("/api/calls/{id}{q}")).await;
             assert_eq!(st, 404, "{id}: {v}");
             assert_eq!(v["error"], "Call not found");
@@ -484,7 +676,11 @@ async fn agentvoice_single_and_most_recent(db: Db) {
         }
     }
     // most_recent=true: one object, the latest start among the matches.
-    let mut matching: Vec<&Call> = s.calls.iter().filter(|c| c.client_number.as_str() == "+14155551234").collect();
+    let mut matching: Vec<&Call> = s
+        .calls
+        .iter()
+        .filter(|c| c.client_number.as_str() == "+14155551234")
+        .collect();
     matching.sort_by_key(|c| std::cmp::Reverse((start_key(c), c.seq)));
     for q in [
         "/api/calls?phone_number=%2B14155551234&most_recent=true",
@@ -499,7 +695,9 @@ async fn agentvoice_single_and_most_recent(db: Db) {
     let (st, v) = s.av("/api/calls?most_recent=true&include=transcript").await;
     assert_eq!(st, 200);
     assert!(v.get("transcript").is_some());
-    let (st, v) = s.av("/api/calls?phone_number=%2B19998887777&most_recent=true").await;
+    let (st, v) = s
+        .av("/api/calls?phone_number=%2B19998887777&most_recent=true")
+        .await;
     assert_eq!(st, 404);
     assert_eq!(v["error"], "No calls found matching criteria");
     let (st, _) = s.av("/api/calls?most_recent=false&limit=1").await;
@@ -507,11 +705,12 @@ async fn agentvoice_single_and_most_recent(db: Db) {
 }
 
 async fn agentvoice_pagination(db: Db) {
-    let app = TestApp::spawn(db).await;
+    let app = spawn(db).await;
     let org = app.org();
     let agent = app.seed_agent(org, "Pager").await;
     for i in 0..57 {
-        app.seed_call(org, Some(&agent), &format!("+1415555{:04}", i)).await;
+        app.seed_call(org, Some(&agent), &format!("+1415555{:04}", i))
+            .await;
     }
     let get = |q: String| {
         let r = app
@@ -525,19 +724,37 @@ async fn agentvoice_pagination(db: Db) {
     // Page 2 with 25 per page, as the document shows.
     let (st, v) = get("/api/calls?limit=25&offset=25".into()).await;
     assert_eq!(st, 200);
-    assert_eq!(v["pagination"], json!({"total": 57, "limit": 25, "offset": 25, "has_more": true}));
+    assert_eq!(
+        v["pagination"],
+        json!({"total": 57, "limit": 25, "offset": 25, "has_more": true})
+    );
     assert_eq!(v["data"].as_array().unwrap().len(), 25);
-    for (limit, offset, n, more) in [(25, 50, 7, false), (100, 0, 57, false), (56, 0, 56, true), (57, 0, 57, false), (10, 57, 0, false), (10, 500, 0, false), (1, 56, 1, false)] {
+    for (limit, offset, n, more) in [
+        (25, 50, 7, false),
+        (100, 0, 57, false),
+        (56, 0, 56, true),
+        (57, 0, 57, false),
+        (10, 57, 0, false),
+        (10, 500, 0, false),
+        (1, 56, 1, false),
+    ] {
         let (st, v) = get(format!("/api/calls?limit={limit}&offset={offset}")).await;
         assert_eq!(st, 200);
-        assert_eq!(v["pagination"], json!({"total": 57, "limit": limit, "offset": offset, "has_more": more}), "{limit}/{offset}");
+        assert_eq!(
+            v["pagination"],
+            json!({"total": 57, "limit": limit, "offset": offset, "has_more": more}),
+            "{limit}/{offset}"
+        );
         assert_eq!(v["data"].as_array().unwrap().len(), n);
     }
     // Walking pages sees each call once.
     let mut seen = HashSet::new();
     let mut offset = 0;
     loop {
-        let (_, v) = get(format!("/api/calls?limit=10&offset={offset}&order_by=created_at")).await;
+        let (_, v) = get(format!(
+            "/api/calls?limit=10&offset={offset}&order_by=created_at"
+        ))
+        .await;
         for id in data_ids(&v) {
             assert!(seen.insert(id), "duplicate across pages");
         }
@@ -551,22 +768,51 @@ async fn agentvoice_pagination(db: Db) {
 
 async fn agentvoice_errors(db: Db) {
     let s = seed(db).await;
-    for q in ["order_by=duration", "order_by=STARTED_AT", "order_by=name&order=asc"] {
+    for q in [
+        "order_by=duration",
+        "order_by=STARTED_AT",
+        "order_by=name&order=asc",
+    ] {
         let (st, v) = s.av(&format!("/api/calls?{q}")).await;
         assert_eq!(st, 400, "{q}");
         assert_eq!(v["error"], "Invalid order_by parameter");
         let m = v["message"].as_str().unwrap();
-        assert!(m.contains("Invalid order_by parameter") && m.contains("started_at, ended_at, created_at"), "{m}");
+        assert!(
+            m.contains("Invalid order_by parameter")
+                && m.contains("started_at, ended_at, created_at"),
+            "{m}"
+        );
     }
     for q in [
-        "limit=0", "limit=101", "limit=abc", "limit=-5", "limit=1.5", "offset=-1", "offset=x", "order=up", "fields=huge",
-        "include=bogus", "include=transcript,nope", "most_recent=maybe", "status=busy", "call_type=sideways",
-        "agent_id=42", "contact_id=abc", "campaign_id=' OR 1=1 --", "phone_number=4155551234", "phone_number=%2B1abc",
-        "from=yesterday", "to=2024-13-01", "from=2024-02-01&to=2024-01-01",
+        "limit=0",
+        "limit=101",
+        "limit=abc",
+        "limit=-5",
+        "limit=1.5",
+        "offset=-1",
+        "offset=x",
+        "order=up",
+        "fields=huge",
+        "include=bogus",
+        "include=transcript,nope",
+        "most_recent=maybe",
+        "status=busy",
+        "call_type=sideways",
+        "agent_id=42",
+        "contact_id=abc",
+        "campaign_id=' OR 1=1 --",
+        "phone_number=4155551234",
+        "phone_number=%2B1abc",
+        "from=yesterday",
+        "to=2024-13-01",
+        "from=2024-02-01&to=2024-01-01",
     ] {
         let (st, v) = s.av(&format!("/api/calls?{q}")).await;
         assert_eq!(st, 400, "{q}: {v}");
-        assert!(v["error"].is_string() && v["message"].is_string(), "{q}: {v}");
+        assert!(
+            v["error"].is_string() && v["message"].is_string(),
+            "{q}: {v}"
+        );
     }
     let c = s.calls[0].id;
     for q in ["fields=huge", "include=bogus"] {
@@ -577,11 +823,30 @@ async fn agentvoice_errors(db: Db) {
     let url = s.app.url("/api/calls");
     let tries = vec![
         s.app.client.get(&url),
-        s.app.client.get(&url).header("x-organization-id", &s.app.org_id),
-        s.app.client.get(&url).header("x-api-key", "sk_wrong_key_123456").header("x-organization-id", &s.app.org_id),
-        s.app.client.get(&url).header("x-api-key", &s.app.api_key).header("x-organization-id", &s.other_org),
-        s.app.client.get(&url).header("x-api-key", &s.other_key).header("x-organization-id", &s.app.org_id),
-        s.app.client.get(&url).header("x-api-key", &s.app.api_key).header("x-organization-id", "not-an-org"),
+        s.app
+            .client
+            .get(&url)
+            .header("x-organization-id", &s.app.org_id),
+        s.app
+            .client
+            .get(&url)
+            .header("x-api-key", "sk_wrong_key_123456")
+            .header("x-organization-id", &s.app.org_id),
+        s.app
+            .client
+            .get(&url)
+            .header("x-api-key", &s.app.api_key)
+            .header("x-organization-id", &s.other_org),
+        s.app
+            .client
+            .get(&url)
+            .header("x-api-key", &s.other_key)
+            .header("x-organization-id", &s.app.org_id),
+        s.app
+            .client
+            .get(&url)
+            .header("x-api-key", &s.app.api_key)
+            .header("x-organization-id", "not-an-org"),
         s.app.client.get(s.app.url(&format!("/api/calls/{c}"))),
     ];
     for t in tries {
@@ -609,11 +874,31 @@ async fn agentvoice_errors(db: Db) {
 /// nullability.
 async fn call_resource(db: Db) {
     let s = seed(db).await;
-    let statuses = ["dialing", "in_progress", "completed", "failed", "transferred", "no_answer"];
+    let statuses = [
+        "dialing",
+        "in_progress",
+        "completed",
+        "failed",
+        "transferred",
+        "no_answer",
+    ];
     for c in &s.calls {
         let (st, v) = status_json(s.app.get(&format!("/v1/call/{}", c.id)).await).await;
         assert_eq!(st, 200);
-        for k in ["id", "agent_id", "status", "type", "contact", "phone_id", "created_date", "recording_url", "start_time", "end_time", "duration", "end_reason"] {
+        for k in [
+            "id",
+            "agent_id",
+            "status",
+            "type",
+            "contact",
+            "phone_id",
+            "created_date",
+            "recording_url",
+            "start_time",
+            "end_time",
+            "duration",
+            "end_reason",
+        ] {
             assert!(v.get(k).is_some(), "documented field {k} missing: {v}");
         }
         assert!(is_uuid(&v["id"]));
@@ -645,25 +930,49 @@ async fn call_resource(db: Db) {
         assert!(v["end_reason"].is_string() || v["end_reason"].is_null());
         assert_eq!(v["recording_url"].is_null(), c.recording.is_none());
     }
-    let started = s.calls.iter().find(|c| c.status == CallStatus::Completed).unwrap();
+    let started = s
+        .calls
+        .iter()
+        .find(|c| c.status == CallStatus::Completed)
+        .unwrap();
     let (_, v) = status_json(s.app.get(&format!("/v1/call/{}", started.id)).await).await;
     assert_eq!(v["start_time"], "2024-01-03T10:00:00.000Z");
     assert_eq!(v["duration"], 80);
     assert_eq!(v["end_time"], "2024-01-03T10:01:20.000Z");
     // Path id is a UUID; unknown and another organization's ids are 404.
-    for (id, code) in [("abc-123".to_string(), 400), (uuid::Uuid::new_v4().to_string(), 404), (s.other_call.to_string(), 404)] {
+    for (id, code) in [
+        ("abc-123".to_string(), 400),
+        (uuid::Uuid::new_v4().to_string(), 404),
+        (s.other_call.to_string(), 404),
+    ] {
         let (st, v) = status_json(s.app.get(&format!("/v1/call/{id}")).await).await;
         assert_eq!(st.as_u16(), code, "{id}: {v}");
         assert!(v["message"].is_string());
     }
-    let r = s.app.client.get(s.app.url(&format!("/v1/call/{}", s.calls[0].id))).send().await.unwrap();
+    let r = s
+        .app
+        .client
+        .get(s.app.url(&format!("/v1/call/{}", s.calls[0].id)))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
 // ----- OmniDimension -----
 
-async fn omni(s: &Seed, method: reqwest::Method, path: &str, body: Option<Value>, key: Option<&str>) -> (StatusCode, Value) {
-    let mut rb = s.app.client.request(method, s.app.url(path)).bearer_auth(key.unwrap_or(&s.app.api_key));
+async fn omni(
+    s: &Seed,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut rb = s
+        .app
+        .client
+        .request(method, s.app.url(path))
+        .bearer_auth(key.unwrap_or(&s.app.api_key));
     if let Some(b) = body {
         rb = rb.json(&b);
     }
@@ -672,8 +981,18 @@ async fn omni(s: &Seed, method: reqwest::Method, path: &str, body: Option<Value>
 
 fn omni_error(v: &Value) {
     assert_eq!(keys(v), set(&[&["error", "error_description"]]), "{v}");
-    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty() && !e.contains(' ')), "{v}");
-    assert!(v["error_description"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty() && !e.contains(' ')),
+        "{v}"
+    );
+    assert!(
+        v["error_description"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{v}"
+    );
 }
 
 async fn omnidim_endpoints(db: Db) {
@@ -681,7 +1000,14 @@ async fn omnidim_endpoints(db: Db) {
     use reqwest::Method as M;
     let a1 = &s.agents[0];
     // Agents by integer id.
-    let (st, v) = omni(&s, M::GET, "/api/v1/agents?pageno=1&pagesize=30", None, None).await;
+    let (st, v) = omni(
+        &s,
+        M::GET,
+        "/api/v1/agents?pageno=1&pagesize=30",
+        None,
+        None,
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["total_records"], 2);
     assert_eq!(v["pageno"], 1);
@@ -694,7 +1020,14 @@ async fn omnidim_endpoints(db: Db) {
     let (_, v) = omni(&s, M::GET, "/api/v1/agents?pageno=2&pagesize=1", None, None).await;
     assert_eq!(v["bots"][0]["id"], s.agents[1].number);
     assert_eq!(v["total_pages"], 2);
-    let (st, v) = omni(&s, M::GET, &format!("/api/v1/agents/{}", a1.number), None, None).await;
+    let (st, v) = omni(
+        &s,
+        M::GET,
+        &format!("/api/v1/agents/{}", a1.number),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(v["id"], a1.number);
     // Create: welcome_message → initial_message, enabled sections → system prompt.
@@ -714,21 +1047,46 @@ async fn omnidim_endpoints(db: Db) {
     let n = v["id"].as_i64().unwrap();
     assert_eq!(v["welcome_message"], "Hello from Omni");
     assert_eq!(v["call_type"], "Outgoing");
-    let stored = s.app.store.get_agent_by_number(s.app.org(), n).await.unwrap();
+    let stored = s
+        .app
+        .store
+        .get_agent_by_number(s.app.org(), n)
+        .await
+        .unwrap();
     assert_eq!(stored.initial_message.as_deref(), Some("Hello from Omni"));
-    assert_eq!(stored.system_prompt.as_deref(), Some("## Role\nYou book tables."));
+    assert_eq!(
+        stored.system_prompt.as_deref(),
+        Some("## Role\nYou book tables.")
+    );
     assert_eq!(stored.voice.as_deref(), Some("v123"));
     assert_eq!(stored.llm_model.as_deref(), Some("gpt-4o-mini"));
-    assert_eq!(stored.settings.as_ref().unwrap()["context_breakdown"][1]["title"], "Hidden");
+    assert_eq!(
+        stored.settings.as_ref().unwrap()["context_breakdown"][1]["title"],
+        "Hidden"
+    );
     // Phone numbers.
-    let (st, v) = omni(&s, M::GET, "/api/v1/phone_number/list?pageno=1&pagesize=30", None, None).await;
+    let (st, v) = omni(
+        &s,
+        M::GET,
+        "/api/v1/phone_number/list?pageno=1&pagesize=30",
+        None,
+        None,
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(v["total_records"], 1);
     assert_eq!(v["phone_numbers"][0]["id"], s.number.number_id);
     assert_eq!(v["phone_numbers"][0]["phone_number"], "+17375551234");
     assert_eq!(v["phone_numbers"][0]["agent_id"], a1.number);
     // Call logs: paging facts, filters, the log's fields.
-    let (st, v) = omni(&s, M::GET, "/api/v1/calls/logs?pageno=2&pagesize=5", None, None).await;
+    let (st, v) = omni(
+        &s,
+        M::GET,
+        "/api/v1/calls/logs?pageno=2&pagesize=5",
+        None,
+        None,
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(v["total_records"], 12);
     assert_eq!(v["total_pages"], 3);
@@ -736,22 +1094,58 @@ async fn omnidim_endpoints(db: Db) {
     let (_, v) = omni(&s, M::GET, "/api/v1/calls/logs", None, None).await;
     assert_eq!(v["pagesize"], 30);
     assert_eq!(v["call_log_data"].as_array().unwrap().len(), 12);
-    let (_, v) = omni(&s, M::GET, &format!("/api/v1/calls/logs?agentid={}&call_status=completed", a1.number), None, None).await;
+    let (_, v) = omni(
+        &s,
+        M::GET,
+        &format!(
+            "/api/v1/calls/logs?agentid={}&call_status=completed",
+            a1.number
+        ),
+        None,
+        None,
+    )
+    .await;
     let want = s.ids(|c| c.agent_id == Some(a1.id) && c.status == CallStatus::Completed);
-    let got: HashSet<String> = v["call_log_data"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap().to_string()).collect();
+    let got: HashSet<String> = v["call_log_data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(got, want);
     assert_eq!(v["total_records"], want.len());
     for agentid in [999_999_999, s.other_agent_number] {
-        let (st, v) = omni(&s, M::GET, &format!("/api/v1/calls/logs?agentid={agentid}"), None, None).await;
+        let (st, v) = omni(
+            &s,
+            M::GET,
+            &format!("/api/v1/calls/logs?agentid={agentid}"),
+            None,
+            None,
+        )
+        .await;
         assert_eq!(st, 200);
         assert_eq!(v["total_records"], 0);
     }
-    let c = s.calls.iter().find(|c| c.status == CallStatus::Completed).unwrap();
-    let (st, v) = omni(&s, M::GET, &format!("/api/v1/calls/logs/{}", c.id), None, None).await;
+    let c = s
+        .calls
+        .iter()
+        .find(|c| c.status == CallStatus::Completed)
+        .unwrap();
+    let (st, v) = omni(
+        &s,
+        M::GET,
+        &format!("/api/v1/calls/logs/{}", c.id),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(v["call_status"], "completed");
     assert_eq!(v["call_duration"], json!(c.duration_seconds));
-    assert_eq!(v["transcript"], json!(c.details.as_ref().unwrap().transcript));
+    assert_eq!(
+        v["transcript"],
+        json!(c.details.as_ref().unwrap().transcript)
+    );
     assert_eq!(v["agent_id"], json!(c.agent_number));
     assert_eq!(v["from_number_id"], s.number.number_id);
     // Errors: the client's shape, sensible codes, never 500.
@@ -760,43 +1154,161 @@ async fn omnidim_endpoints(db: Db) {
         (M::GET, "/api/v1/calls/logs?pagesize=0".into(), None, 400),
         (M::GET, "/api/v1/calls/logs?pagesize=101".into(), None, 400),
         (M::GET, "/api/v1/calls/logs?agentid=abc".into(), None, 400),
-        (M::GET, "/api/v1/calls/logs?call_status=busy".into(), None, 400),
+        (
+            M::GET,
+            "/api/v1/calls/logs?call_status=busy".into(),
+            None,
+            400,
+        ),
         (M::GET, "/api/v1/calls/logs/not-a-uuid".into(), None, 404),
-        (M::GET, format!("/api/v1/calls/logs/{}", s.other_call), None, 404),
+        (
+            M::GET,
+            format!("/api/v1/calls/logs/{}", s.other_call),
+            None,
+            404,
+        ),
         (M::GET, "/api/v1/agents/abc".into(), None, 400),
         (M::GET, "/api/v1/agents/999999999".into(), None, 404),
-        (M::GET, format!("/api/v1/agents/{}", s.other_agent_number), None, 404),
+        (
+            M::GET,
+            format!("/api/v1/agents/{}", s.other_agent_number),
+            None,
+            404,
+        ),
         (M::GET, "/api/v1/agents?pagesize=1000".into(), None, 400),
-        (M::GET, "/api/v1/phone_number/list?pageno=-1".into(), None, 400),
-        (M::POST, "/api/v1/agents/create".into(), Some(json!({"name": "x"})), 400),
-        (M::POST, "/api/v1/agents/create".into(), Some(json!({"name": "x", "context_breakdown": "nope"})), 400),
-        (M::POST, "/api/v1/agents/create".into(), Some(json!({"name": 5, "context_breakdown": []})), 400),
-        (M::POST, "/api/v1/agents/create".into(), Some(json!({"name": "Sales Agent", "context_breakdown": []})), 409),
-        (M::POST, "/api/v1/calls/dispatch".into(), Some(json!({"agent_id": "1", "to_number": "+15551234567"})), 400),
-        (M::POST, "/api/v1/calls/dispatch".into(), Some(json!({"agent_id": a1.number, "to_number": "5551234567"})), 400),
-        (M::POST, "/api/v1/calls/dispatch".into(), Some(json!({"agent_id": a1.number, "to_number": 15551234567i64})), 400),
-        (M::POST, "/api/v1/calls/dispatch".into(), Some(json!({"to_number": "+15551234567"})), 400),
-        (M::POST, "/api/v1/calls/dispatch".into(), Some(json!({"agent_id": 999_999_999, "to_number": "+15551234567"})), 404),
-        (M::POST, "/api/v1/calls/dispatch".into(), Some(json!({"agent_id": s.other_agent_number, "to_number": "+15551234567"})), 404),
-        (M::POST, "/api/v1/calls/dispatch".into(), Some(json!({"agent_id": a1.number, "to_number": "+15551234567", "from_number_id": s.other_number_id})), 404),
-        (M::POST, "/api/v1/calls/dispatch".into(), Some(json!({"agent_id": a1.number, "to_number": "+15551234567", "from_number_id": "1"})), 400),
-        (M::POST, "/api/v1/calls/dispatch".into(), Some(json!({"agent_id": a1.number, "to_number": "+15551234567", "call_context": 5})), 400),
-        (M::POST, "/api/v1/calls/dispatch".into(), Some(json!([1, 2])), 400),
+        (
+            M::GET,
+            "/api/v1/phone_number/list?pageno=-1".into(),
+            None,
+            400,
+        ),
+        (
+            M::POST,
+            "/api/v1/agents/create".into(),
+            Some(json!({"name": "x"})),
+            400,
+        ),
+        (
+            M::POST,
+            "/api/v1/agents/create".into(),
+            Some(json!({"name": "x", "context_breakdown": "nope"})),
+            400,
+        ),
+        (
+            M::POST,
+            "/api/v1/agents/create".into(),
+            Some(json!({"name": 5, "context_breakdown": []})),
+            400,
+        ),
+        (
+            M::POST,
+            "/api/v1/agents/create".into(),
+            Some(json!({"name": "Sales Agent", "context_breakdown": []})),
+            409,
+        ),
+        (
+            M::POST,
+            "/api/v1/calls/dispatch".into(),
+            Some(json!({"agent_id": "1", "to_number": "+15551234567"})),
+            400,
+        ),
+        (
+            M::POST,
+            "/api/v1/calls/dispatch".into(),
+            Some(json!({"agent_id": a1.number, "to_number": "5551234567"})),
+            400,
+        ),
+        (
+            M::POST,
+            "/api/v1/calls/dispatch".into(),
+            Some(json!({"agent_id": a1.number, "to_number": 15551234567i64})),
+            400,
+        ),
+        (
+            M::POST,
+            "/api/v1/calls/dispatch".into(),
+            Some(json!({"to_number": "+15551234567"})),
+            400,
+        ),
+        (
+            M::POST,
+            "/api/v1/calls/dispatch".into(),
+            Some(json!({"agent_id": 999_999_999, "to_number": "+15551234567"})),
+            404,
+        ),
+        (
+            M::POST,
+            "/api/v1/calls/dispatch".into(),
+            Some(json!({"agent_id": s.other_agent_number, "to_number": "+15551234567"})),
+            404,
+        ),
+        (
+            M::POST,
+            "/api/v1/calls/dispatch".into(),
+            Some(
+                json!({"agent_id": a1.number, "to_number": "+15551234567", "from_number_id": s.other_number_id}),
+            ),
+            404,
+        ),
+        (
+            M::POST,
+            "/api/v1/calls/dispatch".into(),
+            Some(
+                json!({"agent_id": a1.number, "to_number": "+15551234567", "from_number_id": "1"}),
+            ),
+            400,
+        ),
+        (
+            M::POST,
+            "/api/v1/calls/dispatch".into(),
+            Some(json!({"agent_id": a1.number, "to_number": "+15551234567", "call_context": 5})),
+            400,
+        ),
+        (
+            M::POST,
+            "/api/v1/calls/dispatch".into(),
+            Some(json!([1, 2])),
+            400,
+        ),
     ];
     for (m, path, body, code) in bad {
         let (st, v) = omni(&s, m.clone(), &path, body.clone(), None).await;
         assert_eq!(st.as_u16(), code, "{m} {path} {body:?}: {v}");
         omni_error(&v);
     }
-    let r = s.app.client.post(s.app.url("/api/v1/calls/dispatch")).bearer_auth(&s.app.api_key).body("{").header("content-type", "application/json").send().await.unwrap();
+    let r = s
+        .app
+        .client
+        .post(s.app.url("/api/v1/calls/dispatch"))
+        .bearer_auth(&s.app.api_key)
+        .body("{")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     let (st, v) = status_json(r).await;
     assert_eq!(st, 400);
     omni_error(&v);
-    let r = s.app.client.post(s.app.url("/api/v1/calls/dispatch")).bearer_auth(&s.app.api_key).body("agent_id=1").send().await.unwrap();
+    let r = s
+        .app
+        .client
+        .post(s.app.url("/api/v1/calls/dispatch"))
+        .bearer_auth(&s.app.api_key)
+        .body("agent_id=1")
+        .send()
+        .await
+        .unwrap();
     let (st, v) = status_json(r).await;
     assert_eq!(st, 415);
     omni_error(&v);
-    let (st, v) = omni(&s, M::GET, "/api/v1/agents", None, Some("sk_not_a_real_key_000")).await;
+    let (st, v) = omni(
+        &s,
+        M::GET,
+        "/api/v1/agents",
+        None,
+        Some("sk_not_a_real_key_000"),
+    )
+    .await;
     assert_eq!(st, 401);
     omni_error(&v);
     assert_eq!(v["error"], "unauthorized");
@@ -810,20 +1322,52 @@ async fn cross_dialect(db: Db) {
     let a1 = &s.agents[0];
     // OmniDimension dispatch, as the client sends it (call_context={} when none).
     let body = json!({"agent_id": a1.number, "to_number": "+15551234567", "call_context": {"order": 42}, "from_number_id": s.number.number_id});
-    let r = s.app.client.post(s.app.url("/api/v1/calls/dispatch")).bearer_auth(&s.app.api_key).header("idempotency-key", "omni-1").json(&body).send().await.unwrap();
+    let r = s
+        .app
+        .client
+        .post(s.app.url("/api/v1/calls/dispatch"))
+        .bearer_auth(&s.app.api_key)
+        .header("idempotency-key", "omni-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let (st, v) = status_json(r).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["success"], true);
     let omni_id = v["call_log_id"].as_str().unwrap().to_string();
     assert_eq!(v["call_log"]["call_status"], "dialing");
     // Replay: the same call; a different body with the same key: 422 in OmniDimension's shape.
-    let r = s.app.client.post(s.app.url("/api/v1/calls/dispatch")).bearer_auth(&s.app.api_key).header("idempotency-key", "omni-1").json(&body).send().await.unwrap();
-    assert_eq!(r.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    let r = s
+        .app
+        .client
+        .post(s.app.url("/api/v1/calls/dispatch"))
+        .bearer_auth(&s.app.api_key)
+        .header("idempotency-key", "omni-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()
+            .get("idempotent-replayed")
+            .map(|v| v.to_str().unwrap()),
+        Some("true")
+    );
     let (_, v2) = status_json(r).await;
     assert_eq!(v2["call_log_id"], omni_id.as_str());
     let mut other = body.clone();
     other["to_number"] = json!("+15550000000");
-    let r = s.app.client.post(s.app.url("/api/v1/calls/dispatch")).bearer_auth(&s.app.api_key).header("idempotency-key", "omni-1").json(&other).send().await.unwrap();
+    let r = s
+        .app
+        .client
+        .post(s.app.url("/api/v1/calls/dispatch"))
+        .bearer_auth(&s.app.api_key)
+        .header("idempotency-key", "omni-1")
+        .json(&other)
+        .send()
+        .await
+        .unwrap();
     let (st, v) = status_json(r).await;
     assert_eq!(st, 422);
     omni_error(&v);
@@ -837,7 +1381,12 @@ async fn cross_dialect(db: Db) {
     assert_eq!(st, 201, "{v}");
     let ff_id = v["id"].as_str().unwrap().to_string();
     for id in [&omni_id, &ff_id] {
-        let call = s.app.store.get_call(s.app.org(), id.parse().unwrap(), true).await.unwrap();
+        let call = s
+            .app
+            .store
+            .get_call(s.app.org(), id.parse().unwrap(), true)
+            .await
+            .unwrap();
         let (_, v1) = status_json(s.app.get(&format!("/v1/call/{id}")).await).await;
         let (_, ff) = status_json(s.app.get(&format!("/v1/call?id={id}")).await).await;
         let (_, av) = s.av(&format!("/api/calls/{id}")).await;
@@ -869,15 +1418,43 @@ async fn cross_dialect(db: Db) {
     let (_, ff) = status_json(s.app.get("/v1/calls?limit=100").await).await;
     for id in [&omni_id, &ff_id] {
         assert_eq!(data_ids(&av).iter().filter(|x| x == &id).count(), 1);
-        assert_eq!(om["call_log_data"].as_array().unwrap().iter().filter(|x| x["id"] == id.as_str()).count(), 1);
-        assert_eq!(ff["calls"].as_array().unwrap().iter().filter(|x| x["id"] == id.as_str()).count(), 1);
+        assert_eq!(
+            om["call_log_data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|x| x["id"] == id.as_str())
+                .count(),
+            1
+        );
+        assert_eq!(
+            ff["calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|x| x["id"] == id.as_str())
+                .count(),
+            1
+        );
     }
     assert_eq!(av["pagination"]["total"], 15);
     assert_eq!(om["total_records"], 15);
     // Same validation: a bad number is refused by every dialect.
-    let (st, _) = status_json(s.app.post_json("/v1/call", &json!({"from": "+17375551234", "to": "12345"})).await).await;
+    let (st, _) = status_json(
+        s.app
+            .post_json("/v1/call", &json!({"from": "+17375551234", "to": "12345"}))
+            .await,
+    )
+    .await;
     assert_eq!(st, 400);
-    let (st, _) = omni(&s, M::POST, "/api/v1/calls/dispatch", Some(json!({"agent_id": a1.number, "to_number": "12345"})), None).await;
+    let (st, _) = omni(
+        &s,
+        M::POST,
+        "/api/v1/calls/dispatch",
+        Some(json!({"agent_id": a1.number, "to_number": "12345"})),
+        None,
+    )
+    .await;
     assert_eq!(st, 400);
 }
 
