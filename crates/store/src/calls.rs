@@ -77,12 +77,16 @@ fn call_from_row(r: &AnyRow, with_details: bool) -> Result<Call, StoreError> {
         None => None,
     };
     let recording = match row::os(r, "recording")? {
-        Some(t) => Some(serde_json::from_str(&t).map_err(|_| StoreError::Corrupt("recording".into()))?),
+        Some(t) => {
+            Some(serde_json::from_str(&t).map_err(|_| StoreError::Corrupt("recording".into()))?)
+        }
         None => None,
     };
     let details = if with_details {
         Some(match row::os(r, "details")? {
-            Some(t) => serde_json::from_str(&t).map_err(|_| StoreError::Corrupt("details".into()))?,
+            Some(t) => {
+                serde_json::from_str(&t).map_err(|_| StoreError::Corrupt("details".into()))?
+            }
             None => CallDetails::default(),
         })
     } else {
@@ -100,8 +104,10 @@ fn call_from_row(r: &AnyRow, with_details: bool) -> Result<Call, StoreError> {
         phone_number_number: row::oi(r, "phone_seq")?,
         campaign_id: row::ouuid(r, "campaign_id")?,
         campaign_name: row::os(r, "campaign_name")?,
-        call_type: CallType::parse(&row::s(r, "call_type")?).map_err(|_| StoreError::Corrupt("call_type".into()))?,
-        status: CallStatus::parse(&row::s(r, "status")?).map_err(|_| StoreError::Corrupt("status".into()))?,
+        call_type: CallType::parse(&row::s(r, "call_type")?)
+            .map_err(|_| StoreError::Corrupt("call_type".into()))?,
+        status: CallStatus::parse(&row::s(r, "status")?)
+            .map_err(|_| StoreError::Corrupt("status".into()))?,
         client_number: row::phone(r, "client_number")?,
         agent_phone_number: row::ophone(r, "agent_phone_number")?,
         context: row::ojson(r, "context")?,
@@ -123,14 +129,17 @@ fn call_from_row(r: &AnyRow, with_details: bool) -> Result<Call, StoreError> {
 
 /// Builds `$N` placeholders while collecting the arguments, so dynamic filters never splice
 /// a client value into SQL text.
-struct Params {
-    args: AnyArguments<'static>,
+pub(crate) struct Params {
+    pub(crate) args: AnyArguments<'static>,
     n: usize,
 }
 
 impl Params {
     fn new() -> Self {
-        Self { args: AnyArguments::default(), n: 0 }
+        Self {
+            args: AnyArguments::default(),
+            n: 0,
+        }
     }
     fn push_str(&mut self, v: String) -> String {
         self.n += 1;
@@ -162,7 +171,10 @@ fn filter_conds(p: &mut Params, org: OrgId, f: &CallFilter) -> Vec<String> {
         conds.push(format!("c.status = {}", p.push_str(s.as_str().to_string())));
     }
     if let Some(t) = f.call_type {
-        conds.push(format!("c.call_type = {}", p.push_str(t.as_str().to_string())));
+        conds.push(format!(
+            "c.call_type = {}",
+            p.push_str(t.as_str().to_string())
+        ));
     }
     if let Some(from) = f.from {
         conds.push(format!("c.start_key >= {}", p.push_i64(from.micros())));
@@ -171,6 +183,51 @@ fn filter_conds(p: &mut Params, org: OrgId, f: &CallFilter) -> Vec<String> {
         conds.push(format!("c.start_key <= {}", p.push_i64(to.micros())));
     }
     conds
+}
+
+/// The SQL and arguments of one calls page: shared by `list_calls` and the benchmark's
+/// raw-SQL timing, so both run exactly the same statement.
+pub(crate) fn list_calls_sql(org: OrgId, q: &CallListQuery) -> (String, Params) {
+    let mut p = Params::new();
+    let mut conds = filter_conds(&mut p, org, &q.filter);
+    // Conditions so far are the filter; the total counts them, not the cursor.
+    let col = sort_col(q.order_by);
+    let (cmp, dir) = match q.order {
+        Order::Asc => (">", "ASC"),
+        Order::Desc => ("<", "DESC"),
+    };
+    let mut offset = 0u64;
+    match &q.page {
+        Page::After(Some(pos)) => {
+            let k = p.push_i64(pos.key);
+            let s = p.push_i64(pos.seq);
+            // Expanded row comparison: lets both engines range-scan (key, seq) indexes.
+            conds.push(format!(
+                "c.{col} {cmp}= {k} AND (c.{col} {cmp} {k} OR c.seq {cmp} {s})"
+            ));
+        }
+        Page::After(None) => {}
+        Page::Offset(o) => offset = *o,
+    }
+    let limit = p.push_i64(q.limit as i64 + 1);
+    let off = p.push_i64(offset as i64);
+    let details = if q.with_details { ", c.details" } else { "" };
+    // Page the calls table alone first, then join the few rows of the page: the joins
+    // never touch more rows than the page holds.
+    let sql = format!(
+        "SELECT c.*, {JOINED_COLS} FROM (SELECT {LIGHT_COLS}{details} FROM calls c WHERE {} \
+         ORDER BY c.{col} {dir}, c.seq {dir} LIMIT {limit} OFFSET {off}) c {JOINS} ORDER BY c.{col} {dir}, c.seq {dir}",
+        conds.join(" AND ")
+    );
+    (sql, p)
+}
+
+/// The SQL of one call by org and id (`$1`, `$2`).
+pub(crate) fn get_call_sql(with_details: bool) -> String {
+    format!(
+        "SELECT {LIGHT_COLS}, {JOINED_COLS}{} FROM calls c {JOINS} WHERE c.org_id = $1 AND c.id = $2",
+        if with_details { ", c.details" } else { "" }
+    )
 }
 
 impl Store {
@@ -212,7 +269,9 @@ impl Store {
                     return Err(StoreError::IdempotencyMismatch);
                 }
                 let original: CallId = row::uuid(&r, "call_id")?;
-                return Ok(CreateCallOutcome::Replayed(self.get_call(new.org_id, original, true).await?));
+                return Ok(CreateCallOutcome::Replayed(
+                    self.get_call(new.org_id, original, true).await?,
+                ));
             }
         }
         sqlx::query(
@@ -264,15 +323,19 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(CreateCallOutcome::Created(self.get_call(new.org_id, id, true).await?))
+        Ok(CreateCallOutcome::Created(
+            self.get_call(new.org_id, id, true).await?,
+        ))
     }
 
     /// One call of the organization; another organization's call is `NotFound`.
-    pub async fn get_call(&self, org: OrgId, id: CallId, with_details: bool) -> Result<Call, StoreError> {
-        let sql = format!(
-            "SELECT {LIGHT_COLS}, {JOINED_COLS}{} FROM calls c {JOINS} WHERE c.org_id = $1 AND c.id = $2",
-            if with_details { ", c.details" } else { "" }
-        );
+    pub async fn get_call(
+        &self,
+        org: OrgId,
+        id: CallId,
+        with_details: bool,
+    ) -> Result<Call, StoreError> {
+        let sql = get_call_sql(with_details);
         let r = sqlx::query(&sql)
             .bind(org.to_string())
             .bind(id.to_string())
@@ -293,35 +356,8 @@ impl Store {
     }
 
     pub async fn list_calls(&self, org: OrgId, q: &CallListQuery) -> Result<CallPage, StoreError> {
-        let mut p = Params::new();
-        let mut conds = filter_conds(&mut p, org, &q.filter);
-        // Conditions so far are the filter; the total counts them, not the cursor.
+        let (sql, p) = list_calls_sql(org, q);
         let col = sort_col(q.order_by);
-        let (cmp, dir) = match q.order {
-            Order::Asc => (">", "ASC"),
-            Order::Desc => ("<", "DESC"),
-        };
-        let mut offset = 0u64;
-        match &q.page {
-            Page::After(Some(pos)) => {
-                let k = p.push_i64(pos.key);
-                let s = p.push_i64(pos.seq);
-                // Expanded row comparison: lets both engines range-scan (key, seq) indexes.
-                conds.push(format!("c.{col} {cmp}= {k} AND (c.{col} {cmp} {k} OR c.seq {cmp} {s})"));
-            }
-            Page::After(None) => {}
-            Page::Offset(o) => offset = *o,
-        }
-        let limit = p.push_i64(q.limit as i64 + 1);
-        let off = p.push_i64(offset as i64);
-        let details = if q.with_details { ", c.details" } else { "" };
-        // Page the calls table alone first, then join the few rows of the page: the joins
-        // never touch more rows than the page holds.
-        let sql = format!(
-            "SELECT c.*, {JOINED_COLS} FROM (SELECT {LIGHT_COLS}{details} FROM calls c WHERE {} \
-             ORDER BY c.{col} {dir}, c.seq {dir} LIMIT {limit} OFFSET {off}) c {JOINS} ORDER BY c.{col} {dir}, c.seq {dir}",
-            conds.join(" AND ")
-        );
         let rows = sqlx::query_with(&sql, p.args).fetch_all(&self.pool).await?;
         let has_more = rows.len() > q.limit as usize;
         let mut calls = Vec::with_capacity(rows.len().min(q.limit as usize));
@@ -331,30 +367,52 @@ impl Store {
             calls.push(call_from_row(r, q.with_details)?);
         }
         let next_cursor = match (has_more, last_key) {
-            (true, Some((key, seq))) => Some(encode_cursor(&KeysetPosition { order_by: q.order_by, order: q.order, key, seq })),
+            (true, Some((key, seq))) => Some(encode_cursor(&KeysetPosition {
+                order_by: q.order_by,
+                order: q.order,
+                key,
+                seq,
+            })),
             _ => None,
         };
         let total = if q.with_total {
             let mut cp = Params::new();
             let conds = filter_conds(&mut cp, org, &q.filter);
-            let sql = format!("SELECT COUNT(*) AS n FROM calls c WHERE {}", conds.join(" AND "));
-            let r = sqlx::query_with(&sql, cp.args).fetch_one(&self.pool).await?;
+            let sql = format!(
+                "SELECT COUNT(*) AS n FROM calls c WHERE {}",
+                conds.join(" AND ")
+            );
+            let r = sqlx::query_with(&sql, cp.args)
+                .fetch_one(&self.pool)
+                .await?;
             Some(row::i(&r, "n")?)
         } else {
             None
         };
-        Ok(CallPage { calls, next_cursor, total, has_more })
+        Ok(CallPage {
+            calls,
+            next_cursor,
+            total,
+            has_more,
+        })
     }
 
     /// Replaces a call's context.
-    pub async fn set_call_context(&self, org: OrgId, id: CallId, context: Option<Value>) -> Result<Call, StoreError> {
-        let done = sqlx::query("UPDATE calls SET context = $1, updated_at = $2 WHERE org_id = $3 AND id = $4")
-            .bind(json_text(&context))
-            .bind(Timestamp::now().micros())
-            .bind(org.to_string())
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
+    pub async fn set_call_context(
+        &self,
+        org: OrgId,
+        id: CallId,
+        context: Option<Value>,
+    ) -> Result<Call, StoreError> {
+        let done = sqlx::query(
+            "UPDATE calls SET context = $1, updated_at = $2 WHERE org_id = $3 AND id = $4",
+        )
+        .bind(json_text(&context))
+        .bind(Timestamp::now().micros())
+        .bind(org.to_string())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -363,10 +421,17 @@ impl Store {
 
     /// Deletes a call with its transcript and details (same row) and its queue entry;
     /// returns the recording so the caller can erase the audio objects.
-    pub async fn delete_call(&self, org: OrgId, id: CallId) -> Result<Option<RecordingMeta>, StoreError> {
+    pub async fn delete_call(
+        &self,
+        org: OrgId,
+        id: CallId,
+    ) -> Result<Option<RecordingMeta>, StoreError> {
         let call = self.get_call(org, id, false).await?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM dispatch_queue WHERE call_id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM dispatch_queue WHERE call_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM idempotency_keys WHERE org_id = $1 AND call_id = $2")
             .bind(org.to_string())
             .bind(id.to_string())
@@ -435,14 +500,20 @@ impl Store {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
-        let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let lock = if self.backend == Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
         let r = sqlx::query(&format!("SELECT details FROM calls WHERE id = $1{lock}"))
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
         let mut details: CallDetails = match r.try_get::<Option<String>, _>("details")? {
-            Some(t) => serde_json::from_str(&t).map_err(|_| StoreError::Corrupt("details".into()))?,
+            Some(t) => {
+                serde_json::from_str(&t).map_err(|_| StoreError::Corrupt("details".into()))?
+            }
             None => CallDetails::default(),
         };
         match details.events.as_mut().and_then(Value::as_array_mut) {
@@ -459,7 +530,11 @@ impl Store {
     }
 
     /// Writes the heavy details of a call (transcript, analysis...) as a whole.
-    pub async fn set_call_details(&self, id: CallId, details: &CallDetails) -> Result<(), StoreError> {
+    pub async fn set_call_details(
+        &self,
+        id: CallId,
+        details: &CallDetails,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE calls SET details = $1, updated_at = $2 WHERE id = $3")
             .bind(serde_json::to_string(details).unwrap_or_default())
             .bind(Timestamp::now().micros())
@@ -486,7 +561,9 @@ impl Store {
     /// Releases every claim on the queue (at start, on a single node: whoever held a claim is
     /// this process's previous life), so queued calls are dialed at once.
     pub async fn reset_dispatch_claims(&self) -> Result<(), StoreError> {
-        sqlx::query("UPDATE dispatch_queue SET claimed_by = NULL, claimed_until = NULL").execute(&self.pool).await?;
+        sqlx::query("UPDATE dispatch_queue SET claimed_by = NULL, claimed_until = NULL")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! and PostgreSQL, through sqlx's `Any` driver: placeholders are `$N` (both engines accept
 //! them), times are BIGINT microseconds, booleans BIGINT 0/1, JSON is TEXT.
 
+mod bench;
 mod calls;
 mod cursor;
 mod entities;
@@ -12,11 +13,12 @@ mod queue;
 pub mod recordings;
 mod row;
 
+pub use bench::{BenchOrg, BenchSeedConfig};
 pub use calls::{CallPage, CallUpdate, CreateCallOutcome};
 pub use cursor::{decode_cursor, decode_seq_cursor, encode_cursor, encode_seq_cursor};
 pub use entities::ResourcePage;
-pub use orgs::hash_key;
 pub use error::StoreError;
+pub use orgs::hash_key;
 pub use queue::ClaimedDispatch;
 pub use recordings::Recordings;
 
@@ -41,7 +43,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 

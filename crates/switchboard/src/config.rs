@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about = "Self-hosted voice-AI call platform")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Self-hosted voice-AI call platform"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -15,6 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (HTTP API).
     Serve(ServeConfig),
+    /// Seed many calls and measure the calls API against the database engine.
+    Bench(crate::bench::BenchArgs),
     /// Manage organizations.
     Org {
         #[command(subcommand)]
@@ -36,7 +42,11 @@ pub enum OrgCommand {
 #[derive(Debug, Clone, Args)]
 pub struct StoreConfig {
     /// Data directory: the SQLite database and the recordings live here.
-    #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "./switchboard-data")]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DATA_DIR",
+        default_value = "./switchboard-data"
+    )]
     pub data_dir: PathBuf,
     /// Database URL (postgres://… for PostgreSQL); default: SQLite in the data directory.
     #[arg(long, env = "SWITCHBOARD_DATABASE_URL")]
@@ -95,7 +105,12 @@ pub struct TelephonyConfig {
     #[arg(long, env = "SWITCHBOARD_MAX_CALLS_PER_ORG", default_value_t = 50)]
     pub max_calls_per_org: i64,
     /// Source IPs trusted to send inbound calls to numbers whose trunk lists no sources (comma-separated).
-    #[arg(long, env = "SWITCHBOARD_SIP_TRUSTED", default_value = "127.0.0.1", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_SIP_TRUSTED",
+        default_value = "127.0.0.1",
+        value_delimiter = ','
+    )]
     pub sip_trusted: Vec<std::net::IpAddr>,
     /// Seconds graceful shutdown lets live calls finish before hanging up.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE", default_value_t = 10)]
@@ -106,7 +121,9 @@ pub struct TelephonyConfig {
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s.split_once('-').ok_or("expected MIN-MAX, e.g. 20000-30000")?;
+    let (a, b) = s
+        .split_once('-')
+        .ok_or("expected MIN-MAX, e.g. 20000-30000")?;
     let a: u16 = a.trim().parse().map_err(|_| "MIN must be a port number")?;
     let b: u16 = b.trim().parse().map_err(|_| "MAX must be a port number")?;
     if a >= b {
@@ -120,7 +137,10 @@ impl ServeConfig {
     pub fn for_tests(data_dir: PathBuf, database_url: Option<String>) -> Self {
         Self {
             listen: "127.0.0.1:0".parse().expect("literal address"),
-            store: StoreConfig { data_dir, database_url },
+            store: StoreConfig {
+                data_dir,
+                database_url,
+            },
             rate_limit: 0,
             public_url: None,
             log_format: "text".into(),

@@ -1,17 +1,18 @@
 //! Wiring: configuration, the application (store + API + engine), startup and shutdown.
 //! `main` stays thin; tests build the same `Application` on port 0.
 
+pub mod bench;
 pub mod config;
 
 use anyhow::Context;
 use config::ServeConfig;
 use std::future::Future;
 use std::net::SocketAddr;
-use switchboard_api::AppState;
-use switchboard_store::{Recordings, Store};
 use std::sync::Arc;
 use std::time::Duration;
+use switchboard_api::AppState;
 use switchboard_engine::{Engine, EngineConfig};
+use switchboard_store::{Recordings, Store};
 use tokio::net::{TcpListener, UdpSocket};
 
 /// The engine as the API sees it: hang-up and dispatch wake-up.
@@ -37,9 +38,12 @@ pub struct Application {
 impl Application {
     /// Connects the store (migrating it), prepares recordings storage and binds the listener.
     pub async fn build(config: &ServeConfig) -> anyhow::Result<Application> {
-        std::fs::create_dir_all(&config.store.data_dir)
-            .with_context(|| format!("cannot create data dir {}", config.store.data_dir.display()))?;
-        let store = Store::connect(&config.store.url(), config.db_pool).await.context("cannot open the database")?;
+        std::fs::create_dir_all(&config.store.data_dir).with_context(|| {
+            format!("cannot create data dir {}", config.store.data_dir.display())
+        })?;
+        let store = Store::connect(&config.store.url(), config.db_pool)
+            .await
+            .context("cannot open the database")?;
         let recordings = Recordings::local(&config.store.data_dir.join("recordings"))?;
         let first_run_key = if store.org_count().await? == 0 {
             let (org, key) = store.create_org("default").await?;
@@ -47,12 +51,13 @@ impl Application {
         } else {
             None
         };
-        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
         let t = &config.telephony;
-        let sip_udp = UdpSocket::bind(t.sip_listen).await.with_context(|| format!("cannot bind SIP UDP {}", t.sip_listen))?;
         // TCP on the same port as UDP (port 0 in tests: take the port UDP got).
+        let (sip_udp, sip_tcp) = bind_sip(t.sip_listen).await?;
         let sip_addr = sip_udp.local_addr()?;
-        let sip_tcp = TcpListener::bind(sip_addr).await.with_context(|| format!("cannot bind SIP TCP {sip_addr}"))?;
         let engine_cfg = EngineConfig {
             public_ip: t.public_ip,
             rtp_ip: t.rtp_ip.unwrap_or(sip_addr.ip()),
@@ -67,13 +72,25 @@ impl Application {
             poll_interval: Duration::from_millis(250),
         };
         let engine = Engine::start(engine_cfg, store.clone(), sip_udp, Some(sip_tcp)).await?;
-        let mut state = AppState::new(store, recordings, config.rate_limit, config.public_url.clone());
+        let mut state = AppState::new(
+            store,
+            recordings,
+            config.rate_limit,
+            config.public_url.clone(),
+        );
         state.control = Some(Arc::new(EngineControl(engine.clone())));
-        Ok(Application { listener, state, engine, first_run_key })
+        Ok(Application {
+            listener,
+            state,
+            engine,
+            first_run_key,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn store(&self) -> &Store {
@@ -90,7 +107,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests (graceful).
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let app = switchboard_api::router(self.state.clone());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let engine = self.engine.clone();
@@ -109,6 +129,23 @@ impl Application {
         let _ = watcher.await;
         self.state.store.close().await;
         Ok(())
+    }
+}
+
+/// Binds SIP UDP and TCP on the same port. With port 0 (tests), the port UDP got may already
+/// be in use for TCP (an outgoing connection's ephemeral port, say): try another one.
+async fn bind_sip(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {
+    let mut attempts = 0;
+    loop {
+        let udp = UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind SIP UDP {addr}"))?;
+        let got = udp.local_addr()?;
+        match TcpListener::bind(got).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(_) if addr.port() == 0 && attempts < 20 => attempts += 1,
+            Err(e) => return Err(e).with_context(|| format!("cannot bind SIP TCP {got}")),
+        }
     }
 }
 

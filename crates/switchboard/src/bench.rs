@@ -1,0 +1,531 @@
+//! `switchboard bench`: seeds a database with many calls, starts the real server in-process on
+//! port 0 and measures the calls API over real HTTP, beside the same queries run in-process
+//! through the store (decoded into calls) and as the store's raw SQL (rows fetched, not
+//! decoded). Prints a markdown table; asserts nothing.
+
+use crate::config::ServeConfig;
+use crate::Application;
+use anyhow::Context;
+use clap::Args;
+use futures::stream::{self, StreamExt};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use switchboard_domain::*;
+use switchboard_store::{decode_cursor, BenchOrg, BenchSeedConfig, Store};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Calls to seed (spread over the organizations).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub calls: u64,
+    /// Organizations to spread the calls over.
+    #[arg(long, default_value_t = 4)]
+    pub orgs: u32,
+    /// Database URL (postgres://… for PostgreSQL; it must be empty or hold a previous bench
+    /// seed); default: SQLite in the data directory.
+    #[arg(long, env = "SWITCHBOARD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Data directory; default: a new temporary directory. A directory from a previous run is
+    /// reused without seeding again.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Timed requests per query.
+    #[arg(long, default_value_t = 2000)]
+    pub requests: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Cursor steps (pages of 10) walked before timing the deep page.
+    #[arg(long, default_value_t = 5000)]
+    pub deep_steps: usize,
+    /// Print each list query's SQL and the engine's plan for it.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+/// Latencies of one series.
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    per_sec: f64,
+}
+
+fn stats(mut v: Vec<Duration>, wall: Duration) -> Stats {
+    v.sort();
+    let n = v.len().max(1);
+    let at = |q: usize| v.get((n * q / 100).min(n - 1)).copied().unwrap_or_default();
+    Stats {
+        p50: at(50),
+        p99: at(99),
+        per_sec: v.len() as f64 / wall.as_secs_f64().max(1e-9),
+    }
+}
+
+/// Runs `make(i)` for i in 0..n with `conc` in flight, after a short untimed warm-up.
+async fn measure<F, Fut>(n: usize, conc: usize, make: F) -> anyhow::Result<Stats>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    for i in 0..(n / 10).clamp(10, 200) {
+        make(i + n).await?;
+    }
+    let start = Instant::now();
+    let results: Vec<anyhow::Result<Duration>> = stream::iter(0..n)
+        .map(|i| {
+            let f = make(i);
+            async move {
+                let t = Instant::now();
+                f.await?;
+                Ok(t.elapsed())
+            }
+        })
+        .buffer_unordered(conc.max(1))
+        .collect()
+        .await;
+    let wall = start.elapsed();
+    let v = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(stats(v, wall))
+}
+
+/// A fixed-seed generator for picking ids and numbers (reproducible runs).
+fn pick(i: usize, len: usize) -> usize {
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 29;
+    (x % len.max(1) as u64) as usize
+}
+
+fn list_query(filter: CallFilter, order_by: OrderBy, limit: u32, page: Page) -> CallListQuery {
+    CallListQuery {
+        filter,
+        order_by,
+        order: Order::Desc,
+        limit,
+        page,
+        with_details: false,
+        with_total: false,
+    }
+}
+
+struct Row {
+    name: String,
+    server: Stats,
+    store: Stats,
+    raw: Stats,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("switchboard-bench-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| switchboard_store::sqlite_url_for_dir(&data_dir));
+    let backend = if url.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let store = Store::connect(&url, 8)
+        .await
+        .context("cannot open the database")?;
+    let meta = data_dir.join("bench-orgs.json");
+    let existing = store.bench_call_count().await?;
+    let orgs: Vec<BenchOrg> = if existing == 0 {
+        eprintln!(
+            "seeding {} calls over {} organizations into {backend} ...",
+            args.calls, args.orgs
+        );
+        let t = Instant::now();
+        let cfg = BenchSeedConfig {
+            calls: args.calls,
+            orgs: args.orgs,
+            ..Default::default()
+        };
+        let orgs = store
+            .bench_seed(&cfg, |n| {
+                if n % 200_000 == 0 || n == args.calls {
+                    eprintln!("  {n} calls, {:.0} s", t.elapsed().as_secs_f64());
+                }
+            })
+            .await?;
+        eprintln!("seeded in {:.1} s", t.elapsed().as_secs_f64());
+        std::fs::write(&meta, serde_json::to_vec(&orgs)?)?;
+        orgs
+    } else {
+        let raw = std::fs::read(&meta).with_context(|| {
+            format!(
+                "the database holds {existing} calls but {} is missing; use an empty database",
+                meta.display()
+            )
+        })?;
+        eprintln!("reusing the {existing} calls already seeded");
+        serde_json::from_slice(&raw)?
+    };
+    let total_calls = store.bench_call_count().await?;
+
+    let mut cfg = ServeConfig::for_tests(data_dir.clone(), args.database_url.clone());
+    cfg.db_pool = (args.concurrency as u32 + 2).max(8);
+    let app = Application::build(&cfg).await?;
+    let base = format!("http://{}", app.local_addr());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stop_rx.await;
+    }));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency.max(1) * 2)
+        .build()?;
+    let get = |org: &BenchOrg, path: String| {
+        let req = client
+            .get(format!("{base}{path}"))
+            .bearer_auth(&org.api_key);
+        async move {
+            let r = req.send().await?;
+            let status = r.status();
+            let body = r.bytes().await?;
+            anyhow::ensure!(
+                status.is_success(),
+                "{status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            Ok(body)
+        }
+    };
+
+    let n = args.requests;
+    let c = args.concurrency;
+    let norgs = orgs.len();
+    let mut rows = Vec::new();
+
+    // (1) First page, newest first.
+    {
+        let name = "first page `GET /v1/calls?limit=10`".to_string();
+        let server = measure(n, c, |i| {
+            let f = get(&orgs[i % norgs], "/v1/calls?limit=10".into());
+            async move { f.await.map(|_| ()) }
+        })
+        .await?;
+        let q = list_query(
+            CallFilter::default(),
+            OrderBy::CreatedAt,
+            10,
+            Page::After(None),
+        );
+        let st = measure(n, c, |i| {
+            let (s, q, org) = (&store, &q, orgs[i % norgs].org_id);
+            async move { s.list_calls(org, q).await.map(|_| ()).map_err(Into::into) }
+        })
+        .await?;
+        let raw = measure(n, c, |i| {
+            let (s, q, org) = (&store, &q, orgs[i % norgs].org_id);
+            async move {
+                s.bench_raw_list_calls(org, q)
+                    .await
+                    .map(|_| ())
+                    .map_err(Into::into)
+            }
+        })
+        .await?;
+        explain(&store, &args, &name, orgs[0].org_id, &q).await?;
+        rows.push(Row {
+            name,
+            server,
+            store: st,
+            raw,
+        });
+    }
+
+    // (2) The page after `deep_steps` cursor steps.
+    {
+        let org = &orgs[0];
+        let t = Instant::now();
+        let mut cursor: Option<String> = None;
+        for _ in 0..args.deep_steps {
+            let path = match &cursor {
+                Some(cur) => format!("/v1/calls?limit=10&cursor={cur}"),
+                None => "/v1/calls?limit=10".into(),
+            };
+            let body = get(org, path).await?;
+            let v: serde_json::Value = serde_json::from_slice(&body)?;
+            match v["cursor"].as_str() {
+                Some(cur) => cursor = Some(cur.to_string()),
+                None => break,
+            }
+        }
+        let cursor = cursor.context("no cursor after the walk: too few calls")?;
+        eprintln!(
+            "walked {} pages in {:.1} s",
+            args.deep_steps,
+            t.elapsed().as_secs_f64()
+        );
+        let name = format!("page after {} cursor steps", args.deep_steps);
+        let path = format!("/v1/calls?limit=10&cursor={cursor}");
+        let server = measure(n, c, |_| {
+            let f = get(org, path.clone());
+            async move { f.await.map(|_| ()) }
+        })
+        .await?;
+        let pos = decode_cursor(&cursor)?;
+        let q = list_query(
+            CallFilter::default(),
+            OrderBy::CreatedAt,
+            10,
+            Page::After(Some(pos)),
+        );
+        let st = measure(n, c, |_| {
+            let (s, q) = (&store, &q);
+            async move {
+                s.list_calls(org.org_id, q)
+                    .await
+                    .map(|_| ())
+                    .map_err(Into::into)
+            }
+        })
+        .await?;
+        let raw = measure(n, c, |_| {
+            let (s, q) = (&store, &q);
+            async move {
+                s.bench_raw_list_calls(org.org_id, q)
+                    .await
+                    .map(|_| ())
+                    .map_err(Into::into)
+            }
+        })
+        .await?;
+        explain(&store, &args, &name, org.org_id, &q).await?;
+        rows.push(Row {
+            name,
+            server,
+            store: st,
+            raw,
+        });
+    }
+
+    // (3) Filtered by agent and status.
+    {
+        let name = "filter `agent_id` + `status=completed`".to_string();
+        let agent_of = |i: usize| {
+            let o = &orgs[i % norgs];
+            (o, o.agents[pick(i, o.agents.len())])
+        };
+        let server = measure(n, c, |i| {
+            let (o, a) = agent_of(i);
+            let f = get(
+                o,
+                format!("/v1/calls?limit=10&agent_id={a}&status=completed"),
+            );
+            async move { f.await.map(|_| ()) }
+        })
+        .await?;
+        let q_for = |a: AgentId| {
+            let filter = CallFilter {
+                agent_id: Some(a),
+                status: Some(CallStatus::Completed),
+                ..Default::default()
+            };
+            list_query(filter, OrderBy::CreatedAt, 10, Page::After(None))
+        };
+        let st = measure(n, c, |i| {
+            let (o, a) = agent_of(i);
+            let (s, q, org) = (&store, q_for(a), o.org_id);
+            async move { s.list_calls(org, &q).await.map(|_| ()).map_err(Into::into) }
+        })
+        .await?;
+        let raw = measure(n, c, |i| {
+            let (o, a) = agent_of(i);
+            let (s, q, org) = (&store, q_for(a), o.org_id);
+            async move {
+                s.bench_raw_list_calls(org, &q)
+                    .await
+                    .map(|_| ())
+                    .map_err(Into::into)
+            }
+        })
+        .await?;
+        explain(
+            &store,
+            &args,
+            &name,
+            orgs[0].org_id,
+            &q_for(orgs[0].agents[0]),
+        )
+        .await?;
+        rows.push(Row {
+            name,
+            server,
+            store: st,
+            raw,
+        });
+    }
+
+    // (4) One call by id.
+    {
+        let name = "`GET /v1/call/{id}` (random ids)".to_string();
+        let call_of = |i: usize| {
+            let o = &orgs[i % norgs];
+            (o, o.sample_calls[pick(i, o.sample_calls.len())])
+        };
+        let server = measure(n, c, |i| {
+            let (o, id) = call_of(i);
+            let f = get(o, format!("/v1/call/{id}"));
+            async move { f.await.map(|_| ()) }
+        })
+        .await?;
+        let st = measure(n, c, |i| {
+            let (o, id) = call_of(i);
+            let (s, org) = (&store, o.org_id);
+            async move {
+                s.get_call(org, id, true)
+                    .await
+                    .map(|_| ())
+                    .map_err(Into::into)
+            }
+        })
+        .await?;
+        let raw = measure(n, c, |i| {
+            let (o, id) = call_of(i);
+            let (s, org) = (&store, o.org_id);
+            async move {
+                anyhow::ensure!(
+                    s.bench_raw_get_call(org, id, true).await?,
+                    "call {id} not found"
+                );
+                Ok(())
+            }
+        })
+        .await?;
+        rows.push(Row {
+            name,
+            server,
+            store: st,
+            raw,
+        });
+    }
+
+    // (5) The most recent call with a number.
+    {
+        let name = "`most_recent=true` by `client_number`".to_string();
+        let number_of = |i: usize| {
+            let o = &orgs[i % norgs];
+            (o, o.sample_numbers[pick(i, o.sample_numbers.len())].clone())
+        };
+        let server = measure(n, c, |i| {
+            let (o, num) = number_of(i);
+            let f = get(
+                o,
+                format!(
+                    "/v1/calls?most_recent=true&client_number={}",
+                    num.replace('+', "%2B")
+                ),
+            );
+            async move { f.await.map(|_| ()) }
+        })
+        .await?;
+        let q_for = |num: &str| -> anyhow::Result<CallListQuery> {
+            let filter = CallFilter {
+                client_number: Some(PhoneNumber::parse(num)?),
+                ..Default::default()
+            };
+            Ok(list_query(filter, OrderBy::StartedAt, 1, Page::After(None)))
+        };
+        let st = measure(n, c, |i| {
+            let (o, num) = number_of(i);
+            let (s, q, org) = (&store, q_for(&num), o.org_id);
+            async move { s.list_calls(org, &q?).await.map(|_| ()).map_err(Into::into) }
+        })
+        .await?;
+        let raw = measure(n, c, |i| {
+            let (o, num) = number_of(i);
+            let (s, q, org) = (&store, q_for(&num), o.org_id);
+            async move {
+                s.bench_raw_list_calls(org, &q?)
+                    .await
+                    .map(|_| ())
+                    .map_err(Into::into)
+            }
+        })
+        .await?;
+        explain(
+            &store,
+            &args,
+            &name,
+            orgs[0].org_id,
+            &q_for(&orgs[0].sample_numbers[0])?,
+        )
+        .await?;
+        rows.push(Row {
+            name,
+            server,
+            store: st,
+            raw,
+        });
+    }
+
+    let _ = stop_tx.send(());
+    server.await??;
+    store.close().await;
+
+    println!(
+        "\n{backend}: {total_calls} calls over {norgs} organizations; {n} timed requests per query, concurrency {c}; times in ms.\n"
+    );
+    println!("| query | server p50 | server p99 | server req/s | store p50 | store p99 | raw SQL p50 | raw SQL p99 | server/store (p50) | server/raw SQL (p50) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {:.2} | {:.2} |",
+            r.name,
+            ms(r.server.p50),
+            ms(r.server.p99),
+            r.server.per_sec,
+            ms(r.store.p50),
+            ms(r.store.p99),
+            ms(r.raw.p50),
+            ms(r.raw.p99),
+            r.server.p50.as_secs_f64() / r.store.p50.as_secs_f64().max(1e-9),
+            r.server.p50.as_secs_f64() / r.raw.p50.as_secs_f64().max(1e-9),
+        );
+    }
+    let (first, deep) = (&rows[0], &rows[1]);
+    println!(
+        "\ndeep page / first page (server p50): {:.2}",
+        deep.server.p50.as_secs_f64() / first.server.p50.as_secs_f64().max(1e-9)
+    );
+    if args.data_dir.is_none() {
+        eprintln!(
+            "data left in {} (pass --data-dir to reuse it)",
+            data_dir.display()
+        );
+    }
+    Ok(())
+}
+
+async fn explain(
+    store: &Store,
+    args: &BenchArgs,
+    name: &str,
+    org: OrgId,
+    q: &CallListQuery,
+) -> anyhow::Result<()> {
+    if !args.explain {
+        return Ok(());
+    }
+    let (sql, plan) = store.bench_explain_list_calls(org, q).await?;
+    eprintln!(
+        "\n-- {name}\n{sql}\n{}",
+        plan.iter()
+            .map(|l| format!("   {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    Ok(())
+}
