@@ -52,6 +52,13 @@ macro_rules! both {
     )+};
 }
 
+/// Adjusts a configuration so the engine dials nothing: with a per-organization cap of 0
+/// concurrent calls every claimed dispatch goes straight back to the queue, so accepted calls
+/// stay `dialing`, `store.queued_count()` counts them, and no SIP leaves the process.
+pub fn hold_calls(config: &mut ServeConfig) {
+    config.telephony.max_calls_per_org = 0;
+}
+
 /// A fresh, empty store: a new temporary data directory, and on PostgreSQL a new database
 /// `sb_test_<random>` on the throwaway server (dropped again when this value is dropped).
 pub struct TestDb {
@@ -177,6 +184,12 @@ impl TestApp {
         Self::spawn_with(db, |_| {}).await
     }
 
+    /// A server whose engine holds every accepted call in the dispatch queue (see
+    /// [`hold_calls`]): for API tests, where a call must stay `dialing` and queued.
+    pub async fn spawn_holding_calls(db: Db) -> TestApp {
+        Self::spawn_with(db, hold_calls).await
+    }
+
     /// A server on a fresh database, with the configuration adjusted by `configure`
     /// (e.g. `|c| c.rate_limit = 2`).
     pub async fn spawn_with(db: Db, configure: impl FnOnce(&mut ServeConfig)) -> TestApp {
@@ -194,6 +207,15 @@ impl TestApp {
             .first_run_key
             .clone()
             .expect("a fresh store gets a default organization on the first start");
+        let expected = match db.db {
+            Db::Sqlite => switchboard_store::Backend::Sqlite,
+            Db::Postgres => switchboard_store::Backend::Postgres,
+        };
+        assert_eq!(
+            app.store().backend(),
+            expected,
+            "the server runs on the backend asked for"
+        );
         let addr = app.local_addr();
         let store = app.store().clone();
         let recordings = Recordings::local(&config.store.data_dir.join("recordings"))

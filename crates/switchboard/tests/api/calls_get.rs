@@ -18,7 +18,9 @@ enum T {
 }
 
 fn check_type(v: &Value, key: &str, t: T) {
-    let x = v.get(key).unwrap_or_else(|| panic!("field {key:?} missing from {v}"));
+    let x = v
+        .get(key)
+        .unwrap_or_else(|| panic!("field {key:?} missing from {v}"));
     let ok = match t {
         T::Str => x.is_string(),
         T::Num => x.is_number(),
@@ -31,17 +33,24 @@ fn check_type(v: &Value, key: &str, t: T) {
 }
 
 fn is_rfc3339(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| chrono_like(s))
+    v.as_str().is_some_and(chrono_like)
 }
 
 /// `2024-01-31T23:59:59.123Z`-style UTC timestamps.
 fn chrono_like(s: &str) -> bool {
-    s.len() == 24 && s.ends_with('Z') && s.as_bytes()[10] == b'T' && switchboard_domain::Timestamp::parse_param("t", s).is_ok()
+    s.len() == 24
+        && s.ends_with('Z')
+        && s.as_bytes()[10] == b'T'
+        && switchboard_domain::Timestamp::parse_param("t", s).is_ok()
 }
 
 /// The call resource (002): every documented field, with its JSON type.
 fn assert_shape_002(v: &Value, answered: bool) {
-    let (time, num, reason) = if answered { (T::Str, T::Num, T::Str) } else { (T::Null, T::Null, T::Null) };
+    let (time, num, reason) = if answered {
+        (T::Str, T::Num, T::Str)
+    } else {
+        (T::Null, T::Null, T::Null)
+    };
     for (k, t) in [
         ("id", T::Str),
         ("agent_id", T::StrOrNull),
@@ -58,11 +67,22 @@ fn assert_shape_002(v: &Value, answered: bool) {
     ] {
         check_type(v, k, t);
     }
-    assert!(["dialing", "in_progress", "completed", "failed", "transferred", "no_answer"].contains(&v["status"].as_str().expect("status")));
+    assert!([
+        "dialing",
+        "in_progress",
+        "completed",
+        "failed",
+        "transferred",
+        "no_answer"
+    ]
+    .contains(&v["status"].as_str().expect("status")));
     assert!(["inbound", "outbound"].contains(&v["type"].as_str().expect("type")));
     assert!(is_rfc3339(&v["created_date"]), "{}", v["created_date"]);
     if answered {
-        assert!(is_rfc3339(&v["start_time"]) && is_rfc3339(&v["end_time"]), "{v}");
+        assert!(
+            is_rfc3339(&v["start_time"]) && is_rfc3339(&v["end_time"]),
+            "{v}"
+        );
     }
     if let Some(c) = v["contact"].as_object() {
         let c = Value::Object(c.clone());
@@ -82,7 +102,14 @@ fn assert_shape_002(v: &Value, answered: bool) {
 
 /// Flyflow's call (000).
 fn assert_shape_000(v: &Value) {
-    for (k, t) in [("id", T::Str), ("agent_id", T::StrOrNull), ("client_number", T::Str), ("context", T::AnyJson), ("status", T::Str), ("created_at", T::Str)] {
+    for (k, t) in [
+        ("id", T::Str),
+        ("agent_id", T::StrOrNull),
+        ("client_number", T::Str),
+        ("context", T::AnyJson),
+        ("status", T::Str),
+        ("created_at", T::Str),
+    ] {
         check_type(v, k, t);
     }
     assert!(v["context"].is_null() || v["context"].is_string() || v["context"].is_object());
@@ -90,17 +117,27 @@ fn assert_shape_000(v: &Value) {
 }
 
 async fn get_call_shapes(db: Db) {
-    let app = TestApp::spawn(db).await;
+    let app = TestApp::spawn_holding_calls(db).await;
     let (agent, from) = agent_with_number(&app, "+14155550100").await;
-    let call = dispatch(&app, &json!({"to": "+14155550199", "from": from, "context": "hello"})).await;
+    let call = dispatch(
+        &app,
+        &json!({"to": "+14155550199", "from": from, "context": "hello"}),
+    )
+    .await;
     let id = call["id"].as_str().expect("id").to_string();
 
     let (s, v) = status_json(app.get(&format!("/v1/call/{id}")).await).await;
     assert_eq!(s, 200);
     assert_shape_002(&v, false);
     assert_shape_000(&v);
-    assert_eq!((v["id"].clone(), v["agent_id"].clone(), v["status"].clone()), (json!(id), json!(agent), json!("dialing")));
-    assert_eq!((v["client_number"].clone(), v["context"].clone()), (json!("+14155550199"), json!("hello")));
+    assert_eq!(
+        (v["id"].clone(), v["agent_id"].clone(), v["status"].clone()),
+        (json!(id), json!(agent), json!("dialing"))
+    );
+    assert_eq!(
+        (v["client_number"].clone(), v["context"].clone()),
+        (json!("+14155550199"), json!("hello"))
+    );
     assert_eq!(v["recording"], json!(null));
     let (s, by_query) = status_json(app.get(&format!("/v1/call?id={id}")).await).await;
     assert_eq!(s, 200);
@@ -129,39 +166,85 @@ async fn get_call_shapes(db: Db) {
     let (_, v) = status_json(app.get(&format!("/v1/call/{id}")).await).await;
     assert_shape_002(&v, true);
     assert_shape_000(&v);
-    assert_eq!((v["status"].clone(), v["duration"].clone(), v["end_reason"].clone()), (json!("completed"), json!(90), json!("customer-ended-call")));
-    assert_eq!((v["start_time"].clone(), v["end_time"].clone()), (json!("2024-05-01T10:00:00.000Z"), json!("2024-05-01T10:01:30.000Z")));
-    assert_eq!(v["recording_url"], json!(format!("{}/v1/call/recording/{id}.mp3", app.base)));
+    assert_eq!(
+        (
+            v["status"].clone(),
+            v["duration"].clone(),
+            v["end_reason"].clone()
+        ),
+        (json!("completed"), json!(90), json!("customer-ended-call"))
+    );
+    assert_eq!(
+        (v["start_time"].clone(), v["end_time"].clone()),
+        (
+            json!("2024-05-01T10:00:00.000Z"),
+            json!("2024-05-01T10:01:30.000Z")
+        )
+    );
+    assert_eq!(
+        v["recording_url"],
+        json!(format!("{}/v1/call/recording/{id}.mp3", app.base))
+    );
     assert_eq!(v["recording"]["url"], v["recording_url"]);
     assert_eq!(v["sip_code"], 200);
 }
 both!(get_call_shapes);
 
 async fn get_call_errors(db: Db) {
-    let app = TestApp::spawn(db).await;
-    for path in ["/v1/call/not-a-uuid", "/v1/call?id=not-a-uuid", "/v1/call/3c90c3cc0d444b5088888dd25736052", "/v1/call/'%20OR%201=1%20--"] {
+    let app = TestApp::spawn_holding_calls(db).await;
+    for path in [
+        "/v1/call/not-a-uuid",
+        "/v1/call?id=not-a-uuid",
+        "/v1/call/3c90c3cc0d444b5088888dd25736052",
+        "/v1/call/'%20OR%201=1%20--",
+    ] {
         let m = expect_error(app.get(path).await, 400).await;
         assert!(m.contains("must be a UUID"), "{path}: {m}");
     }
     let m = expect_error(app.get("/v1/call").await, 400).await;
     assert!(m.contains("id is required"), "{m}");
     let unknown = uuid::Uuid::new_v4();
-    assert_eq!(expect_error(app.get(&format!("/v1/call/{unknown}")).await, 404).await, "Call not found");
-    assert_eq!(expect_error(app.get(&format!("/v1/call?id={unknown}")).await, 404).await, "Call not found");
+    assert_eq!(
+        expect_error(app.get(&format!("/v1/call/{unknown}")).await, 404).await,
+        "Call not found"
+    );
+    assert_eq!(
+        expect_error(app.get(&format!("/v1/call?id={unknown}")).await, 404).await,
+        "Call not found"
+    );
     let (_, from) = agent_with_number(&app, "+14155550100").await;
     let call = dispatch(&app, &json!({"to": "+14155550199", "from": from})).await;
     let id = call["id"].as_str().expect("id");
-    let m = expect_error(app.get(&format!("/v1/call/{id}?fields=everything")).await, 400).await;
+    let m = expect_error(
+        app.get(&format!("/v1/call/{id}?fields=everything")).await,
+        400,
+    )
+    .await;
     assert!(m.contains("fields must be one of light, full"), "{m}");
-    let m = expect_error(app.get(&format!("/v1/call/{id}?include=transcript,secrets")).await, 400).await;
-    assert!(m.contains("include must be one of transcript, metrics, diagnostics, actions"), "{m}");
+    let m = expect_error(
+        app.get(&format!("/v1/call/{id}?include=transcript,secrets"))
+            .await,
+        400,
+    )
+    .await;
+    assert!(
+        m.contains("include must be one of transcript, metrics, diagnostics, actions"),
+        "{m}"
+    );
 }
 both!(get_call_errors);
 
-const FULL_ONLY: &[&str] = &["post_call_analysis", "call_description", "custom_analysis", "structured_data_results", "notes", "enhanced_context"];
+const FULL_ONLY: &[&str] = &[
+    "post_call_analysis",
+    "call_description",
+    "custom_analysis",
+    "structured_data_results",
+    "notes",
+    "enhanced_context",
+];
 
 async fn fields_and_include_groups(db: Db) {
-    let app = TestApp::spawn(db).await;
+    let app = TestApp::spawn_holding_calls(db).await;
     let (_, from) = agent_with_number(&app, "+14155550100").await;
     let call = dispatch(&app, &json!({"to": "+14155550199", "from": from})).await;
     let id = call["id"].as_str().expect("id").to_string();
@@ -172,7 +255,10 @@ async fn fields_and_include_groups(db: Db) {
         action_summary: Some(json!({"n": 0})),
         ..Default::default()
     };
-    app.store.set_call_details(id.parse().expect("uuid"), &details).await.expect("details");
+    app.store
+        .set_call_details(id.parse().expect("uuid"), &details)
+        .await
+        .expect("details");
 
     let get_raw = |q: &'static str| {
         let app = &app;
@@ -186,33 +272,73 @@ async fn fields_and_include_groups(db: Db) {
         }
     };
     let (_, light) = get_raw("").await;
-    for k in ["transcript", "quality_metrics", "turn_events", "action_summary", "post_call_analysis"] {
+    for k in [
+        "transcript",
+        "quality_metrics",
+        "turn_events",
+        "action_summary",
+        "post_call_analysis",
+    ] {
         assert!(light.get(k).is_none(), "light payload has {k}");
     }
     let (_, full) = get_raw("?fields=full").await;
     assert_eq!(full["transcript"], "agent: hi\nuser: hello");
     assert_eq!(full["quality_metrics"], json!({"mos": 4.2}));
-    for k in FULL_ONLY.iter().chain(&["transcript_formatted", "action_executions"]) {
-        assert!(full.get(*k).is_some_and(Value::is_null), "full payload lacks {k} (null): {full}");
+    for k in FULL_ONLY
+        .iter()
+        .chain(&["transcript_formatted", "action_executions"])
+    {
+        assert!(
+            full.get(*k).is_some_and(Value::is_null),
+            "full payload lacks {k} (null): {full}"
+        );
     }
     let (_, t) = get_raw("?include=transcript").await;
-    assert_eq!((t["transcript"].clone(), t["transcript_formatted"].clone()), (json!("agent: hi\nuser: hello"), json!(null)));
-    assert!(t.get("quality_metrics").is_none() && t.get("post_call_analysis").is_none(), "{t}");
+    assert_eq!(
+        (t["transcript"].clone(), t["transcript_formatted"].clone()),
+        (json!("agent: hi\nuser: hello"), json!(null))
+    );
+    assert!(
+        t.get("quality_metrics").is_none() && t.get("post_call_analysis").is_none(),
+        "{t}"
+    );
     let (_, m) = get_raw("?include=metrics").await;
     assert_eq!(m["quality_metrics"], json!({"mos": 4.2}));
-    assert!(m.get("latency_metrics").is_some() && m.get("audio_metrics").is_some() && m.get("transcript").is_none());
+    assert!(
+        m.get("latency_metrics").is_some()
+            && m.get("audio_metrics").is_some()
+            && m.get("transcript").is_none()
+    );
     let (_, d) = get_raw("?include=diagnostics").await;
     assert_eq!(d["turn_events"], json!([]));
-    assert!(d.get("interruptions").is_some() && d.get("tool_usage").is_some() && d.get("transcript").is_none());
+    assert!(
+        d.get("interruptions").is_some()
+            && d.get("tool_usage").is_some()
+            && d.get("transcript").is_none()
+    );
     let (_, a) = get_raw("?include=actions").await;
     assert_eq!(a["action_summary"], json!({"n": 0}));
     assert!(a.get("action_executions").is_some() && a.get("transcript").is_none());
 
     // Groups together, repeated, and with fields=full: each field once.
-    let (text, all) = get_raw("?fields=full&include=transcript,metrics,diagnostics,actions,transcript").await;
-    for k in ["transcript", "transcript_formatted", "quality_metrics", "latency_metrics", "audio_metrics", "turn_events", "action_executions", "action_summary"] {
+    let (text, all) =
+        get_raw("?fields=full&include=transcript,metrics,diagnostics,actions,transcript").await;
+    for k in [
+        "transcript",
+        "transcript_formatted",
+        "quality_metrics",
+        "latency_metrics",
+        "audio_metrics",
+        "turn_events",
+        "action_executions",
+        "action_summary",
+    ] {
         assert!(all.get(k).is_some(), "{k} missing");
-        assert_eq!(text.matches(&format!("\"{k}\":")).count(), 1, "{k} appears more than once in {text}");
+        assert_eq!(
+            text.matches(&format!("\"{k}\":")).count(),
+            1,
+            "{k} appears more than once in {text}"
+        );
     }
     for k in FULL_ONLY {
         assert!(all.get(*k).is_some(), "{k} missing with full+include");
@@ -235,34 +361,84 @@ async fn fields_and_include_groups(db: Db) {
 both!(fields_and_include_groups);
 
 async fn context_update(db: Db) {
-    let app = TestApp::spawn(db).await;
+    let app = TestApp::spawn_holding_calls(db).await;
     let (_, from) = agent_with_number(&app, "+14155550100").await;
-    let call = dispatch(&app, &json!({"to": "+14155550199", "from": from, "context": "old"})).await;
+    let call = dispatch(
+        &app,
+        &json!({"to": "+14155550199", "from": from, "context": "old"}),
+    )
+    .await;
     let id = call["id"].as_str().expect("id");
-    let (s, v) = status_json(app.post_json("/v1/call/context", &json!({"id": id, "context": "new context"})).await).await;
-    assert_eq!((s.as_u16(), v["context"].clone(), v["id"].clone()), (200, json!("new context"), json!(id)));
+    let (s, v) = status_json(
+        app.post_json(
+            "/v1/call/context",
+            &json!({"id": id, "context": "new context"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["context"].clone(), v["id"].clone()),
+        (200, json!("new context"), json!(id))
+    );
     assert_shape_000(&v);
     let (_, got) = status_json(app.get(&format!("/v1/call/{id}")).await).await;
     assert_eq!(got["context"], "new context");
     let obj = json!({"customer": {"name": "Ada", "tier": 2}, "notes": ["a", "b"]});
-    let (s, v) = status_json(app.post_json("/v1/call/context", &json!({"id": id, "context": obj})).await).await;
+    let (s, v) = status_json(
+        app.post_json("/v1/call/context", &json!({"id": id, "context": obj}))
+            .await,
+    )
+    .await;
     assert_eq!((s.as_u16(), v["context"].clone()), (200, obj.clone()));
     let (_, got) = status_json(app.get(&format!("/v1/call/{id}")).await).await;
     assert_eq!(got["context"], obj, "replaced, not merged");
 
-    let m = expect_error(app.post_json("/v1/call/context", &json!({"id": id, "context": ["a"]})).await, 400).await;
+    let m = expect_error(
+        app.post_json("/v1/call/context", &json!({"id": id, "context": ["a"]}))
+            .await,
+        400,
+    )
+    .await;
     assert_eq!(m, "context must be a string or a JSON object");
-    expect_error(app.post_json("/v1/call/context", &json!({"id": id, "context": 5})).await, 400).await;
-    let m = expect_error(app.post_json("/v1/call/context", &json!({"context": "x"})).await, 400).await;
+    expect_error(
+        app.post_json("/v1/call/context", &json!({"id": id, "context": 5}))
+            .await,
+        400,
+    )
+    .await;
+    let m = expect_error(
+        app.post_json("/v1/call/context", &json!({"context": "x"}))
+            .await,
+        400,
+    )
+    .await;
     assert!(m.contains("id is required"), "{m}");
-    let m = expect_error(app.post_json("/v1/call/context", &json!({"id": "x", "context": "x"})).await, 400).await;
+    let m = expect_error(
+        app.post_json("/v1/call/context", &json!({"id": "x", "context": "x"}))
+            .await,
+        400,
+    )
+    .await;
     assert!(m.contains("must be a UUID"), "{m}");
-    let m = expect_error(app.post_json("/v1/call/context", &json!({"id": uuid::Uuid::new_v4(), "context": "x"})).await, 404).await;
+    let m = expect_error(
+        app.post_json(
+            "/v1/call/context",
+            &json!({"id": uuid::Uuid::new_v4(), "context": "x"}),
+        )
+        .await,
+        404,
+    )
+    .await;
     assert_eq!(m, "Call not found");
     let (_, got) = status_json(app.get(&format!("/v1/call/{id}")).await).await;
     assert_eq!(got["context"], obj, "refused updates changed nothing");
     // null clears it.
-    let (_, v) = status_json(app.post_json("/v1/call/context", &json!({"id": id, "context": null})).await).await;
+    let (_, v) = status_json(
+        app.post_json("/v1/call/context", &json!({"id": id, "context": null}))
+            .await,
+    )
+    .await;
     assert_eq!(v["context"], json!(null));
 }
 both!(context_update);

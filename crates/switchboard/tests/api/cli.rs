@@ -16,12 +16,15 @@ fn switchboard() -> Command {
             c.env_remove(k);
         }
     }
-    c.env("RUST_LOG", "info,sqlx=warn").env("NO_COLOR", "1").stdin(Stdio::null()).kill_on_drop(true);
+    c.env("RUST_LOG", "info,sqlx=warn")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
     c
 }
 
 async fn org_create_beside_a_running_server(db: Db) {
-    let app = TestApp::spawn(db).await;
+    let app = TestApp::spawn_holding_calls(db).await;
     let out = switchboard()
         .args(["org", "create", "Acme Inc"])
         .args(app.test_db().cli_args())
@@ -29,11 +32,19 @@ async fn org_create_beside_a_running_server(db: Db) {
         .await
         .expect("run switchboard org create");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "org create failed: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "org create failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "one JSON line on stdout: {stdout:?}");
     let v: Value = serde_json::from_str(lines[0]).expect("JSON line");
-    let org = v["organization_id"].as_str().expect("organization_id").to_string();
+    let org = v["organization_id"]
+        .as_str()
+        .expect("organization_id")
+        .to_string();
     let key = v["api_key"].as_str().expect("api_key").to_string();
     assert!(uuid::Uuid::parse_str(&org).is_ok(), "{org}");
     assert!(key.starts_with("sk_") && key.len() > 40, "{key}");
@@ -41,22 +52,59 @@ async fn org_create_beside_a_running_server(db: Db) {
 
     // The running server accepts the key at once, for that organization only.
     let (s, v) = status_json(app.get_with_key("/v1/agents", &key).await).await;
-    assert_eq!((s.as_u16(), v["num_items"].clone()), (200, serde_json::json!(0)));
-    let r = app.client.get(app.url("/v1/calls")).header("x-api-key", &key).header("x-organization-id", &org).send().await.expect("send");
+    assert_eq!(
+        (s.as_u16(), v["num_items"].clone()),
+        (200, serde_json::json!(0))
+    );
+    let r = app
+        .client
+        .get(app.url("/v1/calls"))
+        .header("x-api-key", &key)
+        .header("x-organization-id", &org)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 200);
-    let r = app.client.get(app.url("/v1/calls")).header("x-api-key", &key).header("x-organization-id", &app.org_id).send().await.expect("send");
+    let r = app
+        .client
+        .get(app.url("/v1/calls"))
+        .header("x-api-key", &key)
+        .header("x-organization-id", &app.org_id)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 401);
-    let (s, a) = status_json(app.post_json_with_key("/v1/agents", &serde_json::json!({"name": "acme agent"}), &key).await).await;
+    let (s, a) = status_json(
+        app.post_json_with_key(
+            "/v1/agents",
+            &serde_json::json!({"name": "acme agent"}),
+            &key,
+        )
+        .await,
+    )
+    .await;
     assert_eq!(s, 201, "{a}");
     let (_, mine) = status_json(app.get("/v1/agents").await).await;
-    assert_eq!(mine["num_items"], 0, "the default organization does not see Acme's agent");
+    assert_eq!(
+        mine["num_items"], 0,
+        "the default organization does not see Acme's agent"
+    );
     assert_eq!(app.store.org_count().await.expect("org_count"), 2);
 
     // A bad name is refused with a message, and creates nothing.
-    let out = switchboard().args(["org", "create", "   "]).args(app.test_db().cli_args()).output().await.expect("run");
+    let out = switchboard()
+        .args(["org", "create", "   "])
+        .args(app.test_db().cli_args())
+        .output()
+        .await
+        .expect("run");
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("name"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("name"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(app.store.org_count().await.expect("org_count"), 2);
 }
 both!(org_create_beside_a_running_server);
@@ -70,7 +118,15 @@ struct Served {
 
 async fn serve(db: &TestDb) -> Served {
     let mut child = switchboard()
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--sip-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
         .args(db.cli_args())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -97,28 +153,44 @@ async fn serve(db: &TestDb) -> Served {
         Ok(Some(a)) => a,
         _ => {
             let _ = child.start_kill();
-            panic!("switchboard serve did not report its address; stderr so far:\n{}", seen.join("\n"));
+            panic!(
+                "switchboard serve did not report its address; stderr so far:\n{}",
+                seen.join("\n")
+            );
         }
     };
     // Keep draining stderr so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Served { child, addr, stdout: BufReader::new(stdout) }
+    Served {
+        child,
+        addr,
+        stdout: BufReader::new(stdout),
+    }
 }
 
 impl Served {
     /// The next line on stdout (bounded wait).
     async fn line(&mut self) -> String {
         let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(10), self.stdout.read_line(&mut line)).await.expect("a line on stdout").expect("read stdout");
+        tokio::time::timeout(Duration::from_secs(10), self.stdout.read_line(&mut line))
+            .await
+            .expect("a line on stdout")
+            .expect("read stdout");
         line
     }
 
     /// SIGTERM (graceful shutdown) to this child by its pid, then everything it printed.
     async fn stop(mut self) -> String {
         let pid = self.child.id().expect("running child has a pid");
-        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success());
-        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("server stops on SIGTERM").expect("wait");
+        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("server stops on SIGTERM")
+            .expect("wait");
         assert!(exit.success(), "serve exited with {exit}");
         let mut out = String::new();
         self.stdout.read_to_string(&mut out).await.expect("stdout");
@@ -128,17 +200,32 @@ impl Served {
 
 async fn serve_prints_the_default_key_only_on_first_start(db: Db) {
     let store = TestDb::new(db).await;
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
 
     let mut first = serve(&store).await;
     let line = first.line().await;
-    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("first start prints a JSON line ({e}): {line:?}"));
+    let v: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("first start prints a JSON line ({e}): {line:?}"));
     let key = v["api_key"].as_str().expect("api_key").to_string();
-    let org = v["organization_id"].as_str().expect("organization_id").to_string();
+    let org = v["organization_id"]
+        .as_str()
+        .expect("organization_id")
+        .to_string();
     assert!(key.starts_with("sk_"), "{v}");
     assert!(uuid::Uuid::parse_str(&org).is_ok());
-    assert!(v["note"].as_str().is_some_and(|n| n.contains("only once")), "{v}");
-    let r = client.get(format!("http://{}/v1/calls", first.addr)).bearer_auth(&key).send().await.expect("send");
+    assert!(
+        v["note"].as_str().is_some_and(|n| n.contains("only once")),
+        "{v}"
+    );
+    let r = client
+        .get(format!("http://{}/v1/calls", first.addr))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 200);
     let rest = first.stop().await;
     assert_eq!(rest, "", "only one line on stdout");
@@ -146,11 +233,27 @@ async fn serve_prints_the_default_key_only_on_first_start(db: Db) {
     let second = serve(&store).await;
     let url = format!("http://{}/v1/calls", second.addr);
     // The key printed on the first start works on the second.
-    let r = client.get(&url).bearer_auth(&key).send().await.expect("send");
+    let r = client
+        .get(&url)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 200);
-    let r = client.get(&url).header("x-api-key", &key).header("x-organization-id", &org).send().await.expect("send");
+    let r = client
+        .get(&url)
+        .header("x-api-key", &key)
+        .header("x-organization-id", &org)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 200);
-    let r = client.get(&url).bearer_auth("sk_wrong").send().await.expect("send");
+    let r = client
+        .get(&url)
+        .bearer_auth("sk_wrong")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 401);
     let out = second.stop().await;
     assert_eq!(out, "", "the second start prints no key");

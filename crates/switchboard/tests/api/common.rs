@@ -14,7 +14,14 @@ pub async fn create_agent(app: &TestApp, name: &str) -> Value {
 
 /// Registers a number (optionally bound to an agent) through the API; returns its JSON.
 pub async fn create_number(app: &TestApp, number: &str, agent_id: Option<&str>) -> Value {
-    let (s, v) = status_json(app.post_json("/v1/phone-numbers", &json!({ "phone_number": number, "agent_id": agent_id })).await).await;
+    let (s, v) = status_json(
+        app.post_json(
+            "/v1/phone-numbers",
+            &json!({ "phone_number": number, "agent_id": agent_id }),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
     v
 }
@@ -39,7 +46,15 @@ pub fn ts(s: &str) -> Timestamp {
 }
 
 /// A call that ran from `started` to `ended` and ended with `status`, seeded through the store.
-pub async fn seed_ended(app: &TestApp, org: OrgId, agent: Option<&Agent>, to: &str, status: CallStatus, started: &str, ended: &str) -> Call {
+pub async fn seed_ended(
+    app: &TestApp,
+    org: OrgId,
+    agent: Option<&Agent>,
+    to: &str,
+    status: CallStatus,
+    started: &str,
+    ended: &str,
+) -> Call {
     let c = app.seed_call(org, agent, to).await;
     let (s, e) = (ts(started), ts(ended));
     app.store
@@ -61,15 +76,38 @@ pub async fn seed_ended(app: &TestApp, org: OrgId, agent: Option<&Agent>, to: &s
 
 /// The ids of a calls page, in order.
 pub fn ids(page: &Value) -> Vec<String> {
-    page["calls"].as_array().unwrap_or_else(|| panic!("no calls array in {page}")).iter().map(|c| c["id"].as_str().expect("id").to_string()).collect()
+    page["calls"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no calls array in {page}"))
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_string())
+        .collect()
 }
 
 /// Writes `data` as the call's mono recording (`<call id>.mp3` in the recordings storage) and
 /// points the call at it. Returns the object key.
 pub async fn put_recording(app: &TestApp, call: CallId, data: &[u8]) -> String {
     let key = format!("{call}.mp3");
-    app.recordings.put(&key, data.to_vec().into()).await.expect("put recording");
-    let meta = RecordingMeta { key: key.clone(), stereo_key: None, duration_ms: Some(1000), size_bytes: Some(data.len() as i64), sha256: None };
-    app.store.update_call(call, CallUpdate { recording: Some(meta), ..Default::default() }).await.expect("set recording");
+    app.recordings
+        .put(&key, data.to_vec().into())
+        .await
+        .expect("put recording");
+    let meta = RecordingMeta {
+        key: key.clone(),
+        stereo_key: None,
+        duration_ms: Some(1000),
+        size_bytes: Some(data.len() as i64),
+        sha256: None,
+    };
+    app.store
+        .update_call(
+            call,
+            CallUpdate {
+                recording: Some(meta),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("set recording");
     key
 }
