@@ -1394,7 +1394,7 @@ async fn cross_dialect(db: Db) {
         assert_eq!(v1, ff);
         for v in [&v1, &av, &om] {
             assert_eq!(v["id"], id.as_str());
-            assert_eq!(v["agent_id"].is_null(), false);
+            assert!(!v["agent_id"].is_null());
         }
         assert_eq!(v1["agent_id"], a1.id.to_string());
         assert_eq!(av["agent_id"], a1.id.to_string());
