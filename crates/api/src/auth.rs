@@ -47,7 +47,9 @@ const KEY_TTL: Duration = Duration::from_secs(30);
 impl KeyCache {
     fn get(&self, hash: &str) -> Option<OrgId> {
         let m = self.entries.lock().ok()?;
-        m.get(hash).filter(|(_, t)| t.elapsed() < KEY_TTL).map(|(o, _)| *o)
+        m.get(hash)
+            .filter(|(_, t)| t.elapsed() < KEY_TTL)
+            .map(|(o, _)| *o)
     }
     fn put(&self, hash: String, org: OrgId) {
         if let Ok(mut m) = self.entries.lock() {
@@ -67,7 +69,10 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(rate_per_sec: u32) -> Self {
-        Self { rate: rate_per_sec as f64, buckets: Mutex::new(HashMap::new()) }
+        Self {
+            rate: rate_per_sec as f64,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// `Ok` if allowed, or `Err(seconds until a token is available)`.
@@ -76,7 +81,9 @@ impl RateLimiter {
             return Ok(());
         }
         let burst = self.rate * 2.0;
-        let Ok(mut m) = self.buckets.lock() else { return Ok(()) };
+        let Ok(mut m) = self.buckets.lock() else {
+            return Ok(());
+        };
         let now = Instant::now();
         let (tokens, last) = m.entry(org).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(burst);
@@ -91,7 +98,11 @@ impl RateLimiter {
 }
 
 fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 /// Middleware: authenticates, rate-limits, and records the organization for the handlers.
@@ -107,8 +118,14 @@ pub async fn require_auth(
         scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
     });
     let (key, claimed_org) = match (bearer, header(&req, "x-api-key")) {
-        (Some(k), _) => (k.to_string(), header(&req, "x-organization-id").map(str::to_string)),
-        (None, Some(k)) => (k.to_string(), header(&req, "x-organization-id").map(str::to_string)),
+        (Some(k), _) => (
+            k.to_string(),
+            header(&req, "x-organization-id").map(str::to_string),
+        ),
+        (None, Some(k)) => (
+            k.to_string(),
+            header(&req, "x-organization-id").map(str::to_string),
+        ),
         (None, None) => return fail(),
     };
     let hash = hash_key(&key);

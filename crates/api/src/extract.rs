@@ -31,10 +31,17 @@ impl QueryMap {
         Self(m)
     }
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.0.get(k).map(String::as_str).filter(|v| !v.trim().is_empty())
+        self.0
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
     }
     /// Parses a parameter if present.
-    pub fn opt<T>(&self, k: &str, f: impl FnOnce(&str) -> Result<T, ParseError>) -> Result<Option<T>, ApiError> {
+    pub fn opt<T>(
+        &self,
+        k: &str,
+        f: impl FnOnce(&str) -> Result<T, ParseError>,
+    ) -> Result<Option<T>, ApiError> {
         self.get(k).map(f).transpose().map_err(ApiError::from)
     }
 }
@@ -69,12 +76,24 @@ pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
-        let ct = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let ct = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if !(mime == "application/json" || mime.ends_with("+json")) {
             return Err(ApiError::new(
                 axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("Content-Type must be application/json, got {:?}", if ct.is_empty() { "none" } else { ct }),
+                format!(
+                    "Content-Type must be application/json, got {:?}",
+                    if ct.is_empty() { "none" } else { ct }
+                ),
             ));
         }
         let raw = read_body(req).await?;
@@ -85,7 +104,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
 pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(raw).map_err(|e| {
-        let what = if e.is_syntax() || e.is_eof() { "malformed JSON" } else { "invalid request body" };
+        let what = if e.is_syntax() || e.is_eof() {
+            "malformed JSON"
+        } else {
+            "invalid request body"
+        };
         ApiError::bad_request(format!("{what}: {e}"))
     })
 }

@@ -12,7 +12,10 @@ pub fn parse_filter(q: &QueryMap, number_params: &[&str]) -> ApiResult<CallFilte
     let mut client_number = None;
     for p in number_params {
         if let Some(v) = q.get(p) {
-            client_number = Some(PhoneNumber::parse(v).map_err(|e| ApiError::bad_request(format!("{p}: {}", e.message)))?);
+            client_number = Some(
+                PhoneNumber::parse(v)
+                    .map_err(|e| ApiError::bad_request(format!("{p}: {}", e.message)))?,
+            );
         }
     }
     let f = CallFilter {
@@ -48,14 +51,20 @@ impl Shape {
 
 pub fn parse_shape(q: &QueryMap) -> ApiResult<Shape> {
     Ok(Shape {
-        fields: q.opt("fields", |v| Fields::parse_param("fields", v))?.unwrap_or(Fields::Light),
-        include: q.opt("include", IncludeGroup::parse_list)?.unwrap_or_default(),
+        fields: q
+            .opt("fields", |v| Fields::parse_param("fields", v))?
+            .unwrap_or(Fields::Light),
+        include: q
+            .opt("include", IncludeGroup::parse_list)?
+            .unwrap_or_default(),
     })
 }
 
 pub fn parse_order(q: &QueryMap, default_by: OrderBy) -> ApiResult<(OrderBy, Order)> {
     Ok((
-        q.opt("order_by", |v| OrderBy::parse_param("order_by", v))?.unwrap_or(default_by),
-        q.opt("order", |v| Order::parse_param("order", v))?.unwrap_or(Order::Desc),
+        q.opt("order_by", |v| OrderBy::parse_param("order_by", v))?
+            .unwrap_or(default_by),
+        q.opt("order", |v| Order::parse_param("order", v))?
+            .unwrap_or(Order::Desc),
     ))
 }

@@ -812,7 +812,7 @@ const CONTACT_FIELDS: &[&str] = &[
 
 fn contact_patch(o: &Obj) -> ApiResult<ContactPatch> {
     let email = match o.string("email", 320)? {
-        Some(Some(e)) if !(e.contains('@') && !e.contains(char::is_whitespace)) => {
+        Some(Some(e)) if !e.contains('@') || e.contains(char::is_whitespace) => {
             return Err(ApiError::bad_request(
                 "email must be an address like name@example.com",
             ))

@@ -1,6 +1,9 @@
 //! The canonical call: one record that holds every field any supported API documents.
 
-use crate::{AgentId, CallId, CampaignId, ContactId, OrgId, ParseError, PhoneNumber, PhoneNumberId, Timestamp};
+use crate::{
+    AgentId, CallId, CampaignId, ContactId, OrgId, ParseError, PhoneNumber, PhoneNumberId,
+    Timestamp,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -63,12 +66,11 @@ impl CallStatus {
     /// or a restart sweep cannot rewrite how a call ended.
     pub fn can_become(self, next: CallStatus) -> bool {
         use CallStatus::*;
-        match (self, next) {
-            (Dialing, InProgress) => true,
-            (Dialing | InProgress, Completed | Failed | Transferred) => true,
-            (Dialing, NoAnswer) => true,
-            _ => false,
-        }
+        matches!(
+            (self, next),
+            (Dialing, InProgress | NoAnswer)
+                | (Dialing | InProgress, Completed | Failed | Transferred)
+        )
     }
 }
 

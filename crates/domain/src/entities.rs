@@ -1,7 +1,10 @@
 //! The organization's configuration: agents, phone numbers, SIP trunks, contacts, campaigns.
 
 use crate::call::string_enum;
-use crate::{AgentId, CampaignId, ContactId, OrgId, ParseError, PhoneNumber, PhoneNumberId, Timestamp, TrunkId};
+use crate::{
+    AgentId, CampaignId, ContactId, OrgId, ParseError, PhoneNumber, PhoneNumberId, Timestamp,
+    TrunkId,
+};
 use serde::Serialize;
 use serde_json::Value;
 

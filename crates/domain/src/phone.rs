@@ -89,21 +89,42 @@ mod tests {
 
     #[test]
     fn accepts_e164_and_normalises_separators() {
-        assert_eq!(PhoneNumber::parse("+14155551234").unwrap().as_str(), "+14155551234");
-        assert_eq!(PhoneNumber::parse("+1 (415) 555-1234").unwrap().as_str(), "+14155551234");
+        assert_eq!(
+            PhoneNumber::parse("+14155551234").unwrap().as_str(),
+            "+14155551234"
+        );
+        assert_eq!(
+            PhoneNumber::parse("+1 (415) 555-1234").unwrap().as_str(),
+            "+14155551234"
+        );
         // '+' decoded to ' ' from an unencoded query string
-        assert_eq!(PhoneNumber::parse(" 14155551234").unwrap().as_str(), "+14155551234");
+        assert_eq!(
+            PhoneNumber::parse(" 14155551234").unwrap().as_str(),
+            "+14155551234"
+        );
     }
 
     #[test]
     fn rejects_non_e164() {
-        for s in ["14155551234", "+0123456789", "+1234", "+1234567890123456", "+1415abc1234", "", "+", "' OR 1=1 --"] {
+        for s in [
+            "14155551234",
+            "+0123456789",
+            "+1234",
+            "+1234567890123456",
+            "+1415abc1234",
+            "",
+            "+",
+            "' OR 1=1 --",
+        ] {
             assert!(PhoneNumber::parse(s).is_err(), "{s}");
         }
     }
 
     #[test]
     fn masks() {
-        assert_eq!(PhoneNumber::parse("+14155551234").unwrap().masked(), "+14…34");
+        assert_eq!(
+            PhoneNumber::parse("+14155551234").unwrap().masked(),
+            "+14…34"
+        );
     }
 }

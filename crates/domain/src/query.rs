@@ -1,7 +1,9 @@
 //! The calls list query as a typed value: filters, order, paging, payload shape.
 
 use crate::call::string_enum;
-use crate::{AgentId, CallStatus, CallType, CampaignId, ContactId, ParseError, PhoneNumber, Timestamp};
+use crate::{
+    AgentId, CallStatus, CallType, CampaignId, ContactId, ParseError, PhoneNumber, Timestamp,
+};
 
 string_enum!(OrderBy, "order_by" {
     StartedAt = "started_at",

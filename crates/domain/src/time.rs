@@ -19,7 +19,8 @@ impl Timestamp {
         Utc.timestamp_micros(self.0).single().unwrap_or_default()
     }
     pub fn to_rfc3339(self) -> String {
-        self.to_datetime().to_rfc3339_opts(SecondsFormat::Millis, true)
+        self.to_datetime()
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 
     /// Parses an ISO 8601 date or date-time as clients send them: RFC 3339 with an offset,
@@ -37,13 +38,22 @@ impl Timestamp {
         if let Ok(dt) = DateTime::parse_from_rfc3339(&fixed) {
             return Ok(Self(dt.with_timezone(&Utc).timestamp_micros()));
         }
-        for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"] {
+        for fmt in [
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M:%S",
+            "%Y-%m-%d %H:%M:%S",
+        ] {
             if let Ok(n) = NaiveDateTime::parse_from_str(&fixed, fmt) {
                 return Ok(Self(n.and_utc().timestamp_micros()));
             }
         }
         if let Ok(d) = NaiveDate::parse_from_str(&fixed, "%Y-%m-%d") {
-            return Ok(Self(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_micros()));
+            return Ok(Self(
+                d.and_hms_opt(0, 0, 0)
+                    .unwrap_or_default()
+                    .and_utc()
+                    .timestamp_micros(),
+            ));
         }
         Err(ParseError::new(format!(
             "{param} must be an ISO 8601 date or date-time such as 2024-01-31 or \
@@ -68,9 +78,18 @@ mod tests {
         let a = Timestamp::parse_param("from", "2024-01-01T00:00:00Z").unwrap();
         assert_eq!(a.to_rfc3339(), "2024-01-01T00:00:00.000Z");
         assert_eq!(Timestamp::parse_param("from", "2024-01-01").unwrap(), a);
-        assert_eq!(Timestamp::parse_param("from", "2024-01-01T01:00:00+01:00").unwrap(), a);
-        assert_eq!(Timestamp::parse_param("from", "2024-01-01T01:00:00 01:00").unwrap(), a);
-        assert_eq!(Timestamp::parse_param("from", "2024-01-01T00:00:00").unwrap(), a);
+        assert_eq!(
+            Timestamp::parse_param("from", "2024-01-01T01:00:00+01:00").unwrap(),
+            a
+        );
+        assert_eq!(
+            Timestamp::parse_param("from", "2024-01-01T01:00:00 01:00").unwrap(),
+            a
+        );
+        assert_eq!(
+            Timestamp::parse_param("from", "2024-01-01T00:00:00").unwrap(),
+            a
+        );
     }
 
     #[test]

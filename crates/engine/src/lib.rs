@@ -17,9 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_domain::*;
 use switchboard_media::recorder::CallRecorder;
-use switchboard_media::session::{bind_rtp_pair, MediaEvent, RtpSession, SessionConfig, SessionHandle};
+use switchboard_media::session::{
+    bind_rtp_pair, MediaEvent, RtpSession, SessionConfig, SessionHandle,
+};
 use switchboard_sip::sdp::{self, Codec, Direction};
-use switchboard_sip::{CallEvent, CallHandle, EndpointConfig, IncomingCall, OutboundInvite, SipEndpoint, Target};
+use switchboard_sip::{
+    CallEvent, CallHandle, EndpointConfig, IncomingCall, OutboundInvite, SipEndpoint, Target,
+};
 use switchboard_store::{CallUpdate, ClaimedDispatch, Store, StoreError};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch, Notify};
@@ -103,11 +107,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Engine {
     /// Closes what a previous life left live, then starts the SIP endpoint on the given
     /// sockets (bound by the caller), the dispatcher and the inbound handler.
-    pub async fn start(cfg: EngineConfig, store: Store, udp: UdpSocket, tcp: Option<TcpListener>) -> Result<Engine, StoreError> {
+    pub async fn start(
+        cfg: EngineConfig,
+        store: Store,
+        udp: UdpSocket,
+        tcp: Option<TcpListener>,
+    ) -> Result<Engine, StoreError> {
         recovery::close_interrupted_calls(&store, &cfg.recordings_dir).await?;
         store.reset_dispatch_claims().await?;
-        let ep_cfg = EndpointConfig { public_ip: cfg.public_ip, ..EndpointConfig::default() };
-        let (sip, incoming) = SipEndpoint::start(ep_cfg, udp, tcp).map_err(|e| StoreError::Config(format!("SIP: {e}")))?;
+        let ep_cfg = EndpointConfig {
+            public_ip: cfg.public_ip,
+            ..EndpointConfig::default()
+        };
+        let (sip, incoming) = SipEndpoint::start(ep_cfg, udp, tcp)
+            .map_err(|e| StoreError::Config(format!("SIP: {e}")))?;
         let (stopping, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             cfg,
@@ -219,7 +232,12 @@ async fn dispatcher(inner: Arc<Inner>) {
 /// Writes a final state for a call that never reached the wire.
 async fn fail_before_wire(inner: &Inner, id: CallId, reason: &str) {
     let now = Timestamp::now();
-    let u = CallUpdate { status: Some(CallStatus::Failed), ended_at: Some(now), end_reason: Some(reason.into()), ..Default::default() };
+    let u = CallUpdate {
+        status: Some(CallStatus::Failed),
+        ended_at: Some(now),
+        end_reason: Some(reason.into()),
+        ..Default::default()
+    };
     if let Err(e) = inner.store.update_call(id, u).await {
         tracing::error!(call_id = %id, error = %e, "could not fail call");
     }
@@ -242,7 +260,10 @@ async fn place_call(inner: Arc<Inner>, claim: ClaimedDispatch) {
     }
     if org_live(&inner, call.org_id) >= org_cap(&inner, call.org_id).await {
         // Over the organization's cap: the call waits in the queue.
-        let _ = inner.store.release_dispatch(id, Timestamp(Timestamp::now().micros() + 500_000)).await;
+        let _ = inner
+            .store
+            .release_dispatch(id, Timestamp(Timestamp::now().micros() + 500_000))
+            .await;
         return;
     }
     let agent = match call.agent_id {
@@ -260,10 +281,20 @@ async fn place_call(inner: Arc<Inner>, claim: ClaimedDispatch) {
     let Some(trunk) = trunk else {
         return fail_before_wire(&inner, id, "no-trunk-configured").await;
     };
-    let Some(caller_id) = call.agent_phone_number.clone().or(trunk.default_caller_id.clone()) else {
+    let Some(caller_id) = call
+        .agent_phone_number
+        .clone()
+        .or(trunk.default_caller_id.clone())
+    else {
         return fail_before_wire(&inner, id, "no-caller-id").await;
     };
-    let (rtp, rtcp) = match bind_rtp_pair(inner.cfg.rtp_ip, inner.cfg.rtp_port_min, inner.cfg.rtp_port_max).await {
+    let (rtp, rtcp) = match bind_rtp_pair(
+        inner.cfg.rtp_ip,
+        inner.cfg.rtp_port_min,
+        inner.cfg.rtp_port_max,
+    )
+    .await
+    {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(call_id = %id, error = %e, "no RTP port");
@@ -271,7 +302,13 @@ async fn place_call(inner: Arc<Inner>, claim: ClaimedDispatch) {
         }
     };
     let rtp_port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
-    let offer = sdp::build_offer(inner.sip.public_ip(), rtp_port, rand_u64(), 1, Direction::SendRecv);
+    let offer = sdp::build_offer(
+        inner.sip.public_ip(),
+        rtp_port,
+        rand_u64(),
+        1,
+        Direction::SendRecv,
+    );
     let ring = call
         .ring_timeout_seconds
         .or(agent.as_ref().and_then(|a| a.ring_timeout_seconds))
@@ -297,7 +334,13 @@ async fn place_call(inner: Arc<Inner>, claim: ClaimedDispatch) {
         extra_headers: vec![("X-Switchboard-Call-Id".into(), id.to_string())],
     };
     let (hangup_tx, hangup_rx) = mpsc::unbounded_channel();
-    lock(&inner.live).insert(id, LiveCall { org: call.org_id, hangup: hangup_tx });
+    lock(&inner.live).insert(
+        id,
+        LiveCall {
+            org: call.org_id,
+            hangup: hangup_tx,
+        },
+    );
     let handle = match inner.sip.invite(invite) {
         Ok(h) => h,
         Err(e) => {
@@ -312,7 +355,14 @@ async fn place_call(inner: Arc<Inner>, claim: ClaimedDispatch) {
         tracing::error!(call_id = %id, error = %e, "could not remove dispatched call from the queue");
     }
     tracing::info!(call_id = %id, to = %call.client_number.masked(), "INVITE sent");
-    let ctx = CallCtx { inner: inner.clone(), call, agent, rtp: Some((rtp, rtcp)), hangup_rx, answered: None };
+    let ctx = CallCtx {
+        inner: inner.clone(),
+        call,
+        agent,
+        rtp: Some((rtp, rtcp)),
+        hangup_rx,
+        answered: None,
+    };
     ctx.drive(handle).await;
 }
 
@@ -368,9 +418,14 @@ impl CallCtx {
     }
 
     /// Starts RTP + recorder for negotiated media and speaks the greeting.
-    async fn start_media(&mut self, params: &sdp::MediaParams) -> Option<(SessionHandle, mpsc::Receiver<MediaEvent>)> {
+    async fn start_media(
+        &mut self,
+        params: &sdp::MediaParams,
+    ) -> Option<(SessionHandle, mpsc::Receiver<MediaEvent>)> {
         let (rtp, rtcp) = self.rtp.take()?;
-        let remote = params.remote_rtp.unwrap_or_else(|| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 9));
+        let remote = params
+            .remote_rtp
+            .unwrap_or_else(|| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 9));
         let mut cfg = SessionConfig::new(remote, params.payload_type);
         cfg.telephone_event_pt = params.telephone_event_pt;
         cfg.cname = format!("switchboard-{}", self.call.id);
@@ -389,13 +444,22 @@ impl CallCtx {
         if params.on_hold {
             let _ = session.set_hold(true).await;
         }
-        if let Some(text) = self.agent.as_ref().and_then(|a| a.initial_message.clone()).filter(|t| !t.trim().is_empty()) {
+        if let Some(text) = self
+            .agent
+            .as_ref()
+            .and_then(|a| a.initial_message.clone())
+            .filter(|t| !t.trim().is_empty())
+        {
             if !self.call.user_speaks_first {
-                match switchboard_media::tts::synthesize_async(&text, &self.inner.cfg.tts_voice).await {
+                match switchboard_media::tts::synthesize_async(&text, &self.inner.cfg.tts_voice)
+                    .await
+                {
                     Ok(pcm) => {
                         let _ = session.play(pcm).await;
                     }
-                    Err(e) => tracing::warn!(call_id = %self.call.id, error = %e, "greeting synthesis failed"),
+                    Err(e) => {
+                        tracing::warn!(call_id = %self.call.id, error = %e, "greeting synthesis failed")
+                    }
                 }
             }
         }
@@ -408,7 +472,11 @@ impl CallCtx {
         let mut started: Option<Timestamp> = None;
         let mut local_end: Option<LocalEnd> = None;
         let mut max_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
-        let max_duration = self.agent.as_ref().and_then(|a| a.max_duration_seconds).map(|s| Duration::from_secs(s as u64));
+        let max_duration = self
+            .agent
+            .as_ref()
+            .and_then(|a| a.max_duration_seconds)
+            .map(|s| Duration::from_secs(s as u64));
         if let Some(params) = self.answered.clone() {
             media = self.start_media(&params).await;
             started = Some(Timestamp::now());
@@ -511,7 +579,13 @@ impl CallCtx {
             }
             None => (CallStatus::Failed, "signalling-ended".into(), None),
         };
-        let mut u = CallUpdate { status: Some(status), ended_at: Some(now), end_reason: Some(reason), sip_code: code, ..Default::default() };
+        let mut u = CallUpdate {
+            status: Some(status),
+            ended_at: Some(now),
+            end_reason: Some(reason),
+            sip_code: code,
+            ..Default::default()
+        };
         if let Some(s) = started {
             u.duration_seconds = Some(((now.micros() - s.micros()) as f64 / 1e6).round() as i64);
         }
@@ -531,7 +605,9 @@ impl CallCtx {
                         tracing::error!(call_id = %id, error = %e, "recording failed");
                     }
                 }
-                Err(e) => tracing::error!(call_id = %id, error = %e, "media session did not stop cleanly"),
+                Err(e) => {
+                    tracing::error!(call_id = %id, error = %e, "media session did not stop cleanly")
+                }
             }
         }
         self.set(u).await;
@@ -591,7 +667,10 @@ async fn answer_inbound(inner: Arc<Inner>, inc: IncomingCall) {
             None => None,
         };
         let allowed = match trunk.as_ref().filter(|t| !t.inbound_sources.is_empty()) {
-            Some(t) => t.inbound_sources.iter().any(|s| s.parse::<IpAddr>().ok() == Some(src)),
+            Some(t) => t
+                .inbound_sources
+                .iter()
+                .any(|s| s.parse::<IpAddr>().ok() == Some(src)),
             None => inner.cfg.trusted_sources.contains(&src),
         };
         if allowed {
@@ -616,12 +695,23 @@ async fn answer_inbound(inner: Arc<Inner>, inc: IncomingCall) {
         Ok(o) => o,
         Err(_) => return inc.reject(400, "Bad Request - malformed SDP"),
     };
-    let (rtp, rtcp) = match bind_rtp_pair(inner.cfg.rtp_ip, inner.cfg.rtp_port_min, inner.cfg.rtp_port_max).await {
+    let (rtp, rtcp) = match bind_rtp_pair(
+        inner.cfg.rtp_ip,
+        inner.cfg.rtp_port_min,
+        inner.cfg.rtp_port_max,
+    )
+    .await
+    {
         Ok(p) => p,
         Err(_) => return inc.reject(503, "Service Unavailable"),
     };
     let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
-    let answer = match sdp::negotiate(&offer, inner.sip.public_ip(), port, &[Codec::Pcmu, Codec::Pcma]) {
+    let answer = match sdp::negotiate(
+        &offer,
+        inner.sip.public_ip(),
+        port,
+        &[Codec::Pcmu, Codec::Pcma],
+    ) {
         Ok(a) => a,
         Err(e) => return inc.reject(e.status(), "Not Acceptable Here"),
     };
@@ -639,14 +729,21 @@ async fn answer_inbound(inner: Arc<Inner>, inc: IncomingCall) {
         ring_timeout_seconds: None,
     };
     let call = match inner.store.create_call(new, None).await {
-        Ok(switchboard_store::CreateCallOutcome::Created(c)) | Ok(switchboard_store::CreateCallOutcome::Replayed(c)) => c,
+        Ok(switchboard_store::CreateCallOutcome::Created(c))
+        | Ok(switchboard_store::CreateCallOutcome::Replayed(c)) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot store inbound call");
             return inc.reject(500, "Server Internal Error");
         }
     };
     let (hangup_tx, hangup_rx) = mpsc::unbounded_channel();
-    lock(&inner.live).insert(call.id, LiveCall { org: call.org_id, hangup: hangup_tx });
+    lock(&inner.live).insert(
+        call.id,
+        LiveCall {
+            org: call.org_id,
+            hangup: hangup_tx,
+        },
+    );
     inc.ringing();
     let handle = match inc.accept(answer.sdp.to_string()) {
         Ok(h) => h,
@@ -656,7 +753,15 @@ async fn answer_inbound(inner: Arc<Inner>, inc: IncomingCall) {
             let now = Timestamp::now();
             let _ = inner
                 .store
-                .update_call(call.id, CallUpdate { status: Some(CallStatus::NoAnswer), ended_at: Some(now), end_reason: Some("caller-cancelled".into()), ..Default::default() })
+                .update_call(
+                    call.id,
+                    CallUpdate {
+                        status: Some(CallStatus::NoAnswer),
+                        ended_at: Some(now),
+                        end_reason: Some("caller-cancelled".into()),
+                        ..Default::default()
+                    },
+                )
                 .await;
             return;
         }
@@ -664,11 +769,26 @@ async fn answer_inbound(inner: Arc<Inner>, inc: IncomingCall) {
     let now = Timestamp::now();
     let _ = inner
         .store
-        .update_call(call.id, CallUpdate { status: Some(CallStatus::InProgress), started_at: Some(now), sip_code: Some(200), ..Default::default() })
+        .update_call(
+            call.id,
+            CallUpdate {
+                status: Some(CallStatus::InProgress),
+                started_at: Some(now),
+                sip_code: Some(200),
+                ..Default::default()
+            },
+        )
         .await;
     tracing::info!(call_id = %call.id, "inbound call answered");
     let agent = inner.store.get_agent(call.org_id, agent_id).await.ok();
-    let ctx = CallCtx { inner: inner.clone(), call, agent, rtp: Some((rtp, rtcp)), hangup_rx, answered: Some(answer.params) };
+    let ctx = CallCtx {
+        inner: inner.clone(),
+        call,
+        agent,
+        rtp: Some((rtp, rtcp)),
+        hangup_rx,
+        answered: Some(answer.params),
+    };
     ctx.drive(handle).await;
 }
 
@@ -678,13 +798,25 @@ mod tests {
 
     #[test]
     fn outcomes_follow_the_sip_code() {
-        assert_eq!(failure_outcome(486, false, None), (CallStatus::NoAnswer, "busy".into()));
-        assert_eq!(failure_outcome(603, false, None), (CallStatus::NoAnswer, "declined".into()));
+        assert_eq!(
+            failure_outcome(486, false, None),
+            (CallStatus::NoAnswer, "busy".into())
+        );
+        assert_eq!(
+            failure_outcome(603, false, None),
+            (CallStatus::NoAnswer, "declined".into())
+        );
         assert_eq!(failure_outcome(480, false, None).0, CallStatus::NoAnswer);
-        assert_eq!(failure_outcome(487, true, None), (CallStatus::NoAnswer, "ring-timeout".into()));
+        assert_eq!(
+            failure_outcome(487, true, None),
+            (CallStatus::NoAnswer, "ring-timeout".into())
+        );
         assert_eq!(failure_outcome(404, false, None).0, CallStatus::Failed);
         assert_eq!(failure_outcome(503, false, None).0, CallStatus::Failed);
-        assert_eq!(failure_outcome(487, false, Some(LocalEnd::Api)).1, "cancelled-before-answer");
+        assert_eq!(
+            failure_outcome(487, false, Some(LocalEnd::Api)).1,
+            "cancelled-before-answer"
+        );
     }
 
     #[test]

@@ -7,7 +7,10 @@ use std::path::Path;
 use switchboard_domain::{CallStatus, RecordingMeta, Timestamp};
 use switchboard_store::{CallUpdate, Store, StoreError};
 
-pub(crate) async fn close_interrupted_calls(store: &Store, recordings_dir: &Path) -> Result<(), StoreError> {
+pub(crate) async fn close_interrupted_calls(
+    store: &Store,
+    recordings_dir: &Path,
+) -> Result<(), StoreError> {
     for id in store.live_calls_not_queued().await? {
         let call = store.get_call_any_org(id).await?;
         let now = Timestamp::now();
@@ -16,7 +19,10 @@ pub(crate) async fn close_interrupted_calls(store: &Store, recordings_dir: &Path
         let recording = match tokio::fs::read(&mono).await {
             Ok(bytes) if !bytes.is_empty() => Some(RecordingMeta {
                 key: format!("{rel}.mp3"),
-                stereo_key: recordings_dir.join(format!("{rel}.stereo.mp3")).exists().then(|| format!("{rel}.stereo.mp3")),
+                stereo_key: recordings_dir
+                    .join(format!("{rel}.stereo.mp3"))
+                    .exists()
+                    .then(|| format!("{rel}.stereo.mp3")),
                 duration_ms: None,
                 size_bytes: Some(bytes.len() as i64),
                 sha256: Some(hex::encode(Sha256::digest(&bytes))),
@@ -26,7 +32,9 @@ pub(crate) async fn close_interrupted_calls(store: &Store, recordings_dir: &Path
         let u = CallUpdate {
             status: Some(CallStatus::Failed),
             ended_at: Some(now),
-            duration_seconds: call.started_at.map(|s| (now.micros() - s.micros()) / 1_000_000),
+            duration_seconds: call
+                .started_at
+                .map(|s| (now.micros() - s.micros()) / 1_000_000),
             end_reason: Some("server_restarted".into()),
             recording,
             ..Default::default()

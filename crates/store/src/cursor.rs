@@ -50,7 +50,12 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let p = KeysetPosition { order_by: OrderBy::StartedAt, order: Order::Desc, key: 1700000000000000, seq: 42 };
+        let p = KeysetPosition {
+            order_by: OrderBy::StartedAt,
+            order: Order::Desc,
+            key: 1700000000000000,
+            seq: 42,
+        };
         assert_eq!(decode_cursor(&encode_cursor(&p)).unwrap(), p);
         assert_eq!(decode_seq_cursor(&encode_seq_cursor(7)).unwrap(), 7);
         assert!(decode_cursor("garbage!").is_err());

@@ -70,8 +70,10 @@ impl FromRow for Trunk {
             org_id: row::uuid(r, "org_id")?,
             name: row::s(r, "name")?,
             host: row::s(r, "host")?,
-            port: u16::try_from(row::i(r, "port")?).map_err(|_| StoreError::Corrupt("port".into()))?,
-            transport: Transport::parse(&row::s(r, "transport")?).map_err(|_| StoreError::Corrupt("transport".into()))?,
+            port: u16::try_from(row::i(r, "port")?)
+                .map_err(|_| StoreError::Corrupt("port".into()))?,
+            transport: Transport::parse(&row::s(r, "transport")?)
+                .map_err(|_| StoreError::Corrupt("transport".into()))?,
             username: row::os(r, "username")?,
             password: row::os(r, "password")?,
             default_caller_id: row::ophone(r, "default_caller_id")?,
@@ -107,15 +109,24 @@ impl FromRow for Campaign {
             org_id: row::uuid(r, "org_id")?,
             name: row::s(r, "name")?,
             agent_id: row::ouuid(r, "agent_id")?,
-            status: CampaignStatus::parse(&row::s(r, "status")?).map_err(|_| StoreError::Corrupt("status".into()))?,
+            status: CampaignStatus::parse(&row::s(r, "status")?)
+                .map_err(|_| StoreError::Corrupt("status".into()))?,
             created_at: row::ts(r, "created_at")?,
         })
     }
 }
 
 impl Store {
-    async fn get_by<T: FromRow>(&self, org: OrgId, col: &str, val: String) -> Result<T, StoreError> {
-        let sql = format!("SELECT * FROM {} WHERE org_id = $1 AND {col} = $2", T::TABLE);
+    async fn get_by<T: FromRow>(
+        &self,
+        org: OrgId,
+        col: &str,
+        val: String,
+    ) -> Result<T, StoreError> {
+        let sql = format!(
+            "SELECT * FROM {} WHERE org_id = $1 AND {col} = $2",
+            T::TABLE
+        );
         let r = sqlx::query(&sql)
             .bind(org.to_string())
             .bind(val)
@@ -125,8 +136,16 @@ impl Store {
         T::from_row(&r)
     }
 
-    async fn list_of<T: FromRow>(&self, org: OrgId, after: Option<i64>, limit: u32) -> Result<ResourcePage<T>, StoreError> {
-        let sql = format!("SELECT * FROM {} WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3", T::TABLE);
+    async fn list_of<T: FromRow>(
+        &self,
+        org: OrgId,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<ResourcePage<T>, StoreError> {
+        let sql = format!(
+            "SELECT * FROM {} WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            T::TABLE
+        );
         let rows = sqlx::query(&sql)
             .bind(org.to_string())
             .bind(after.unwrap_or(0))
@@ -140,12 +159,23 @@ impl Store {
             last = Some(row::i(r, "seq")?);
             items.push(T::from_row(r)?);
         }
-        Ok(ResourcePage { items, next_after: if more { last } else { None } })
+        Ok(ResourcePage {
+            items,
+            next_after: if more { last } else { None },
+        })
     }
 
     /// One page of a resource by offset, in creation order (OmniDimension's `pageno` paging).
-    async fn offset_of<T: FromRow>(&self, org: OrgId, offset: u64, limit: u32) -> Result<Vec<T>, StoreError> {
-        let sql = format!("SELECT * FROM {} WHERE org_id = $1 ORDER BY seq LIMIT $2 OFFSET $3", T::TABLE);
+    async fn offset_of<T: FromRow>(
+        &self,
+        org: OrgId,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<T>, StoreError> {
+        let sql = format!(
+            "SELECT * FROM {} WHERE org_id = $1 ORDER BY seq LIMIT $2 OFFSET $3",
+            T::TABLE
+        );
         let rows = sqlx::query(&sql)
             .bind(org.to_string())
             .bind(limit as i64)
@@ -158,13 +188,20 @@ impl Store {
     /// Counts an organization's rows of a resource (for offset paging totals).
     async fn count_of<T: FromRow>(&self, org: OrgId) -> Result<i64, StoreError> {
         let sql = format!("SELECT COUNT(*) FROM {} WHERE org_id = $1", T::TABLE);
-        let n: (i64,) = sqlx::query_as(&sql).bind(org.to_string()).fetch_one(&self.pool).await?;
+        let n: (i64,) = sqlx::query_as(&sql)
+            .bind(org.to_string())
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n.0)
     }
 
     async fn delete_of<T: FromRow>(&self, org: OrgId, id: String) -> Result<(), StoreError> {
         let sql = format!("DELETE FROM {} WHERE org_id = $1 AND id = $2", T::TABLE);
-        let done = sqlx::query(&sql).bind(org.to_string()).bind(id).execute(&self.pool).await?;
+        let done = sqlx::query(&sql)
+            .bind(org.to_string())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -188,11 +225,21 @@ impl Store {
     pub async fn get_agent_by_name(&self, org: OrgId, name: &str) -> Result<Agent, StoreError> {
         self.get_by(org, "name", name.to_string()).await
     }
-    pub async fn list_agents(&self, org: OrgId, after: Option<i64>, limit: u32) -> Result<ResourcePage<Agent>, StoreError> {
+    pub async fn list_agents(
+        &self,
+        org: OrgId,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<ResourcePage<Agent>, StoreError> {
         self.list_of(org, after, limit).await
     }
     /// Agents by offset, in creation order.
-    pub async fn list_agents_offset(&self, org: OrgId, offset: u64, limit: u32) -> Result<Vec<Agent>, StoreError> {
+    pub async fn list_agents_offset(
+        &self,
+        org: OrgId,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<Agent>, StoreError> {
         self.offset_of(org, offset, limit).await
     }
     pub async fn count_agents(&self, org: OrgId) -> Result<i64, StoreError> {
@@ -249,7 +296,12 @@ impl Store {
         Ok(a)
     }
 
-    pub async fn update_agent(&self, org: OrgId, id: AgentId, patch: AgentPatch) -> Result<Agent, StoreError> {
+    pub async fn update_agent(
+        &self,
+        org: OrgId,
+        id: AgentId,
+        patch: AgentPatch,
+    ) -> Result<Agent, StoreError> {
         let mut a = self.get_agent(org, id).await?;
         apply_agent_patch(&mut a, patch);
         a.updated_at = Timestamp::now();
@@ -278,7 +330,11 @@ impl Store {
     }
 
     /// Creates the agent, or updates the one with the same name (Flyflow's upsert).
-    pub async fn upsert_agent_by_name(&self, org: OrgId, patch: AgentPatch) -> Result<(Agent, bool), StoreError> {
+    pub async fn upsert_agent_by_name(
+        &self,
+        org: OrgId,
+        patch: AgentPatch,
+    ) -> Result<(Agent, bool), StoreError> {
         let name = patch.name.clone().unwrap_or_default();
         match self.get_agent_by_name(org, &name).await {
             Ok(existing) => Ok((self.update_agent(org, existing.id, patch).await?, false)),
@@ -297,7 +353,11 @@ impl Store {
 
     // ----- phone numbers -----
 
-    pub async fn get_number(&self, org: OrgId, id: PhoneNumberId) -> Result<OwnedNumber, StoreError> {
+    pub async fn get_number(
+        &self,
+        org: OrgId,
+        id: PhoneNumberId,
+    ) -> Result<OwnedNumber, StoreError> {
         self.get_by(org, "id", id.to_string()).await
     }
     pub async fn get_number_by_seq(&self, org: OrgId, seq: i64) -> Result<OwnedNumber, StoreError> {
@@ -309,22 +369,39 @@ impl Store {
             .ok_or(StoreError::NotFound)?;
         OwnedNumber::from_row(&r)
     }
-    pub async fn get_number_by_e164(&self, org: OrgId, number: &PhoneNumber) -> Result<OwnedNumber, StoreError> {
+    pub async fn get_number_by_e164(
+        &self,
+        org: OrgId,
+        number: &PhoneNumber,
+    ) -> Result<OwnedNumber, StoreError> {
         self.get_by(org, "phone_number", number.to_string()).await
     }
     /// Every organization's ownership of a number (inbound routing picks among them).
-    pub async fn find_numbers_everywhere(&self, number: &PhoneNumber) -> Result<Vec<OwnedNumber>, StoreError> {
+    pub async fn find_numbers_everywhere(
+        &self,
+        number: &PhoneNumber,
+    ) -> Result<Vec<OwnedNumber>, StoreError> {
         let rows = sqlx::query("SELECT * FROM phone_numbers WHERE phone_number = $1")
             .bind(number.to_string())
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(OwnedNumber::from_row).collect()
     }
-    pub async fn list_numbers(&self, org: OrgId, after: Option<i64>, limit: u32) -> Result<ResourcePage<OwnedNumber>, StoreError> {
+    pub async fn list_numbers(
+        &self,
+        org: OrgId,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<ResourcePage<OwnedNumber>, StoreError> {
         self.list_of(org, after, limit).await
     }
     /// Phone numbers by offset, in creation order.
-    pub async fn list_numbers_offset(&self, org: OrgId, offset: u64, limit: u32) -> Result<Vec<OwnedNumber>, StoreError> {
+    pub async fn list_numbers_offset(
+        &self,
+        org: OrgId,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<OwnedNumber>, StoreError> {
         self.offset_of(org, offset, limit).await
     }
     pub async fn count_numbers(&self, org: OrgId) -> Result<i64, StoreError> {
@@ -335,23 +412,36 @@ impl Store {
     }
 
     /// Checks that the agent and trunk a number is bound to belong to the same organization.
-    async fn check_refs(&self, org: OrgId, agent: Option<AgentId>, trunk: Option<TrunkId>) -> Result<(), StoreError> {
+    async fn check_refs(
+        &self,
+        org: OrgId,
+        agent: Option<AgentId>,
+        trunk: Option<TrunkId>,
+    ) -> Result<(), StoreError> {
         if let Some(a) = agent {
             self.get_agent(org, a).await.map_err(|e| match e {
-                StoreError::NotFound => StoreError::Conflict(format!("agent_id {a} does not exist")),
+                StoreError::NotFound => {
+                    StoreError::Conflict(format!("agent_id {a} does not exist"))
+                }
                 e => e,
             })?;
         }
         if let Some(t) = trunk {
             self.get_trunk(org, t).await.map_err(|e| match e {
-                StoreError::NotFound => StoreError::Conflict(format!("trunk_id {t} does not exist")),
+                StoreError::NotFound => {
+                    StoreError::Conflict(format!("trunk_id {t} does not exist"))
+                }
                 e => e,
             })?;
         }
         Ok(())
     }
 
-    pub async fn create_number(&self, org: OrgId, patch: OwnedNumberPatch) -> Result<OwnedNumber, StoreError> {
+    pub async fn create_number(
+        &self,
+        org: OrgId,
+        patch: OwnedNumberPatch,
+    ) -> Result<OwnedNumber, StoreError> {
         let number = patch
             .phone_number
             .clone()
@@ -386,7 +476,12 @@ impl Store {
         Ok(n)
     }
 
-    pub async fn update_number(&self, org: OrgId, id: PhoneNumberId, patch: OwnedNumberPatch) -> Result<OwnedNumber, StoreError> {
+    pub async fn update_number(
+        &self,
+        org: OrgId,
+        id: PhoneNumberId,
+        patch: OwnedNumberPatch,
+    ) -> Result<OwnedNumber, StoreError> {
         let mut n = self.get_number(org, id).await?;
         apply_number_patch(&mut n, patch);
         self.check_refs(org, n.agent_id, n.trunk_id).await?;
@@ -409,17 +504,26 @@ impl Store {
         self.get_by(org, "id", id.to_string()).await
     }
     pub async fn default_trunk(&self, org: OrgId) -> Result<Option<Trunk>, StoreError> {
-        let r = sqlx::query("SELECT * FROM sip_trunks WHERE org_id = $1 AND is_default = 1 ORDER BY seq LIMIT 1")
-            .bind(org.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "SELECT * FROM sip_trunks WHERE org_id = $1 AND is_default = 1 ORDER BY seq LIMIT 1",
+        )
+        .bind(org.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
         r.as_ref().map(Trunk::from_row).transpose()
     }
     pub async fn all_trunks(&self) -> Result<Vec<Trunk>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM sip_trunks ORDER BY seq").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM sip_trunks ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(Trunk::from_row).collect()
     }
-    pub async fn list_trunks(&self, org: OrgId, after: Option<i64>, limit: u32) -> Result<ResourcePage<Trunk>, StoreError> {
+    pub async fn list_trunks(
+        &self,
+        org: OrgId,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<ResourcePage<Trunk>, StoreError> {
         self.list_of(org, after, limit).await
     }
     pub async fn delete_trunk(&self, org: OrgId, id: TrunkId) -> Result<(), StoreError> {
@@ -447,7 +551,12 @@ impl Store {
         Ok(t)
     }
 
-    pub async fn update_trunk(&self, org: OrgId, id: TrunkId, patch: TrunkPatch) -> Result<Trunk, StoreError> {
+    pub async fn update_trunk(
+        &self,
+        org: OrgId,
+        id: TrunkId,
+        patch: TrunkPatch,
+    ) -> Result<Trunk, StoreError> {
         let mut t = self.get_trunk(org, id).await?;
         apply_trunk_patch(&mut t, patch);
         self.write_trunk(&t, false).await?;
@@ -497,14 +606,23 @@ impl Store {
     pub async fn get_contact(&self, org: OrgId, id: ContactId) -> Result<Contact, StoreError> {
         self.get_by(org, "id", id.to_string()).await
     }
-    pub async fn list_contacts(&self, org: OrgId, after: Option<i64>, limit: u32) -> Result<ResourcePage<Contact>, StoreError> {
+    pub async fn list_contacts(
+        &self,
+        org: OrgId,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<ResourcePage<Contact>, StoreError> {
         self.list_of(org, after, limit).await
     }
     pub async fn delete_contact(&self, org: OrgId, id: ContactId) -> Result<(), StoreError> {
         self.delete_of::<Contact>(org, id.to_string()).await
     }
 
-    pub async fn create_contact(&self, org: OrgId, patch: ContactPatch) -> Result<Contact, StoreError> {
+    pub async fn create_contact(
+        &self,
+        org: OrgId,
+        patch: ContactPatch,
+    ) -> Result<Contact, StoreError> {
         let identifier = patch
             .identifier
             .clone()
@@ -524,7 +642,12 @@ impl Store {
         Ok(c)
     }
 
-    pub async fn update_contact(&self, org: OrgId, id: ContactId, patch: ContactPatch) -> Result<Contact, StoreError> {
+    pub async fn update_contact(
+        &self,
+        org: OrgId,
+        id: ContactId,
+        patch: ContactPatch,
+    ) -> Result<Contact, StoreError> {
         let mut c = self.get_contact(org, id).await?;
         apply_contact_patch(&mut c, patch);
         self.write_contact(&c, false).await?;
@@ -550,7 +673,10 @@ impl Store {
             .bind(c.id.to_string())
             .execute(&self.pool)
             .await
-            .map_err(|e| StoreError::from(e).unique_as(format!("a contact for {} already exists", c.identifier)))?;
+            .map_err(|e| {
+                StoreError::from(e)
+                    .unique_as(format!("a contact for {} already exists", c.identifier))
+            })?;
         Ok(())
     }
 
@@ -559,14 +685,23 @@ impl Store {
     pub async fn get_campaign(&self, org: OrgId, id: CampaignId) -> Result<Campaign, StoreError> {
         self.get_by(org, "id", id.to_string()).await
     }
-    pub async fn list_campaigns(&self, org: OrgId, after: Option<i64>, limit: u32) -> Result<ResourcePage<Campaign>, StoreError> {
+    pub async fn list_campaigns(
+        &self,
+        org: OrgId,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<ResourcePage<Campaign>, StoreError> {
         self.list_of(org, after, limit).await
     }
     pub async fn delete_campaign(&self, org: OrgId, id: CampaignId) -> Result<(), StoreError> {
         self.delete_of::<Campaign>(org, id.to_string()).await
     }
 
-    pub async fn create_campaign(&self, org: OrgId, patch: CampaignPatch) -> Result<Campaign, StoreError> {
+    pub async fn create_campaign(
+        &self,
+        org: OrgId,
+        patch: CampaignPatch,
+    ) -> Result<Campaign, StoreError> {
         let mut c = Campaign {
             id: CampaignId::new(),
             org_id: org,
@@ -581,7 +716,12 @@ impl Store {
         Ok(c)
     }
 
-    pub async fn update_campaign(&self, org: OrgId, id: CampaignId, patch: CampaignPatch) -> Result<Campaign, StoreError> {
+    pub async fn update_campaign(
+        &self,
+        org: OrgId,
+        id: CampaignId,
+        patch: CampaignPatch,
+    ) -> Result<Campaign, StoreError> {
         let mut c = self.get_campaign(org, id).await?;
         apply_campaign_patch(&mut c, patch);
         self.check_refs(org, c.agent_id, None).await?;

@@ -4,7 +4,8 @@
 use crate::{Backend, Store, StoreError};
 use sqlx::Executor;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
 
 fn render(sql: &str, backend: Backend) -> String {
     let seq_pk = match backend {
@@ -24,7 +25,8 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
         }
         Backend::Postgres => {
             conn.execute("BEGIN").await?;
-            conn.execute("SELECT pg_advisory_xact_lock(7318245501)").await?;
+            conn.execute("SELECT pg_advisory_xact_lock(7318245501)")
+                .await?;
         }
     }
     let result: Result<(), StoreError> = async {
@@ -44,12 +46,14 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
             }
             tracing::info!(version, name, "applying migration");
             conn.execute(render(sql, store.backend).as_str()).await?;
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                .bind(*version)
-                .bind(*name)
-                .bind(switchboard_domain::Timestamp::now().micros())
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(*version)
+            .bind(*name)
+            .bind(switchboard_domain::Timestamp::now().micros())
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }

@@ -14,7 +14,11 @@ impl Store {
     /// Creates an organization with one API key. The key is returned once and stored only as
     /// a hash.
     pub async fn create_org(&self, name: &str) -> Result<(Organization, String), StoreError> {
-        let org = Organization { id: OrgId::new(), name: name.to_string(), created_at: Timestamp::now() };
+        let org = Organization {
+            id: OrgId::new(),
+            name: name.to_string(),
+            created_at: Timestamp::now(),
+        };
         let mut raw = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut raw);
         let key = format!("sk_{}", hex::encode(raw));
@@ -25,19 +29,23 @@ impl Store {
             .bind(org.created_at.micros())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO api_keys (key_hash, org_id, prefix, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(hash_key(&key))
-            .bind(org.id.to_string())
-            .bind(&key[..10])
-            .bind(org.created_at.micros())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO api_keys (key_hash, org_id, prefix, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash_key(&key))
+        .bind(org.id.to_string())
+        .bind(&key[..10])
+        .bind(org.created_at.micros())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok((org, key))
     }
 
     pub async fn org_count(&self) -> Result<i64, StoreError> {
-        let n: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM organizations").fetch_one(&self.pool).await?;
+        let n: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM organizations")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n.0)
     }
 

@@ -14,7 +14,12 @@ pub struct ClaimedDispatch {
 
 impl Store {
     /// Claims up to `n` ready entries for `worker` for `lease_micros`.
-    pub async fn claim_dispatches(&self, worker: &str, n: u32, lease_micros: i64) -> Result<Vec<ClaimedDispatch>, StoreError> {
+    pub async fn claim_dispatches(
+        &self,
+        worker: &str,
+        n: u32,
+        lease_micros: i64,
+    ) -> Result<Vec<ClaimedDispatch>, StoreError> {
         let now = Timestamp::now().micros();
         // PostgreSQL: SKIP LOCKED lets several replicas claim disjoint rows without waiting on
         // each other. SQLite has one writer at a time, so the plain subquery is already safe.
@@ -48,13 +53,20 @@ impl Store {
 
     /// Removes an entry once its INVITE is on the wire (or the call was finalized).
     pub async fn complete_dispatch(&self, call: CallId) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM dispatch_queue WHERE call_id = $1").bind(call.to_string()).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM dispatch_queue WHERE call_id = $1")
+            .bind(call.to_string())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Puts a claimed entry back, to be retried no earlier than `not_before` (e.g. the
     /// organization is at its concurrent-call cap).
-    pub async fn release_dispatch(&self, call: CallId, not_before: Timestamp) -> Result<(), StoreError> {
+    pub async fn release_dispatch(
+        &self,
+        call: CallId,
+        not_before: Timestamp,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE dispatch_queue SET claimed_by = NULL, claimed_until = NULL, not_before = $1 WHERE call_id = $2")
             .bind(not_before.micros())
             .bind(call.to_string())
@@ -64,7 +76,9 @@ impl Store {
     }
 
     pub async fn queued_count(&self) -> Result<i64, StoreError> {
-        let n: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM dispatch_queue").fetch_one(&self.pool).await?;
+        let n: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM dispatch_queue")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n.0)
     }
 }

@@ -19,15 +19,21 @@ pub struct Recordings {
 
 impl std::fmt::Debug for Recordings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Recordings").field("local_root", &self.local_root).finish()
+        f.debug_struct("Recordings")
+            .field("local_root", &self.local_root)
+            .finish()
     }
 }
 
 impl Recordings {
     pub fn local(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
         let store = LocalFileSystem::new_with_prefix(dir)?;
-        Ok(Self { store: Arc::new(store), local_root: Some(dir.to_path_buf()) })
+        Ok(Self {
+            store: Arc::new(store),
+            local_root: Some(dir.to_path_buf()),
+        })
     }
 
     pub fn local_root(&self) -> Option<&Path> {
@@ -44,8 +50,16 @@ impl Recordings {
     }
 
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
-        let opts = GetOptions { range: Some(GetRange::Bounded(range)), ..Default::default() };
-        Ok(self.store.get_opts(&ObjPath::from(key), opts).await?.bytes().await?)
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        Ok(self
+            .store
+            .get_opts(&ObjPath::from(key), opts)
+            .await?
+            .bytes()
+            .await?)
     }
 
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {

@@ -53,18 +53,23 @@ pub(crate) fn ouuid<T: From<Uuid>>(row: &AnyRow, col: &str) -> Result<Option<T>,
 }
 
 pub(crate) fn phone(row: &AnyRow, col: &str) -> Result<PhoneNumber, StoreError> {
-    PhoneNumber::parse(&s(row, col)?).map_err(|_| StoreError::Corrupt(format!("{col} is not E.164")))
+    PhoneNumber::parse(&s(row, col)?)
+        .map_err(|_| StoreError::Corrupt(format!("{col} is not E.164")))
 }
 
 pub(crate) fn ophone(row: &AnyRow, col: &str) -> Result<Option<PhoneNumber>, StoreError> {
     os(row, col)?
-        .map(|v| PhoneNumber::parse(&v).map_err(|_| StoreError::Corrupt(format!("{col} is not E.164"))))
+        .map(|v| {
+            PhoneNumber::parse(&v).map_err(|_| StoreError::Corrupt(format!("{col} is not E.164")))
+        })
         .transpose()
 }
 
 pub(crate) fn ojson(row: &AnyRow, col: &str) -> Result<Option<Value>, StoreError> {
     os(row, col)?
-        .map(|v| serde_json::from_str(&v).map_err(|_| StoreError::Corrupt(format!("{col} is not JSON"))))
+        .map(|v| {
+            serde_json::from_str(&v).map_err(|_| StoreError::Corrupt(format!("{col} is not JSON")))
+        })
         .transpose()
 }
 

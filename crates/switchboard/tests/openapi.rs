@@ -14,13 +14,20 @@ struct Server {
 impl Server {
     async fn start() -> Server {
         let dir = std::env::temp_dir().join(format!("sb-openapi-{}", uuid::Uuid::new_v4()));
-        let app = Application::build(&ServeConfig::for_tests(dir.clone(), None)).await.expect("app builds");
+        let app = Application::build(&ServeConfig::for_tests(dir.clone(), None))
+            .await
+            .expect("app builds");
         let base = format!("http://{}", app.local_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
         }));
-        Server { base, dir, stop: Some(tx), task: Some(task) }
+        Server {
+            base,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     async fn stop(mut self) {
@@ -28,7 +35,9 @@ impl Server {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
-            t.await.expect("server task").expect("server stopped cleanly");
+            t.await
+                .expect("server task")
+                .expect("server stopped cleanly");
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -40,12 +49,34 @@ async fn openapi_document_and_reference_page() {
     let client = reqwest::Client::new();
 
     // No authentication needed.
-    let r = client.get(format!("{}/openapi.json", server.base)).send().await.unwrap();
+    let r = client
+        .get(format!("{}/openapi.json", server.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
     let doc: Value = r.json().await.expect("valid JSON");
-    assert!(doc["openapi"].as_str().expect("openapi is a string").starts_with("3.1"), "{}", doc["openapi"]);
-    for path in ["/v1/calls", "/v1/call", "/v1/call/{id}", "/v1/call/recording/{file}", "/v1/agents", "/v1/agent", "/v1/call/{id}/hangup"] {
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .expect("openapi is a string")
+            .starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    for path in [
+        "/v1/calls",
+        "/v1/call",
+        "/v1/call/{id}",
+        "/v1/call/recording/{file}",
+        "/v1/agents",
+        "/v1/agent",
+        "/v1/call/{id}/hangup",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "missing path {path}");
     }
     // Security schemes: bearer, and the x-api-key + x-organization-id pair.
@@ -57,18 +88,36 @@ async fn openapi_document_and_reference_page() {
     let err = &doc["components"]["schemas"]["ErrorBody"];
     assert!(err["properties"].get("error").is_some() && err["properties"].get("message").is_some());
     // Query parameters carry their allowed values and ranges.
-    let params = doc["paths"]["/v1/calls"]["get"]["parameters"].as_array().expect("list parameters");
-    let limit = params.iter().find(|p| p["name"] == "limit").expect("limit parameter");
+    let params = doc["paths"]["/v1/calls"]["get"]["parameters"]
+        .as_array()
+        .expect("list parameters");
+    let limit = params
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .expect("limit parameter");
     assert_eq!(limit["schema"]["maximum"], 100);
-    let status = params.iter().find(|p| p["name"] == "status").expect("status parameter");
+    let status = params
+        .iter()
+        .find(|p| p["name"] == "status")
+        .expect("status parameter");
     assert!(status.to_string().contains("no_answer"), "{status}");
 
-    let r = client.get(format!("{}/docs", server.base)).send().await.unwrap();
+    let r = client
+        .get(format!("{}/docs", server.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let html = r.text().await.unwrap();
     assert!(html.contains("/openapi.json"));
-    assert!(!html.contains("<script src=") && !html.contains("<link "), "the page loads no external assets");
+    assert!(
+        !html.contains("<script src=") && !html.contains("<link "),
+        "the page loads no external assets"
+    );
 
     server.stop().await;
 }

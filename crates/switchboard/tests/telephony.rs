@@ -39,29 +39,66 @@ impl Server {
             .await
             .unwrap();
         });
-        Server { base, key, sip_port, client: reqwest::Client::new(), _dir: dir, stop: Some(tx), task: Some(task) }
+        Server {
+            base,
+            key,
+            sip_port,
+            client: reqwest::Client::new(),
+            _dir: dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.key).json(&body).send().await.unwrap();
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.key).send().await.unwrap();
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
     async fn bytes(&self, path: &str) -> (u16, Vec<u8>) {
-        let r = self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.key).send().await.unwrap();
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
     }
 
     /// Agent + trunk to 127.0.0.1:`sipp_port` + caller-ID number bound to both.
     async fn setup_outbound(&self, sipp_port: u16, greeting: &str) -> String {
-        let (s, agent) = self.post("/v1/agents", json!({"name": "Agent", "initial_message": greeting, "max_duration_seconds": 60})).await;
+        let (s, agent) = self
+            .post(
+                "/v1/agents",
+                json!({"name": "Agent", "initial_message": greeting, "max_duration_seconds": 60}),
+            )
+            .await;
         assert_eq!(s, 201, "{agent}");
-        let (s, trunk) = self.post("/v1/sip-trunks", json!({"name": "sipp", "host": "127.0.0.1", "port": sipp_port, "transport": "udp"})).await;
+        let (s, trunk) = self
+            .post(
+                "/v1/sip-trunks",
+                json!({"name": "sipp", "host": "127.0.0.1", "port": sipp_port, "transport": "udp"}),
+            )
+            .await;
         assert_eq!(s, 201, "{trunk}");
         let (s, num) = self
             .post("/v1/phone-numbers", json!({"phone_number": "+15550001111", "agent_id": agent["id"], "trunk_id": trunk["id"]}))
@@ -144,7 +181,10 @@ impl Sipp {
     }
 
     async fn finish(mut self) -> i32 {
-        let st = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.expect("sipp did not finish").unwrap();
+        let st = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("sipp did not finish")
+            .unwrap();
         st.code().unwrap_or(-1)
     }
 }
@@ -176,7 +216,11 @@ fn chrono_like(s: &str) -> f64 {
 #[tokio::test]
 async fn outbound_call_is_dialed_answered_recorded_and_completed() {
     let srv = Server::start().await;
-    srv.setup_outbound(16060, "Hello, this is Switchboard calling about your appointment.").await;
+    srv.setup_outbound(
+        16060,
+        "Hello, this is Switchboard calling about your appointment.",
+    )
+    .await;
     let tmp = tempfile::tempdir().unwrap();
     let tone = tone_file(tmp.path(), 3);
     let scen = std::fs::read_to_string(scenarios().join("uas_play_bye.xml"))
@@ -187,7 +231,12 @@ async fn outbound_call_is_dialed_answered_recorded_and_completed() {
     std::fs::write(&scen_path, scen).unwrap();
     let sipp = Sipp::spawn(&scen_path, 16060, &[]);
 
-    let (s, call) = srv.post("/v1/call", json!({"from": "+15550001111", "to": "+14155550123", "context": "e2e"})).await;
+    let (s, call) = srv
+        .post(
+            "/v1/call",
+            json!({"from": "+15550001111", "to": "+14155550123", "context": "e2e"}),
+        )
+        .await;
     assert_eq!(s, 201, "{call}");
     assert_eq!(call["status"], "dialing");
     let id = call["id"].as_str().unwrap().to_string();
@@ -210,20 +259,35 @@ async fn outbound_call_is_dialed_answered_recorded_and_completed() {
     let (ch, rate, samples) = decode(&mono, tmp.path(), "mono.mp3");
     assert_eq!((ch, rate), (1, 8000));
     let rec_secs = samples[0].len() as f64 / 8000.0;
-    assert!((rec_secs - talk).abs() < 0.5, "recording {rec_secs}s vs call {talk}s");
+    assert!(
+        (rec_secs - talk).abs() < 0.5,
+        "recording {rec_secs}s vs call {talk}s"
+    );
 
     // Dual channel: the far end's tone on the left (caller), the greeting on the right.
-    let (st, stereo) = srv.bytes(&format!("/v1/call/recording/{id}.stereo.mp3")).await;
+    let (st, stereo) = srv
+        .bytes(&format!("/v1/call/recording/{id}.stereo.mp3"))
+        .await;
     assert_eq!(st, 200);
     let (ch, _, chans) = decode(&stereo, tmp.path(), "stereo.mp3");
     assert_eq!(ch, 2);
     let caller = &chans[0][..8000 * 3];
     let agent = &chans[1][..8000 * 3];
     let tone_in_caller = audio::tone_ratio(caller, 8000, 1000.0);
-    assert!(tone_in_caller > 0.5, "1 kHz tone share in caller channel: {tone_in_caller}");
-    assert!(audio::rms(agent) > 300.0, "greeting energy in agent channel: {}", audio::rms(agent));
+    assert!(
+        tone_in_caller > 0.5,
+        "1 kHz tone share in caller channel: {tone_in_caller}"
+    );
+    assert!(
+        audio::rms(agent) > 300.0,
+        "greeting energy in agent channel: {}",
+        audio::rms(agent)
+    );
     let tone_in_agent = audio::tone_ratio(agent, 8000, 1000.0);
-    assert!(tone_in_agent < 0.2, "caller's tone leaked into agent channel: {tone_in_agent}");
+    assert!(
+        tone_in_agent < 0.2,
+        "caller's tone leaked into agent channel: {tone_in_agent}"
+    );
     srv.stop().await;
 }
 
@@ -241,9 +305,21 @@ async fn outbound_rejections_map_to_status_reason_and_code() {
         (503, "failed", "service-unavailable"),
     ] {
         let p = tmp.path().join(format!("reject_{code}.xml"));
-        std::fs::write(&p, template.replace("SIP/2.0 480 Rejected By Test", &format!("SIP/2.0 {code} Rejected By Test"))).unwrap();
+        std::fs::write(
+            &p,
+            template.replace(
+                "SIP/2.0 480 Rejected By Test",
+                &format!("SIP/2.0 {code} Rejected By Test"),
+            ),
+        )
+        .unwrap();
         let sipp = Sipp::spawn(&p, 16061, &[]);
-        let (s, call) = srv.post("/v1/call", json!({"from": "+15550001111", "to": "+14155550123"})).await;
+        let (s, call) = srv
+            .post(
+                "/v1/call",
+                json!({"from": "+15550001111", "to": "+14155550123"}),
+            )
+            .await;
         assert_eq!(s, 201);
         let done = srv.wait_final(call["id"].as_str().unwrap()).await;
         assert_eq!(sipp.finish().await, 0);
@@ -263,7 +339,12 @@ async fn ring_timeout_and_hangup_while_ringing() {
     let scen = scenarios().join("uas_ring_cancel.xml");
     // Ring timeout set on the call: 1 s, then CANCEL → no_answer / ring-timeout.
     let sipp = Sipp::spawn(&scen, 16062, &[]);
-    let (_, call) = srv.post("/v1/call", json!({"from": "+15550001111", "to": "+14155550123", "ring_timeout": 1})).await;
+    let (_, call) = srv
+        .post(
+            "/v1/call",
+            json!({"from": "+15550001111", "to": "+14155550123", "ring_timeout": 1}),
+        )
+        .await;
     let done = srv.wait_final(call["id"].as_str().unwrap()).await;
     assert_eq!(sipp.finish().await, 0);
     assert_eq!(done["status"], "no_answer", "{done}");
@@ -271,7 +352,12 @@ async fn ring_timeout_and_hangup_while_ringing() {
 
     // Hang-up through the API while ringing: CANCEL.
     let sipp = Sipp::spawn(&scen, 16062, &[]);
-    let (_, call) = srv.post("/v1/call", json!({"from": "+15550001111", "to": "+14155550123"})).await;
+    let (_, call) = srv
+        .post(
+            "/v1/call",
+            json!({"from": "+15550001111", "to": "+14155550123"}),
+        )
+        .await;
     let id = call["id"].as_str().unwrap();
     let mut accepted = false;
     for _ in 0..200 {
@@ -295,7 +381,12 @@ async fn hangup_through_the_api_while_talking() {
     let srv = Server::start().await;
     srv.setup_outbound(16063, "Hi there").await;
     let sipp = Sipp::spawn(&scenarios().join("uas_answer_wait_bye.xml"), 16063, &[]);
-    let (_, call) = srv.post("/v1/call", json!({"from": "+15550001111", "to": "+14155550123"})).await;
+    let (_, call) = srv
+        .post(
+            "/v1/call",
+            json!({"from": "+15550001111", "to": "+14155550123"}),
+        )
+        .await;
     let id = call["id"].as_str().unwrap();
     srv.wait_status(id, "in_progress").await;
     let (s, body) = srv.post(&format!("/v1/call/{id}/hangup"), json!({})).await;
@@ -312,11 +403,25 @@ async fn hangup_through_the_api_while_talking() {
 #[tokio::test]
 async fn inbound_call_is_routed_recorded_and_captures_dtmf() {
     let srv = Server::start().await;
-    let (_, agent) = srv.post("/v1/agents", json!({"name": "Inbound", "initial_message": "Thanks for calling."})).await;
-    let (s, _) = srv.post("/v1/phone-numbers", json!({"phone_number": "+15550001111", "agent_id": agent["id"]})).await;
+    let (_, agent) = srv
+        .post(
+            "/v1/agents",
+            json!({"name": "Inbound", "initial_message": "Thanks for calling."}),
+        )
+        .await;
+    let (s, _) = srv
+        .post(
+            "/v1/phone-numbers",
+            json!({"phone_number": "+15550001111", "agent_id": agent["id"]}),
+        )
+        .await;
     assert_eq!(s, 201);
     let target = format!("127.0.0.1:{}", srv.sip_port);
-    let sipp = Sipp::spawn(&scenarios().join("uac_dtmf_bye.xml"), 16064, &[target.clone()]);
+    let sipp = Sipp::spawn(
+        &scenarios().join("uac_dtmf_bye.xml"),
+        16064,
+        std::slice::from_ref(&target),
+    );
     assert_eq!(sipp.finish().await, 0, "inbound scenario failed");
     let (_, list) = srv.get("/v1/calls?call_type=inbound").await;
     assert_eq!(list["num_items"], 1, "{list}");
@@ -328,7 +433,12 @@ async fn inbound_call_is_routed_recorded_and_captures_dtmf() {
     assert_eq!(done["status"], "completed");
     assert_eq!(done["end_reason"], "customer-ended-call");
     let events = done["events"].as_array().expect("events");
-    assert!(events.iter().any(|e| e["type"] == "dtmf" && e["digit"] == "5"), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "dtmf" && e["digit"] == "5"),
+        "{events:?}"
+    );
     let (st, mp3) = srv.bytes(&format!("/v1/call/recording/{id}.mp3")).await;
     assert_eq!(st, 200);
     let tmp = tempfile::tempdir().unwrap();
@@ -347,7 +457,15 @@ async fn inbound_call_is_routed_recorded_and_captures_dtmf() {
 /// A real `switchboard serve` process on fixed ports (HTTP 16500, SIP 16501).
 fn spawn_server(dir: &Path) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["serve", "--listen", "127.0.0.1:16500", "--sip-listen", "127.0.0.1:16501", "--rtp-ports", "16600-16699"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:16500",
+            "--sip-listen",
+            "127.0.0.1:16501",
+            "--rtp-ports",
+            "16600-16699",
+        ])
         .args(["--max-calls-per-org", "1", "--data-dir"])
         .arg(dir)
         .stdout(Stdio::piped())
@@ -358,7 +476,12 @@ fn spawn_server(dir: &Path) -> std::process::Child {
 
 async fn wait_http(client: &reqwest::Client) {
     for _ in 0..200 {
-        if client.get("http://127.0.0.1:16500/healthz").send().await.is_ok() {
+        if client
+            .get("http://127.0.0.1:16500/healthz")
+            .send()
+            .await
+            .is_ok()
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -371,8 +494,15 @@ async fn kill_9_with_calls_live_and_queued_then_restart() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let mut first = spawn_server(dir.path());
-    let line = std::io::BufReader::new(first.stdout.take().unwrap()).lines().next().unwrap().unwrap();
-    let key = serde_json::from_str::<Value>(&line).unwrap()["api_key"].as_str().unwrap().to_string();
+    let line = std::io::BufReader::new(first.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let key = serde_json::from_str::<Value>(&line).unwrap()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let client = reqwest::Client::new();
     wait_http(&client).await;
     let srv = Server {
@@ -387,10 +517,20 @@ async fn kill_9_with_calls_live_and_queued_then_restart() {
     srv.setup_outbound(16066, "Hello").await;
     // Call 1 is answered and stays up; call 2 waits in the queue (cap of 1 per organization).
     let sipp = Sipp::spawn(&scenarios().join("uas_answer_wait_bye.xml"), 16066, &[]);
-    let (_, c1) = srv.post("/v1/call", json!({"from": "+15550001111", "to": "+14155550001"})).await;
+    let (_, c1) = srv
+        .post(
+            "/v1/call",
+            json!({"from": "+15550001111", "to": "+14155550001"}),
+        )
+        .await;
     let id1 = c1["id"].as_str().unwrap().to_string();
     srv.wait_status(&id1, "in_progress").await;
-    let (_, c2) = srv.post("/v1/call", json!({"from": "+15550001111", "to": "+14155550002"})).await;
+    let (_, c2) = srv
+        .post(
+            "/v1/call",
+            json!({"from": "+15550001111", "to": "+14155550002"}),
+        )
+        .await;
     let id2 = c2["id"].as_str().unwrap().to_string();
     // Let the recorder flush some audio (it writes every 0.5 s) before the crash.
     tokio::time::sleep(Duration::from_millis(1500)).await;
