@@ -92,6 +92,7 @@ struct Inner {
     wake: Notify,
     stopping: watch::Sender<bool>,
     tasks: Mutex<JoinSet<()>>,
+    registrations: Mutex<Vec<switchboard_sip::Registration>>,
 }
 
 /// Handle to the running engine. Cheap to clone.
@@ -130,7 +131,30 @@ impl Engine {
             wake: Notify::new(),
             stopping,
             tasks: Mutex::new(JoinSet::new()),
+            registrations: Mutex::new(Vec::new()),
         });
+        // Trunks that ask for it get a REGISTER, refreshed before expiry by the SIP layer
+        // (RFC 3261 §10.2.4). Trunks created later are registered at the next start.
+        let mut registrations = Vec::new();
+        for t in inner
+            .store
+            .all_trunks()
+            .await?
+            .into_iter()
+            .filter(|t| t.register)
+        {
+            if let (Some(user), Some(pass)) = (t.username.clone(), t.password.clone()) {
+                tracing::info!(trunk = %t.id, "registering to trunk");
+                registrations.push(inner.sip.register(switchboard_sip::RegisterConfig {
+                    registrar: trunk_target(&t),
+                    username: user,
+                    password: pass,
+                    domain: None,
+                    expires: Duration::from_secs(3600),
+                }));
+            }
+        }
+        *lock(&inner.registrations) = registrations;
         tokio::spawn(dispatcher(inner.clone()));
         tokio::spawn(inbound_loop(inner.clone(), incoming));
         Ok(Engine { inner })
@@ -176,6 +200,11 @@ impl Engine {
                     while set.join_next().await.is_some() {}
                 }
             }
+        }
+        let regs = std::mem::take(&mut *lock(&self.inner.registrations));
+        for r in regs {
+            // Unregisters (Expires: 0) before the endpoint stops.
+            r.stop().await;
         }
         self.inner.sip.shutdown();
     }
@@ -315,14 +344,7 @@ async fn place_call(inner: Arc<Inner>, claim: ClaimedDispatch) {
         .map(|s| Duration::from_secs(s as u64))
         .unwrap_or(inner.cfg.default_ring_timeout);
     let invite = OutboundInvite {
-        target: Target {
-            host: trunk.host.clone(),
-            port: trunk.port,
-            transport: match trunk.transport {
-                Transport::Udp => switchboard_sip::Transport::Udp,
-                Transport::Tcp => switchboard_sip::Transport::Tcp,
-            },
-        },
+        target: trunk_target(&trunk),
         to_user: call.client_number.to_string(),
         from_user: caller_id.to_string(),
         credentials: match (&trunk.username, &trunk.password) {
@@ -364,6 +386,17 @@ async fn place_call(inner: Arc<Inner>, claim: ClaimedDispatch) {
         answered: None,
     };
     ctx.drive(handle).await;
+}
+
+fn trunk_target(trunk: &Trunk) -> Target {
+    Target {
+        host: trunk.host.clone(),
+        port: trunk.port,
+        transport: match trunk.transport {
+            Transport::Udp => switchboard_sip::Transport::Udp,
+            Transport::Tcp => switchboard_sip::Transport::Tcp,
+        },
+    }
 }
 
 fn rand_u64() -> u64 {

@@ -2,7 +2,7 @@
 //! `Application` `main` runs) on port 0 over a fresh database, SQLite or PostgreSQL, with an
 //! HTTP client and the default organization's API key ready.
 //!
-//! ```ignore
+//! ```text
 //! use switchboard_testkit::{both, Db, TestApp};
 //!
 //! async fn healthz(db: Db) {
