@@ -1,0 +1,796 @@
+//! Real peers other than sipp against the real server: kamailio as a trunk that checks digest
+//! credentials, baresip as an inbound caller that talks and sends RFC 4733 DTMF, and graceful
+//! shutdown with a live call.
+//!
+//! Fixed loopback ports (see README): sipp SIP 16800-16819 (media 16820 + 4n, control
+//! 16960 + n), kamailio 16900, baresip SIP 16910 (ctrl_tcp 16929, RTP 16930-16959).
+//! Configurations and scenarios are in `tests/peers/`.
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchboard::config::ServeConfig;
+use switchboard::Application;
+use switchboard_domain::CallStatus;
+use switchboard_media::audio;
+use switchboard_media::g711::G711;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+// ---------------------------------------------------------------------------------------------
+// The server (in process) and the API.
+
+struct Server {
+    base: String,
+    key: String,
+    sip_port: u16,
+    client: reqwest::Client,
+    dir: Option<tempfile::TempDir>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    async fn start() -> Server {
+        Self::start_at(tempfile::tempdir().unwrap(), None, |_| {}).await
+    }
+
+    /// Starts on `dir` (a fresh one, or the one a previous server left), with `key` when the
+    /// store already has an organization.
+    async fn start_at(
+        dir: tempfile::TempDir,
+        key: Option<String>,
+        tweak: impl FnOnce(&mut ServeConfig),
+    ) -> Server {
+        let mut cfg = ServeConfig::for_tests(dir.path().to_path_buf(), None);
+        tweak(&mut cfg);
+        let app = Application::build(&cfg).await.unwrap();
+        let key = key.unwrap_or_else(|| app.first_run_key.clone().unwrap().1);
+        let base = format!("http://{}", app.local_addr());
+        let sip_port = app.sip_port();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.run_until_stopped(async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Server {
+            base,
+            key,
+            sip_port,
+            client: reqwest::Client::new(),
+            dir: Some(dir),
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+    }
+
+    async fn create(&self, path: &str, body: Value) -> String {
+        let (s, v) = self.post(path, body).await;
+        assert_eq!(s, 201, "{path}: {v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    async fn dispatch(&self, from: &str, to: &str) -> String {
+        let (s, call) = self.post("/v1/call", json!({"from": from, "to": to})).await;
+        assert_eq!(s, 201, "{call}");
+        assert_eq!(call["status"], "dialing");
+        call["id"].as_str().unwrap().to_string()
+    }
+
+    /// Polls the call until it reaches a final status (bounded).
+    async fn wait_final(&self, id: &str) -> Value {
+        for _ in 0..300 {
+            let (_, c) = self.get(&format!("/v1/call/{id}")).await;
+            let st = c["status"].as_str().unwrap_or("");
+            if !matches!(st, "dialing" | "in_progress") {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("call {id} never ended");
+    }
+
+    async fn wait_status(&self, id: &str, status: &str) -> Value {
+        for _ in 0..300 {
+            let (_, c) = self.get(&format!("/v1/call/{id}")).await;
+            if c["status"] == status {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("call {id} never reached {status}");
+    }
+
+    /// Sends the stop signal (what SIGTERM does in `main`).
+    fn signal_stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits for the server to finish (bounded) and hands back its data directory.
+    async fn join(mut self) -> tempfile::TempDir {
+        self.signal_stop();
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), t)
+                .await
+                .expect("server did not stop within 30 s")
+                .unwrap();
+        }
+        self.dir.take().unwrap()
+    }
+}
+
+fn peers_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
+}
+
+fn scenarios() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
+}
+
+/// A template from `tests/peers/` with its placeholders replaced, written into `dir`.
+fn instantiate(dir: &Path, name: &str, subst: &[(&str, String)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(peers_dir().join(name)).unwrap();
+    for (k, v) in subst {
+        text = text.replace(k, v);
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Writes `seconds` of a 1 kHz tone as raw mu-law (what sipp's rtp_stream plays).
+fn tone_ulaw(dir: &Path, seconds: u32) -> PathBuf {
+    let pcm = audio::sine(1000.0, 8000, (8000 * seconds) as usize, 12000.0);
+    let p = dir.join("tone.ulaw");
+    std::fs::write(&p, G711::Pcmu.encode(&pcm)).unwrap();
+    p
+}
+
+/// Writes `seconds` of a tone at `freq` as a 16-bit mono 8 kHz WAV (what baresip's aufile reads).
+fn tone_wav(dir: &Path, freq: f64, seconds: u32) -> PathBuf {
+    let pcm = audio::sine(freq, 8000, (8000 * seconds) as usize, 12000.0);
+    let data: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut wav = Vec::with_capacity(44 + data.len());
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&16000u32.to_le_bytes()); // byte rate
+    wav.extend_from_slice(&2u16.to_le_bytes()); // block align
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    let p = dir.join("tone.wav");
+    std::fs::write(&p, wav).unwrap();
+    p
+}
+
+fn decode(bytes: &[u8], dir: &Path, name: &str) -> (usize, u32, Vec<Vec<i16>>) {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    audio::decode_mp3(&p).unwrap()
+}
+
+/// The stereo recording's caller (left) channel, checked for the far end's 1 kHz tone.
+async fn assert_tone_in_caller_channel(srv: &Server, id: &str, dir: &Path) {
+    let (st, stereo) = srv
+        .bytes(&format!("/v1/call/recording/{id}.stereo.mp3"))
+        .await;
+    assert_eq!(st, 200);
+    let (ch, rate, chans) = decode(&stereo, dir, &format!("{id}.stereo.mp3"));
+    assert_eq!((ch, rate), (2, 8000));
+    assert!(chans[0].len() >= 8000 * 2, "recording shorter than 2 s");
+    // Skip the first half second (RTP start-up), then look at two seconds.
+    let caller = &chans[0][4000..4000 + 8000 * 2];
+    let share = audio::tone_ratio(caller, 8000, 1000.0);
+    assert!(share > 0.5, "1 kHz tone share in caller channel: {share}");
+    let (st, mono) = srv.bytes(&format!("/v1/call/recording/{id}.mp3")).await;
+    assert_eq!(st, 200);
+    let (ch, _, s) = decode(&mono, dir, &format!("{id}.mp3"));
+    assert_eq!(ch, 1);
+    assert!(s[0].len() >= 8000 * 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peers.
+
+/// Lines a peer prints, collected by a reader task; waiters are woken on every new line.
+#[derive(Clone)]
+struct Lines {
+    seen: Arc<Mutex<Vec<String>>>,
+    count: tokio::sync::watch::Receiver<usize>,
+}
+
+impl Lines {
+    fn follow(stream: impl AsyncRead + Unpin + Send + 'static) -> Lines {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = tokio::sync::watch::channel(0usize);
+        let s = seen.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                let n = {
+                    let mut v = s.lock().unwrap();
+                    v.push(l);
+                    v.len()
+                };
+                let _ = tx.send(n);
+            }
+        });
+        Lines { seen, count: rx }
+    }
+
+    fn matching(&self, needle: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits (bounded) until at least `n` lines contain `needle`.
+    async fn wait_for(&self, needle: &str, n: usize) {
+        let mut rx = self.count.clone();
+        let done = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if self.matching(needle) >= n {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    // The peer exited: its lines are final.
+                    assert!(self.matching(needle) >= n, "peer exited first");
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(
+            done.is_ok(),
+            "never saw {n} line(s) with {needle:?}; got:\n{}",
+            self.seen.lock().unwrap().join("\n")
+        );
+    }
+}
+
+struct Sipp {
+    child: Child,
+}
+
+impl Sipp {
+    /// sipp on SIP `port` (16800-16819); media and control ports derive from it.
+    fn spawn(scenario: &Path, port: u16, extra: &[String]) -> Sipp {
+        assert!((16800..16820).contains(&port));
+        let n = port - 16800;
+        let mut args: Vec<String> = vec![
+            "-sf".into(),
+            scenario.display().to_string(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-mp".into(),
+            (16820 + n * 4).to_string(),
+            "-cp".into(),
+            (16960 + n).to_string(),
+            "-m".into(),
+            "1".into(),
+            "-nostdin".into(),
+            "-timeout".into(),
+            "40s".into(),
+        ];
+        args.extend(extra.iter().cloned());
+        let child = Command::new("sipp")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("sipp is required: apt-get install sip-tester");
+        Sipp { child }
+    }
+
+    async fn finish(mut self) -> i32 {
+        let st = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("sipp did not finish")
+            .unwrap();
+        st.code().unwrap_or(-1)
+    }
+}
+
+/// Kamailio in the foreground (its own process group, killed as a group on drop) with the
+/// config from `tests/peers/kamailio.cfg`; its log goes to stderr, which the test reads.
+struct Kamailio {
+    child: Child,
+    log: Lines,
+    _dir: tempfile::TempDir,
+}
+
+impl Kamailio {
+    async fn start(upstream_port: u16, user: &str, password: &str) -> Kamailio {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = instantiate(
+            dir.path(),
+            "kamailio.cfg",
+            &[
+                ("LISTEN_PORT", "16900".into()),
+                ("UPSTREAM_PORT", upstream_port.to_string()),
+                ("AUTH_USER", user.into()),
+                ("AUTH_PASSWORD", password.into()),
+            ],
+        );
+        let mut child = Command::new("/usr/sbin/kamailio")
+            .arg("-DD") // no daemon; the workers are its children
+            .arg("-E") // log to stderr
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-Y")
+            .arg(dir.path())
+            .arg("-P")
+            .arg(dir.path().join("kamailio.pid"))
+            .arg("-w")
+            .arg(dir.path())
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("kamailio is required: apt-get install kamailio");
+        let log = Lines::follow(child.stderr.take().unwrap());
+        let k = Kamailio {
+            child,
+            log,
+            _dir: dir,
+        };
+        // The first worker logs this once the UDP socket is bound and served.
+        k.log.wait_for("SBPEER ready", 1).await;
+        k
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        // The main process and the workers it forked share the group we gave it.
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
+    }
+}
+
+/// baresip with a config dir in a tempdir: its microphone is a WAV tone, it has no audio
+/// player, and it is driven over ctrl_tcp (JSON netstrings: commands in, responses and call
+/// events out).
+struct Baresip {
+    _child: Child,
+    ctrl: tokio::net::TcpStream,
+    buf: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+impl Baresip {
+    async fn start(caller: &str) -> Baresip {
+        let dir = tempfile::tempdir().unwrap();
+        let wav = tone_wav(dir.path(), 1000.0, 20);
+        let conf = instantiate(
+            dir.path(),
+            "baresip.conf",
+            &[("TONE_WAV", wav.display().to_string())],
+        );
+        std::fs::rename(conf, dir.path().join("config")).unwrap();
+        std::fs::write(
+            dir.path().join("accounts"),
+            format!("<sip:{caller}@127.0.0.1>;regint=0\n"),
+        )
+        .unwrap();
+        let mut child = Command::new("baresip")
+            .arg("-f")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("baresip is required: apt-get install baresip");
+        let out = Lines::follow(child.stdout.take().unwrap());
+        out.wait_for("baresip is ready.", 1).await;
+        let ctrl = tokio::net::TcpStream::connect("127.0.0.1:16929")
+            .await
+            .expect("baresip ctrl_tcp");
+        Baresip {
+            _child: child,
+            ctrl,
+            buf: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    async fn command(&mut self, command: &str, params: &str) {
+        let body = json!({"command": command, "params": params, "token": command}).to_string();
+        let ns = format!("{}:{body},", body.len());
+        self.ctrl.write_all(ns.as_bytes()).await.unwrap();
+    }
+
+    /// The next JSON message (response or event) from ctrl_tcp.
+    async fn next_message(&mut self) -> Value {
+        loop {
+            if let Some(colon) = self.buf.iter().position(|&b| b == b':') {
+                let len: usize = std::str::from_utf8(&self.buf[..colon])
+                    .unwrap()
+                    .parse()
+                    .expect("netstring length");
+                if self.buf.len() > colon + len {
+                    let v: Value = serde_json::from_slice(&self.buf[colon + 1..colon + 1 + len])
+                        .expect("ctrl_tcp JSON");
+                    self.buf.drain(..colon + 2 + len); // payload and the trailing ','
+                    return v;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.ctrl.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "baresip closed its control connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Waits (bounded) for a call event of `kind` and returns it; earlier messages are skipped.
+    async fn wait_event(&mut self, kind: &str) -> Value {
+        let mut skipped = Vec::new();
+        let found = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let m = self.next_message().await;
+                if m["event"] == true && m["type"] == kind {
+                    return m;
+                }
+                skipped.push(m);
+            }
+        })
+        .await;
+        match found {
+            Ok(m) => m,
+            Err(_) => panic!("baresip never reported {kind}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Kamailio as a trunk that challenges every INVITE with 407.
+
+#[tokio::test]
+async fn kamailio_trunk_checks_the_digest_and_relays_the_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let k = Kamailio::start(16801, "trunkuser", "s3cret").await;
+    let srv = Server::start().await;
+    let agent = srv
+        .create(
+            "/v1/agents",
+            json!({"name": "Agent", "initial_message": "Hello from the trunk test.", "max_duration_seconds": 60}),
+        )
+        .await;
+    let mut trunks = Vec::new();
+    for (name, password) in [
+        ("kamailio", "s3cret"),
+        ("kamailio-wrong", "not-the-password"),
+    ] {
+        trunks.push(
+            srv.create(
+                "/v1/sip-trunks",
+                json!({"name": name, "host": "127.0.0.1", "port": 16900, "transport": "udp",
+                       "username": "trunkuser", "password": password}),
+            )
+            .await,
+        );
+    }
+    for (number, trunk) in [("+15550001111", &trunks[0]), ("+15550002222", &trunks[1])] {
+        srv.create(
+            "/v1/phone-numbers",
+            json!({"phone_number": number, "agent_id": agent, "trunk_id": trunk}),
+        )
+        .await;
+    }
+    // The far end behind the proxy. It takes one call: the first one it sees must be the
+    // authenticated one of the second case.
+    let tone = tone_ulaw(tmp.path(), 4);
+    let scen = instantiate(
+        tmp.path(),
+        "uas_proxied_tone_bye.xml",
+        &[
+            ("TONE_FILE", tone.display().to_string()),
+            ("HOLD_MS", "3000".into()),
+        ],
+    );
+    let sipp = Sipp::spawn(&scen, 16801, &[]);
+
+    // Wrong password: one retry with credentials, a second 407, then failed. Nothing relayed.
+    let bad = srv.dispatch("+15550002222", "+14155550123").await;
+    let done = srv.wait_final(&bad).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["sip_code"], 407, "{done}");
+    assert_eq!(done["end_reason"], "trunk-authentication-failed");
+    assert!(done["start_time"].is_null());
+    assert!(done["end_time"].is_string());
+    k.log.wait_for("SBPEER challenge", 2).await;
+    assert_eq!(
+        k.log.matching("SBPEER INVITE"),
+        2,
+        "INVITEs seen by kamailio"
+    );
+    // The second challenge is for the retry, which carried (wrong) credentials for our user.
+    assert_eq!(k.log.matching("SBPEER challenge rc=-2 user=trunkuser"), 1);
+    assert_eq!(k.log.matching("SBPEER authenticated"), 0);
+
+    // Right password: 407, retry with credentials, relayed to sipp, answered, tone, BYE from
+    // the far end through the proxy.
+    let good = srv.dispatch("+15550001111", "+14155550123").await;
+    let live = srv.wait_status(&good, "in_progress").await;
+    assert!(live["start_time"].is_string());
+    let done = srv.wait_final(&good).await;
+    assert_eq!(sipp.finish().await, 0, "sipp behind kamailio failed");
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["end_reason"], "customer-ended-call");
+    assert_eq!(k.log.matching("SBPEER INVITE"), 4);
+    assert_eq!(k.log.matching("SBPEER challenge"), 3);
+    assert_eq!(k.log.matching("SBPEER authenticated user=trunkuser"), 1);
+    // The dialog followed the proxy's Record-Route: our ACK and the far end's BYE went
+    // through kamailio.
+    k.log.wait_for("SBPEER in-dialog ACK", 1).await;
+    k.log.wait_for("SBPEER in-dialog BYE", 1).await;
+    assert_tone_in_caller_channel(&srv, &good, tmp.path()).await;
+    srv.join().await;
+    drop(k);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. baresip as an inbound caller: audio and RFC 4733 DTMF.
+
+#[tokio::test]
+async fn baresip_calls_in_talks_and_sends_rfc4733_dtmf() {
+    let srv = Server::start().await;
+    let agent = srv
+        .create(
+            "/v1/agents",
+            json!({"name": "Inbound", "initial_message": "Thanks for calling."}),
+        )
+        .await;
+    srv.create(
+        "/v1/phone-numbers",
+        json!({"phone_number": "+15550001111", "agent_id": agent}),
+    )
+    .await;
+    let mut b = Baresip::start("+15559998888").await;
+
+    b.command(
+        "dial",
+        &format!("sip:+15550001111@127.0.0.1:{}", srv.sip_port),
+    )
+    .await;
+    b.wait_event("CALL_ESTABLISHED").await;
+    let (_, list) = srv.get("/v1/calls?call_type=inbound").await;
+    assert_eq!(list["num_items"], 1, "{list}");
+    let id = list["calls"][0]["id"].as_str().unwrap().to_string();
+    let live = srv.wait_status(&id, "in_progress").await;
+    assert_eq!(live["type"], "inbound");
+    assert_eq!(live["agent_id"], agent.as_str());
+    assert_eq!(live["client_number"], "+15559998888");
+
+    // Digits as RFC 4733 telephone-events, back to back in one command.
+    let digits = "19#*0";
+    b.command("sndcode", digits).await;
+    let mut got = String::new();
+    for _ in 0..200 {
+        let (_, c) = srv.get(&format!("/v1/call/{id}")).await;
+        got = c["events"]
+            .as_array()
+            .map(|evs| {
+                evs.iter()
+                    .filter(|e| e["type"] == "dtmf")
+                    .inspect(|e| assert_eq!(e["via"], "rfc4733", "{e}"))
+                    .map(|e| e["digit"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if got.len() >= digits.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got, digits, "DTMF digits in the call's events, in order");
+
+    // Let the recording hold at least 3 s of the caller's tone before hanging up.
+    for _ in 0..200 {
+        let (_, c) = srv.get(&format!("/v1/call/{id}")).await;
+        let start =
+            switchboard_domain::Timestamp::parse_param("t", c["start_time"].as_str().unwrap())
+                .unwrap();
+        if switchboard_domain::Timestamp::now().micros() - start.micros() >= 3_000_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.command("hangup", "").await;
+    b.wait_event("CALL_CLOSED").await;
+    let done = srv.wait_final(&id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["end_reason"], "customer-ended-call");
+    let tmp = tempfile::tempdir().unwrap();
+    assert_tone_in_caller_channel(&srv, &id, tmp.path()).await;
+
+    // A number nobody owns: baresip is told 404.
+    b.command(
+        "dial",
+        &format!("sip:+15557770000@127.0.0.1:{}", srv.sip_port),
+    )
+    .await;
+    let closed = b.wait_event("CALL_CLOSED").await;
+    let why = closed["param"].as_str().unwrap_or("");
+    assert!(why.starts_with("404"), "baresip was told: {closed}");
+    let (_, list) = srv.get("/v1/calls").await;
+    assert_eq!(list["num_items"], 1, "no call is created for it: {list}");
+    b.command("quit", "").await;
+    srv.join().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Graceful shutdown with a live call.
+
+#[tokio::test]
+async fn graceful_shutdown_drains_then_hangs_up_live_calls() {
+    let grace = 3u64;
+    let mut srv = Server::start_at(tempfile::tempdir().unwrap(), None, |c| {
+        c.telephony.shutdown_grace = grace;
+        c.telephony.max_calls_per_org = 1;
+    })
+    .await;
+    let agent = srv
+        .create(
+            "/v1/agents",
+            json!({"name": "Agent", "initial_message": "Hi", "max_duration_seconds": 60}),
+        )
+        .await;
+    let trunk = srv
+        .create(
+            "/v1/sip-trunks",
+            json!({"name": "sipp", "host": "127.0.0.1", "port": 16802, "transport": "udp"}),
+        )
+        .await;
+    srv.create(
+        "/v1/phone-numbers",
+        json!({"phone_number": "+15550001111", "agent_id": agent, "trunk_id": trunk}),
+    )
+    .await;
+    // The far end answers and waits for our BYE.
+    let sipp = Sipp::spawn(&scenarios().join("uas_answer_wait_bye.xml"), 16802, &[]);
+    let live = srv.dispatch("+15550001111", "+14155550001").await;
+    srv.wait_status(&live, "in_progress").await;
+    // A second dispatch waits in the queue behind the organization's cap of one call.
+    let queued = srv.dispatch("+15550001111", "+14155550002").await;
+
+    let stopped_at = tokio::time::Instant::now();
+    srv.signal_stop();
+    // The HTTP listener closes as the engine starts draining (same step of the shutdown).
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut refused = false;
+    for _ in 0..100 {
+        if fresh
+            .get(format!("{}/healthz", srv.base))
+            .send()
+            .await
+            .is_err()
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "HTTP still accepting after the stop signal");
+    // A new inbound call during the drain is refused with 503.
+    let inbound = Sipp::spawn(
+        &peers_dir().join("uac_expect_503.xml"),
+        16803,
+        &[format!("127.0.0.1:{}", srv.sip_port)],
+    );
+    assert_eq!(inbound.finish().await, 0, "expected 503 during the drain");
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(grace),
+        "the 503 check ran past the grace period"
+    );
+    // The live call gets its grace period, then our BYE, which sipp receives and answers.
+    assert_eq!(sipp.finish().await, 0, "sipp did not get our BYE");
+    let waited = stopped_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(grace * 1000 - 300),
+        "hung up after {waited:?}, before the {grace} s grace period"
+    );
+    let key = srv.key.clone();
+    let dir = srv.join().await;
+
+    // Straight from the store: the live call ended as completed/server-shutdown, the queued
+    // one was not dialed during the drain (the cap freed when the live call ended) and is
+    // still queued; nothing is left in progress.
+    {
+        let store = switchboard_store::Store::connect(
+            &switchboard_store::sqlite_url_for_dir(dir.path()),
+            1,
+        )
+        .await
+        .unwrap();
+        let one = store.get_call_any_org(live.parse().unwrap()).await.unwrap();
+        assert_eq!(one.status, CallStatus::Completed);
+        assert_eq!(one.end_reason.as_deref(), Some("server-shutdown"));
+        let two = store
+            .get_call_any_org(queued.parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(two.status, CallStatus::Dialing);
+        assert_eq!(store.queued_count().await.unwrap(), 1);
+        store.close().await;
+    }
+
+    // Next start: the queued call is dialed and completes; nothing stays live.
+    let sipp = Sipp::spawn(&scenarios().join("uas_answer_bye.xml"), 16802, &[]);
+    let srv = Server::start_at(dir, Some(key), |_| {}).await;
+    let (_, one) = srv.get(&format!("/v1/call/{live}")).await;
+    assert_eq!(one["status"], "completed", "{one}");
+    assert_eq!(one["end_reason"], "server-shutdown");
+    assert!(one["duration"].as_i64().unwrap() >= grace as i64);
+    let two = srv.wait_final(&queued).await;
+    assert_eq!(sipp.finish().await, 0);
+    assert_eq!(two["status"], "completed", "{two}");
+    for status in ["dialing", "in_progress"] {
+        let (_, l) = srv.get(&format!("/v1/calls?status={status}")).await;
+        assert_eq!(l["num_items"], 0, "{status}: {l}");
+    }
+    srv.join().await;
+}
