@@ -355,6 +355,12 @@ async fn place_call(inner: Arc<Inner>, claim: ClaimedDispatch) {
         ring_timeout: ring,
         extra_headers: vec![("X-Switchboard-Call-Id".into(), id.to_string())],
     };
+    if *inner.stopping.borrow() {
+        // Claimed just before a graceful stop began: no new call during the drain; it stays
+        // queued for the next start.
+        let _ = inner.store.release_dispatch(id, Timestamp::now()).await;
+        return;
+    }
     let (hangup_tx, hangup_rx) = mpsc::unbounded_channel();
     lock(&inner.live).insert(
         id,

@@ -24,6 +24,8 @@ use tokio::process::{Child, Command};
 
 struct Server {
     base: String,
+    /// The organization and its API key.
+    org: String,
     key: String,
     sip_port: u16,
     client: reqwest::Client,
@@ -37,17 +39,17 @@ impl Server {
         Self::start_at(tempfile::tempdir().unwrap(), None, |_| {}).await
     }
 
-    /// Starts on `dir` (a fresh one, or the one a previous server left), with `key` when the
-    /// store already has an organization.
+    /// Starts on `dir` (a fresh one, or the one a previous server left, then with the
+    /// organization and key it created).
     async fn start_at(
         dir: tempfile::TempDir,
-        key: Option<String>,
+        org_key: Option<(String, String)>,
         tweak: impl FnOnce(&mut ServeConfig),
     ) -> Server {
         let mut cfg = ServeConfig::for_tests(dir.path().to_path_buf(), None);
         tweak(&mut cfg);
         let app = Application::build(&cfg).await.unwrap();
-        let key = key.unwrap_or_else(|| app.first_run_key.clone().unwrap().1);
+        let (org, key) = org_key.unwrap_or_else(|| app.first_run_key.clone().unwrap());
         let base = format!("http://{}", app.local_addr());
         let sip_port = app.sip_port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -60,6 +62,7 @@ impl Server {
         });
         Server {
             base,
+            org,
             key,
             sip_port,
             client: reqwest::Client::new(),
@@ -684,6 +687,7 @@ async fn baresip_calls_in_talks_and_sends_rfc4733_dtmf() {
 
 #[tokio::test]
 async fn graceful_shutdown_drains_then_hangs_up_live_calls() {
+    use switchboard_store::{CreateCallOutcome, Store};
     let grace = 3u64;
     let mut srv = Server::start_at(tempfile::tempdir().unwrap(), None, |c| {
         c.telephony.shutdown_grace = grace;
@@ -702,21 +706,31 @@ async fn graceful_shutdown_drains_then_hangs_up_live_calls() {
             json!({"name": "sipp", "host": "127.0.0.1", "port": 16802, "transport": "udp"}),
         )
         .await;
-    srv.create(
-        "/v1/phone-numbers",
-        json!({"phone_number": "+15550001111", "agent_id": agent, "trunk_id": trunk}),
-    )
-    .await;
+    let number = srv
+        .create(
+            "/v1/phone-numbers",
+            json!({"phone_number": "+15550001111", "agent_id": agent, "trunk_id": trunk}),
+        )
+        .await;
     // The far end answers and waits for our BYE.
     let sipp = Sipp::spawn(&scenarios().join("uas_answer_wait_bye.xml"), 16802, &[]);
     let live = srv.dispatch("+15550001111", "+14155550001").await;
     srv.wait_status(&live, "in_progress").await;
-    // A second dispatch waits in the queue behind the organization's cap of one call.
-    let queued = srv.dispatch("+15550001111", "+14155550002").await;
+    // A second dispatch waits in the queue behind the organization's cap of one call; the cap
+    // frees when the live call is hung up, which must not dial it during the drain.
+    let behind_cap = srv.dispatch("+15550001111", "+14155550002").await;
+    // A second connection to the same SQLite database (as `switchboard org create` does),
+    // used to queue a call while HTTP is already closed, and to read the end state.
+    let store = Store::connect(
+        &switchboard_store::sqlite_url_for_dir(srv.dir.as_ref().unwrap().path()),
+        1,
+    )
+    .await
+    .unwrap();
 
     let stopped_at = tokio::time::Instant::now();
     srv.signal_stop();
-    // The HTTP listener closes as the engine starts draining (same step of the shutdown).
+    // The HTTP listener closes in the same step as the engine starts draining.
     let fresh = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()
@@ -735,6 +749,33 @@ async fn graceful_shutdown_drains_then_hangs_up_live_calls() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(refused, "HTTP still accepting after the stop signal");
+    // A dispatch queued during the drain (what the API does: call + queue row in one
+    // transaction). A running dispatcher would claim it within its 250 ms poll.
+    let queued_in_drain = match store
+        .create_call(
+            switchboard_domain::NewCall {
+                org_id: srv.org.parse().unwrap(),
+                agent_id: Some(agent.parse().unwrap()),
+                phone_number_id: Some(number.parse().unwrap()),
+                campaign_id: None,
+                call_type: switchboard_domain::CallType::Outbound,
+                client_number: switchboard_domain::PhoneNumber::parse("+14155550003").unwrap(),
+                agent_phone_number: Some(
+                    switchboard_domain::PhoneNumber::parse("+15550001111").unwrap(),
+                ),
+                context: None,
+                metadata: None,
+                user_speaks_first: false,
+                ring_timeout_seconds: None,
+            },
+            None,
+        )
+        .await
+        .unwrap()
+    {
+        CreateCallOutcome::Created(c) => c.id,
+        CreateCallOutcome::Replayed(_) => unreachable!("no idempotency key"),
+    };
     // A new inbound call during the drain is refused with 503.
     let inbound = Sipp::spawn(
         &peers_dir().join("uac_expect_503.xml"),
@@ -744,7 +785,7 @@ async fn graceful_shutdown_drains_then_hangs_up_live_calls() {
     assert_eq!(inbound.finish().await, 0, "expected 503 during the drain");
     assert!(
         stopped_at.elapsed() < Duration::from_secs(grace),
-        "the 503 check ran past the grace period"
+        "the drain checks ran past the grace period"
     );
     // The live call gets its grace period, then our BYE, which sipp receives and answers.
     assert_eq!(sipp.finish().await, 0, "sipp did not get our BYE");
@@ -753,41 +794,38 @@ async fn graceful_shutdown_drains_then_hangs_up_live_calls() {
         waited >= Duration::from_millis(grace * 1000 - 300),
         "hung up after {waited:?}, before the {grace} s grace period"
     );
-    let key = srv.key.clone();
+    let (org, key) = (srv.org.clone(), srv.key.clone());
     let dir = srv.join().await;
 
-    // Straight from the store: the live call ended as completed/server-shutdown, the queued
-    // one was not dialed during the drain (the cap freed when the live call ended) and is
-    // still queued; nothing is left in progress.
-    {
-        let store = switchboard_store::Store::connect(
-            &switchboard_store::sqlite_url_for_dir(dir.path()),
-            1,
-        )
-        .await
-        .unwrap();
-        let one = store.get_call_any_org(live.parse().unwrap()).await.unwrap();
-        assert_eq!(one.status, CallStatus::Completed);
-        assert_eq!(one.end_reason.as_deref(), Some("server-shutdown"));
-        let two = store
-            .get_call_any_org(queued.parse().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(two.status, CallStatus::Dialing);
-        assert_eq!(store.queued_count().await.unwrap(), 1);
-        store.close().await;
+    // The live call ended completed/server-shutdown; both new calls are still queued and
+    // dialing (none was dialed during the drain); nothing else is live.
+    let one = store.get_call_any_org(live.parse().unwrap()).await.unwrap();
+    assert_eq!(one.status, CallStatus::Completed);
+    assert_eq!(one.end_reason.as_deref(), Some("server-shutdown"));
+    for id in [behind_cap.parse().unwrap(), queued_in_drain] {
+        let c = store.get_call_any_org(id).await.unwrap();
+        assert_eq!(c.status, CallStatus::Dialing, "{id}");
     }
+    assert_eq!(store.queued_count().await.unwrap(), 2);
+    store.close().await;
 
-    // Next start: the queued call is dialed and completes; nothing stays live.
-    let sipp = Sipp::spawn(&scenarios().join("uas_answer_bye.xml"), 16802, &[]);
-    let srv = Server::start_at(dir, Some(key), |_| {}).await;
+    // Next start: both queued calls are dialed and complete; nothing stays live.
+    let sipp = Sipp::spawn(
+        &scenarios().join("uas_answer_bye.xml"),
+        16802,
+        &["-m".into(), "2".into()],
+    );
+    let srv = Server::start_at(dir, Some((org, key)), |_| {}).await;
     let (_, one) = srv.get(&format!("/v1/call/{live}")).await;
     assert_eq!(one["status"], "completed", "{one}");
     assert_eq!(one["end_reason"], "server-shutdown");
-    assert!(one["duration"].as_i64().unwrap() >= grace as i64);
-    let two = srv.wait_final(&queued).await;
+    assert!(one["end_time"].is_string());
+    assert!(one["duration"].as_i64().unwrap() >= grace as i64, "{one}");
+    for id in [behind_cap, queued_in_drain.to_string()] {
+        let c = srv.wait_final(&id).await;
+        assert_eq!(c["status"], "completed", "{c}");
+    }
     assert_eq!(sipp.finish().await, 0);
-    assert_eq!(two["status"], "completed", "{two}");
     for status in ["dialing", "in_progress"] {
         let (_, l) = srv.get(&format!("/v1/calls?status={status}")).await;
         assert_eq!(l["num_items"], 0, "{status}: {l}");
