@@ -597,16 +597,35 @@ async fn kamailio_trunk_checks_the_digest_and_relays_the_call() {
 
 #[tokio::test]
 async fn baresip_calls_in_talks_and_sends_rfc4733_dtmf() {
-    let srv = Server::start().await;
+    // No globally trusted sources: inbound calls are allowed per number, by its trunk's
+    // inbound_sources.
+    let srv = Server::start_at(tempfile::tempdir().unwrap(), None, |c| {
+        c.telephony.sip_trusted = vec![];
+    })
+    .await;
     let agent = srv
         .create(
             "/v1/agents",
             json!({"name": "Inbound", "initial_message": "Thanks for calling."}),
         )
         .await;
+    // The trunk is never dialed here; it only lists where inbound calls may come from.
+    let trunk = srv
+        .create(
+            "/v1/sip-trunks",
+            json!({"name": "carrier", "host": "127.0.0.1", "port": 16909, "transport": "udp",
+                   "inbound_sources": ["127.0.0.1"]}),
+        )
+        .await;
     srv.create(
         "/v1/phone-numbers",
-        json!({"phone_number": "+15550001111", "agent_id": agent}),
+        json!({"phone_number": "+15550001111", "agent_id": agent, "trunk_id": trunk}),
+    )
+    .await;
+    // Owned, but without a trunk listing sources and with nothing trusted: refused.
+    srv.create(
+        "/v1/phone-numbers",
+        json!({"phone_number": "+15550003333", "agent_id": agent}),
     )
     .await;
     let mut b = Baresip::start("+15559998888").await;
@@ -667,17 +686,17 @@ async fn baresip_calls_in_talks_and_sends_rfc4733_dtmf() {
     let tmp = tempfile::tempdir().unwrap();
     assert_tone_in_caller_channel(&srv, &id, tmp.path()).await;
 
-    // A number nobody owns: baresip is told 404.
-    b.command(
-        "dial",
-        &format!("sip:+15557770000@127.0.0.1:{}", srv.sip_port),
-    )
-    .await;
-    let closed = b.wait_event("CALL_CLOSED").await;
-    let why = closed["param"].as_str().unwrap_or("");
-    assert!(why.starts_with("404"), "baresip was told: {closed}");
+    // A number nobody owns: baresip is told 404; an owned number whose source is not
+    // allowed: 403. Neither creates a call.
+    for (number, code) in [("+15557770000", "404"), ("+15550003333", "403")] {
+        b.command("dial", &format!("sip:{number}@127.0.0.1:{}", srv.sip_port))
+            .await;
+        let closed = b.wait_event("CALL_CLOSED").await;
+        let why = closed["param"].as_str().unwrap_or("");
+        assert!(why.starts_with(code), "{number}: baresip was told {closed}");
+    }
     let (_, list) = srv.get("/v1/calls").await;
-    assert_eq!(list["num_items"], 1, "no call is created for it: {list}");
+    assert_eq!(list["num_items"], 1, "only the answered call exists: {list}");
     b.command("quit", "").await;
     srv.join().await;
 }
