@@ -500,7 +500,7 @@ impl Baresip {
         .await;
         match found {
             Ok(m) => m,
-            Err(_) => panic!("baresip never reported {kind}"),
+            Err(_) => panic!("baresip never reported {kind}; it said: {skipped:?}"),
         }
     }
 }
@@ -696,7 +696,10 @@ async fn baresip_calls_in_talks_and_sends_rfc4733_dtmf() {
         assert!(why.starts_with(code), "{number}: baresip was told {closed}");
     }
     let (_, list) = srv.get("/v1/calls").await;
-    assert_eq!(list["num_items"], 1, "only the answered call exists: {list}");
+    assert_eq!(
+        list["num_items"], 1,
+        "only the answered call exists: {list}"
+    );
     b.command("quit", "").await;
     srv.join().await;
 }
