@@ -232,6 +232,9 @@ async fn assert_tone_in_caller_channel(srv: &Server, id: &str, dir: &Path) {
     let caller = &chans[0][4000..4000 + 8000 * 2];
     let share = audio::tone_ratio(caller, 8000, 1000.0);
     assert!(share > 0.5, "1 kHz tone share in caller channel: {share}");
+    // And it is there most of the time, not a short burst in silence.
+    let loud = audio::rms(caller);
+    assert!(loud > 3000.0, "caller channel RMS {loud}");
     let (st, mono) = srv.bytes(&format!("/v1/call/recording/{id}.mp3")).await;
     assert_eq!(st, 200);
     let (ch, _, s) = decode(&mono, dir, &format!("{id}.mp3"));
