@@ -433,6 +433,9 @@ fn failure_outcome(code: u16, timed_out: bool, local: Option<LocalEnd>) -> (Call
         408 | 480 | 487 => (CallStatus::NoAnswer, "no-answer".into()),
         404 | 484 | 604 => (CallStatus::Failed, "number-not-found".into()),
         401 | 407 => (CallStatus::Failed, "trunk-authentication-failed".into()),
+        // Carriers answer 403 to credentials they do not accept, or to a caller not allowed
+        // to call there.
+        403 => (CallStatus::Failed, "forbidden".into()),
         503 => (CallStatus::Failed, "service-unavailable".into()),
         c => (CallStatus::Failed, format!("sip-error-{c}")),
     }
@@ -851,6 +854,10 @@ mod tests {
             (CallStatus::NoAnswer, "ring-timeout".into())
         );
         assert_eq!(failure_outcome(404, false, None).0, CallStatus::Failed);
+        assert_eq!(
+            failure_outcome(403, false, None),
+            (CallStatus::Failed, "forbidden".into())
+        );
         assert_eq!(failure_outcome(503, false, None).0, CallStatus::Failed);
         assert_eq!(
             failure_outcome(487, false, Some(LocalEnd::Api)).1,

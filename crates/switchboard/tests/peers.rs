@@ -538,20 +538,25 @@ async fn kamailio_trunk_checks_the_digest_and_relays_the_call() {
         )
         .await;
     let mut trunks = Vec::new();
-    for (name, password) in [
-        ("kamailio", "s3cret"),
-        ("kamailio-wrong", "not-the-password"),
+    for (name, user, password) in [
+        ("kamailio", "trunkuser", "s3cret"),
+        ("kamailio-wrong-password", "trunkuser", "not-the-password"),
+        ("kamailio-unknown-user", "nobody", "s3cret"),
     ] {
         trunks.push(
             srv.create(
                 "/v1/sip-trunks",
                 json!({"name": name, "host": "127.0.0.1", "port": 16900, "transport": "udp",
-                       "username": "trunkuser", "password": password}),
+                       "username": user, "password": password}),
             )
             .await,
         );
     }
-    for (number, trunk) in [("+15550001111", &trunks[0]), ("+15550002222", &trunks[1])] {
+    for (number, trunk) in [
+        ("+15550001111", &trunks[0]),
+        ("+15550002222", &trunks[1]),
+        ("+15550003333", &trunks[2]),
+    ] {
         srv.create(
             "/v1/phone-numbers",
             json!({"phone_number": number, "agent_id": agent, "trunk_id": trunk}),
@@ -559,8 +564,8 @@ async fn kamailio_trunk_checks_the_digest_and_relays_the_call() {
         .await;
     }
     // The far end behind the proxy. It takes one call (-m 1) and its scenario starts with
-    // receiving an INVITE: it sees nothing of the first case (else that call would have been
-    // answered, and the second one could not complete).
+    // receiving an INVITE: it sees nothing of the refused calls (else that call would have
+    // been answered, and the last one could not complete).
     let tone = tone_ulaw(tmp.path(), 4);
     let scen = instantiate(
         tmp.path(),
@@ -594,6 +599,18 @@ async fn kamailio_trunk_checks_the_digest_and_relays_the_call() {
     );
     assert_eq!(k.log.matching("SBPEER authenticated"), 0);
 
+    // Credentials the trunk refuses outright (403 to the retry): failed, 403 kept, no loop.
+    let refused = srv.dispatch("+15550003333", "+14155550123").await;
+    let done = srv.wait_final(&refused).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["sip_code"], 403, "{done}");
+    assert_eq!(done["end_reason"], "forbidden");
+    k.log.wait_for("SBPEER forbidden", 1).await;
+    assert_eq!(k.log.distinct("SBPEER INVITE").len(), 4);
+    assert_eq!(k.log.distinct("SBPEER challenge").len(), 3);
+    assert_eq!(k.log.distinct("SBPEER forbidden").len(), 1);
+    assert_eq!(k.log.matching("SBPEER authenticated"), 0);
+
     // Right password: 407, retry with credentials, relayed to sipp, answered, tone, BYE from
     // the far end through the proxy.
     let good = srv.dispatch("+15550001111", "+14155550123").await;
@@ -603,8 +620,8 @@ async fn kamailio_trunk_checks_the_digest_and_relays_the_call() {
     assert_eq!(sipp.finish().await, 0, "sipp behind kamailio failed");
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["end_reason"], "customer-ended-call");
-    assert_eq!(k.log.distinct("SBPEER INVITE").len(), 4);
-    assert_eq!(k.log.distinct("SBPEER challenge").len(), 3);
+    assert_eq!(k.log.distinct("SBPEER INVITE").len(), 6);
+    assert_eq!(k.log.distinct("SBPEER challenge").len(), 4);
     assert_eq!(
         k.log.distinct("SBPEER authenticated user=trunkuser").len(),
         1
