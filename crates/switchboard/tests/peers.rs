@@ -1,10 +1,10 @@
-//! Real peers other than sipp against the real server: kamailio as a trunk that checks digest
-//! credentials, baresip as an inbound caller that talks and sends RFC 4733 DTMF, and graceful
-//! shutdown with a live call.
+//! The in-process server against more real peers: kamailio as a trunk that checks digest
+//! credentials (with a sipp UAS behind it), baresip as an inbound caller that talks and sends
+//! RFC 4733 DTMF, and graceful shutdown with a live call on a sipp UAS.
 //!
 //! Fixed loopback ports (see README): sipp SIP 16800-16819 (media 16820 + 4n, control
 //! 16960 + n), kamailio 16900, baresip SIP 16910 (ctrl_tcp 16929, RTP 16930-16959).
-//! Configurations and scenarios are in `tests/peers/`.
+//! Configurations and scenarios are in `tests/peers/` (plus the shared `tests/scenarios/`).
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
