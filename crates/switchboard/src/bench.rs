@@ -177,24 +177,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut cfg = ServeConfig::for_tests(data_dir.clone(), args.database_url.clone());
     cfg.db_pool = (args.concurrency as u32 + 2).max(8);
     let app = Application::build(&cfg).await?;
-    let base = format!("http://{}", app.local_addr());
+    let app_addr = app.local_addr();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stop_rx.await;
     }));
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency.max(1) * 2)
-        .build()?;
+    // A minimal keep-alive HTTP/1.1 client (as wrk or a load balancer speaks it), so the
+    // figure is the server's latency on the wire and not a client library's own overhead.
+    let client = WireClient::new(app_addr);
     let get = |org: &BenchOrg, path: String| {
-        let req = client
-            .get(format!("{base}{path}"))
-            .bearer_auth(&org.api_key);
+        let (client, key) = (&client, org.api_key.clone());
         async move {
-            let r = req.send().await?;
-            let status = r.status();
-            let body = r.bytes().await?;
+            let (status, body) = client.get(&path, &key).await?;
             anyhow::ensure!(
-                status.is_success(),
+                (200..300).contains(&status),
                 "{status}: {}",
                 String::from_utf8_lossy(&body)
             );
@@ -528,4 +524,83 @@ async fn explain(
             .join("\n")
     );
     Ok(())
+}
+
+/// One kept-alive HTTP/1.1 connection and its read buffer.
+struct WireConn {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+/// A pool of kept-alive HTTP/1.1 connections speaking the bare protocol: one request line and
+/// two headers out, the status line and `Content-Length` body in (RFC 9112 §6.3). Enough for
+/// the server's JSON answers, which always carry a length.
+struct WireClient {
+    addr: std::net::SocketAddr,
+    idle: std::sync::Mutex<Vec<WireConn>>,
+}
+
+impl WireClient {
+    fn new(addr: std::net::SocketAddr) -> Self {
+        Self {
+            addr,
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn get(&self, path: &str, key: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let pooled = self.idle.lock().map_err(|_| anyhow::anyhow!("pool"))?.pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let stream = tokio::net::TcpStream::connect(self.addr).await?;
+                stream.set_nodelay(true)?;
+                WireConn {
+                    stream,
+                    buf: Vec::with_capacity(16 * 1024),
+                }
+            }
+        };
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {key}\r\n\r\n",
+            self.addr
+        );
+        conn.stream.write_all(req.as_bytes()).await?;
+        conn.buf.clear();
+        let (status, head_len, body_len) = loop {
+            let mut chunk = [0u8; 8192];
+            let n = conn.stream.read(&mut chunk).await?;
+            anyhow::ensure!(n > 0, "server closed the connection");
+            conn.buf.extend_from_slice(&chunk[..n]);
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head_len) = resp.parse(&conn.buf)? {
+                let len = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| {
+                        std::str::from_utf8(h.value)
+                            .ok()?
+                            .trim()
+                            .parse::<usize>()
+                            .ok()
+                    })
+                    .context("response without Content-Length")?;
+                break (resp.code.unwrap_or(0), head_len, len);
+            }
+        };
+        while conn.buf.len() < head_len + body_len {
+            let mut chunk = [0u8; 8192];
+            let n = conn.stream.read(&mut chunk).await?;
+            anyhow::ensure!(n > 0, "server closed the connection mid-body");
+            conn.buf.extend_from_slice(&chunk[..n]);
+        }
+        let body = conn.buf[head_len..head_len + body_len].to_vec();
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+        Ok((status, body))
+    }
 }
