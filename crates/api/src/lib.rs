@@ -40,6 +40,14 @@ pub trait CallControl: Send + Sync {
     fn hangup(&self, call: switchboard_domain::CallId) -> bool;
     /// A call was just queued: wake the dispatcher.
     fn dispatched(&self) {}
+    /// A trunk was created, changed or deleted: bring registrations up to date (in the
+    /// background; the API does not wait for the registrar).
+    fn trunks_changed(&self) {}
+    /// The registration of a trunk that registers: `{"state": "registered", "expires": N}`,
+    /// `registering`, `failed` (with `code`, `reason`) or `unregistered`; `None` otherwise.
+    fn trunk_registration(&self, _trunk: switchboard_domain::TrunkId) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 #[derive(Clone)]

@@ -600,6 +600,18 @@ pub struct SipTrunk {
     pub inbound_sources: Vec<String>,
     pub created_at: String,
     pub has_password: bool,
+    /// Live state of the registration when `register` is set (and credentials are given):
+    /// `{"state": "registering" | "registered" | "failed" | "unregistered", "expires": seconds
+    /// granted, "code", "reason" of a failure}`; null when the trunk does not register.
+    pub registration: Option<TrunkRegistration>,
+}
+
+#[derive(ToSchema)]
+pub struct TrunkRegistration {
+    pub state: String,
+    pub expires: Option<u32>,
+    pub code: Option<u16>,
+    pub reason: Option<String>,
 }
 
 /// SIP trunk fields; `name` and `host` are required on create.

@@ -672,13 +672,32 @@ fn trunk_patch(o: &Obj) -> ApiResult<TrunkPatch> {
     })
 }
 
-/// A trunk as shown to clients: never the password, only whether one is set.
-fn trunk_json(t: &Trunk) -> Value {
+/// A trunk as shown to clients: never the password, only whether one is set; and the live
+/// state of its registration when it registers.
+fn trunk_json(s: &AppState, t: &Trunk) -> Value {
     let mut v = to_json(t);
     if let Value::Object(m) = &mut v {
         m.insert("has_password".into(), Value::Bool(t.has_password()));
+        let reg = s.control.as_ref().map(|c| {
+            c.trunk_registration(t.id).unwrap_or_else(|| {
+                // Just created or changed: the engine starts it in the background.
+                let pending = t.register && t.username.is_some() && t.has_password();
+                if pending {
+                    json!({"state": "registering"})
+                } else {
+                    Value::Null
+                }
+            })
+        });
+        m.insert("registration".into(), reg.unwrap_or(Value::Null));
     }
     v
+}
+
+fn trunks_changed(s: &AppState) {
+    if let Some(c) = &s.control {
+        c.trunks_changed();
+    }
 }
 
 fn parse_trunk_id(s: &str) -> ApiResult<TrunkId> {
@@ -702,7 +721,7 @@ pub(crate) async fn list_trunks(
     Ok(page_json(
         "sip_trunks",
         s.store.list_trunks(org, after, limit).await?,
-        trunk_json,
+        |t| trunk_json(&s, t),
     ))
 }
 
@@ -725,7 +744,9 @@ pub(crate) async fn create_trunk(
     let p = trunk_patch(&Obj::new(b.value, TRUNK_FIELDS)?)?;
     required(p.name.as_ref(), "name", "a name for the trunk")?;
     required(p.host.as_ref(), "host", "the trunk's SIP host name or IP")?;
-    Ok(created(trunk_json(&s.store.create_trunk(org, p).await?)))
+    let t = s.store.create_trunk(org, p).await?;
+    trunks_changed(&s);
+    Ok(created(trunk_json(&s, &t)))
 }
 
 #[utoipa::path(
@@ -747,7 +768,7 @@ pub(crate) async fn get_trunk(
         .get_trunk(org, parse_trunk_id(&id)?)
         .await
         .map_err(|e| ApiError::from_store(e, "SIP trunk"))?;
-    Ok(Json(trunk_json(&t)).into_response())
+    Ok(Json(trunk_json(&s, &t)).into_response())
 }
 
 #[utoipa::path(
@@ -775,7 +796,8 @@ pub(crate) async fn update_trunk(
         .update_trunk(org, id, p)
         .await
         .map_err(|e| ApiError::from_store(e, "SIP trunk"))?;
-    Ok(Json(trunk_json(&t)).into_response())
+    trunks_changed(&s);
+    Ok(Json(trunk_json(&s, &t)).into_response())
 }
 
 #[utoipa::path(
@@ -797,6 +819,7 @@ pub(crate) async fn delete_trunk(
         .delete_trunk(org, id)
         .await
         .map_err(|e| ApiError::from_store(e, "SIP trunk"))?;
+    trunks_changed(&s);
     Ok(deleted(id))
 }
 

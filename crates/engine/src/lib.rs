@@ -21,6 +21,7 @@ use switchboard_media::session::{
     bind_rtp_pair, MediaEvent, RtpSession, SessionConfig, SessionHandle,
 };
 use switchboard_sip::sdp::{self, Codec, Direction};
+pub use switchboard_sip::RegistrationState;
 use switchboard_sip::{
     CallEvent, CallHandle, EndpointConfig, IncomingCall, OutboundInvite, SipEndpoint, Target,
 };
@@ -92,7 +93,20 @@ struct Inner {
     wake: Notify,
     stopping: watch::Sender<bool>,
     tasks: Mutex<JoinSet<()>>,
-    registrations: Mutex<Vec<switchboard_sip::Registration>>,
+    /// Running registrations by trunk, with the settings they were started from.
+    registrations: Mutex<HashMap<TrunkId, (RegistrationKey, switchboard_sip::Registration)>>,
+    /// Serializes [`Engine::sync_registrations`] so two syncs never race on one trunk.
+    reg_sync: tokio::sync::Mutex<()>,
+}
+
+/// What a registration depends on: a change of any of these re-registers.
+#[derive(PartialEq, Eq)]
+struct RegistrationKey {
+    host: String,
+    port: u16,
+    transport: Transport,
+    username: String,
+    password: String,
 }
 
 /// Handle to the running engine. Cheap to clone.
@@ -131,33 +145,78 @@ impl Engine {
             wake: Notify::new(),
             stopping,
             tasks: Mutex::new(JoinSet::new()),
-            registrations: Mutex::new(Vec::new()),
+            registrations: Mutex::new(HashMap::new()),
+            reg_sync: tokio::sync::Mutex::new(()),
         });
-        // Trunks that ask for it get a REGISTER, refreshed before expiry by the SIP layer
-        // (RFC 3261 §10.2.4). Trunks created later are registered at the next start.
-        let mut registrations = Vec::new();
-        for t in inner
-            .store
-            .all_trunks()
-            .await?
-            .into_iter()
-            .filter(|t| t.register)
-        {
-            if let (Some(user), Some(pass)) = (t.username.clone(), t.password.clone()) {
-                tracing::info!(trunk = %t.id, "registering to trunk");
-                registrations.push(inner.sip.register(switchboard_sip::RegisterConfig {
-                    registrar: trunk_target(&t),
-                    username: user,
-                    password: pass,
-                    domain: None,
-                    expires: Duration::from_secs(3600),
-                }));
-            }
-        }
-        *lock(&inner.registrations) = registrations;
+        let engine = Engine { inner };
+        engine.sync_registrations().await?;
+        let inner = engine.inner.clone();
         tokio::spawn(dispatcher(inner.clone()));
         tokio::spawn(inbound_loop(inner.clone(), incoming));
-        Ok(Engine { inner })
+        Ok(engine)
+    }
+
+    /// Brings the running registrations in line with the trunks in the store: trunks that ask
+    /// for it (`register` with credentials) get a REGISTER, refreshed before expiry by the SIP
+    /// layer (RFC 3261 §10.2.4); a trunk deleted, changed or no longer registering has its
+    /// binding removed first (Expires: 0, §10.2.2) so the old and new bindings never overlap.
+    /// Called at start and whenever the API changes a trunk.
+    pub async fn sync_registrations(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.inner.reg_sync.lock().await;
+        if *self.inner.stopping.borrow() {
+            return Ok(());
+        }
+        let mut wanted = HashMap::new();
+        for t in self.inner.store.all_trunks().await? {
+            if let (true, Some(user), Some(pass)) = (t.register, &t.username, &t.password) {
+                let key = RegistrationKey {
+                    host: t.host.clone(),
+                    port: t.port,
+                    transport: t.transport,
+                    username: user.clone(),
+                    password: pass.clone(),
+                };
+                wanted.insert(t.id, (key, trunk_target(&t)));
+            }
+        }
+        let stale: Vec<_> = {
+            let mut regs = lock(&self.inner.registrations);
+            let gone: Vec<TrunkId> = regs
+                .iter()
+                .filter(|(id, (key, _))| wanted.get(id).is_none_or(|(k, _)| k != key))
+                .map(|(id, _)| *id)
+                .collect();
+            gone.into_iter()
+                .filter_map(|id| regs.remove(&id).map(|(_, r)| (id, r)))
+                .collect()
+        };
+        for (id, r) in stale {
+            tracing::info!(trunk = %id, "removing the registration to trunk");
+            r.stop().await;
+        }
+        let mut regs = lock(&self.inner.registrations);
+        for (id, (key, target)) in wanted {
+            if regs.contains_key(&id) {
+                continue;
+            }
+            tracing::info!(trunk = %id, "registering to trunk");
+            let reg = self.inner.sip.register(switchboard_sip::RegisterConfig {
+                registrar: target,
+                username: key.username.clone(),
+                password: key.password.clone(),
+                domain: None,
+                expires: Duration::from_secs(3600),
+            });
+            regs.insert(id, (key, reg));
+        }
+        Ok(())
+    }
+
+    /// The state of a trunk's registration, `None` when the trunk does not register.
+    pub fn registration_state(&self, trunk: TrunkId) -> Option<switchboard_sip::RegistrationState> {
+        lock(&self.inner.registrations)
+            .get(&trunk)
+            .map(|(_, r)| r.state.borrow().clone())
     }
 
     pub fn sip_port(&self) -> u16 {
@@ -201,8 +260,10 @@ impl Engine {
                 }
             }
         }
+        // After any sync in progress, so nothing registers behind our back.
+        let _no_more_syncs = self.inner.reg_sync.lock().await;
         let regs = std::mem::take(&mut *lock(&self.inner.registrations));
-        for r in regs {
+        for (_, r) in regs.into_values() {
             // Unregisters (Expires: 0) before the endpoint stops.
             r.stop().await;
         }

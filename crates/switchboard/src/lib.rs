@@ -25,6 +25,27 @@ impl switchboard_api::CallControl for EngineControl {
     fn dispatched(&self) {
         self.0.notify_dispatch();
     }
+    fn trunks_changed(&self) {
+        let engine = self.0.clone();
+        tokio::spawn(async move {
+            if let Err(e) = engine.sync_registrations().await {
+                tracing::error!(error = %e, "could not bring trunk registrations up to date");
+            }
+        });
+    }
+    fn trunk_registration(&self, trunk: switchboard_domain::TrunkId) -> Option<serde_json::Value> {
+        use switchboard_engine::RegistrationState as S;
+        Some(match self.0.registration_state(trunk)? {
+            S::Registering => serde_json::json!({"state": "registering"}),
+            S::Registered { expires } => {
+                serde_json::json!({"state": "registered", "expires": expires})
+            }
+            S::Failed { code, reason } => {
+                serde_json::json!({"state": "failed", "code": code, "reason": reason})
+            }
+            S::Unregistered => serde_json::json!({"state": "unregistered"}),
+        })
+    }
 }
 
 pub struct Application {

@@ -897,3 +897,60 @@ async fn graceful_shutdown_drains_then_hangs_up_live_calls() {
     }
     srv.join().await;
 }
+
+/// A trunk created through the API while the server runs registers at once (no restart), its
+/// state shows on the trunk, and deleting it removes the binding (Expires: 0).
+#[tokio::test]
+async fn trunk_created_while_running_registers_and_deleted_unregisters() {
+    let srv = Server::start().await;
+    let sipp = Sipp::spawn(&peers_dir().join("uas_registrar.xml"), 16810, &[]);
+    let (s, trunk) = srv
+        .post(
+            "/v1/sip-trunks",
+            json!({"name": "registrar", "host": "127.0.0.1", "port": 16810,
+                   "username": "reguser", "password": "regpass", "register": true}),
+        )
+        .await;
+    assert_eq!(s, 201, "{trunk}");
+    assert!(trunk.get("password").is_none(), "{trunk}");
+    assert_eq!(trunk["has_password"], true);
+    assert!(
+        ["registering", "registered"]
+            .contains(&trunk["registration"]["state"].as_str().unwrap_or("")),
+        "{trunk}"
+    );
+    let id = trunk["id"].as_str().unwrap().to_string();
+    // The registrar answers within milliseconds; poll the trunk (bounded) until it shows.
+    let mut registration = Value::Null;
+    for _ in 0..200 {
+        let (s, t) = srv.get(&format!("/v1/sip-trunks/{id}")).await;
+        assert_eq!(s, 200, "{t}");
+        registration = t["registration"].clone();
+        if registration["state"] != "registering" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(registration["state"], "registered", "{registration}");
+    assert_eq!(registration["expires"], 3600, "{registration}");
+
+    // A trunk that does not register shows no registration.
+    let (_, plain) = srv
+        .post(
+            "/v1/sip-trunks",
+            json!({"name": "plain", "host": "127.0.0.1", "port": 16811}),
+        )
+        .await;
+    assert!(plain["registration"].is_null(), "{plain}");
+
+    let r = srv
+        .client
+        .delete(format!("{}/v1/sip-trunks/{id}", srv.base))
+        .bearer_auth(&srv.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // sipp exits 0 only after the un-REGISTER with Expires: 0 arrived and was answered.
+    assert_eq!(sipp.finish().await, 0, "registrar scenario failed");
+}
