@@ -52,6 +52,14 @@ pub struct EngineConfig {
     pub tts_voice: String,
     /// How often the queue is polled when nothing wakes the dispatcher.
     pub poll_interval: Duration,
+    /// This engine's name in the database (`calls.engine_id`, `engines`). Stable across
+    /// restarts of the same node, so a restart closes exactly its own interrupted calls;
+    /// default `<hostname>:<SIP port>`. Replicas sharing a database need distinct ids.
+    pub engine_id: Option<String>,
+    /// How often the engine records that it is alive and looks for orphaned calls.
+    pub heartbeat_interval: Duration,
+    /// An engine silent for this long is dead: its live calls are closed by the others.
+    pub engine_stale_after: Duration,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +76,9 @@ impl Default for EngineConfig {
             recordings_dir: PathBuf::from("./switchboard-data/recordings"),
             tts_voice: "en".into(),
             poll_interval: Duration::from_millis(250),
+            engine_id: None,
+            heartbeat_interval: Duration::from_secs(5),
+            engine_stale_after: Duration::from_secs(30),
         }
     }
 }
@@ -86,6 +97,7 @@ struct LiveCall {
 }
 
 struct Inner {
+    engine_id: String,
     cfg: EngineConfig,
     store: Store,
     sip: SipEndpoint,
@@ -128,8 +140,20 @@ impl Engine {
         udp: UdpSocket,
         tcp: Option<TcpListener>,
     ) -> Result<Engine, StoreError> {
-        recovery::close_interrupted_calls(&store, &cfg.recordings_dir).await?;
-        store.reset_dispatch_claims().await?;
+        let engine_id = match &cfg.engine_id {
+            Some(id) => id.clone(),
+            None => default_engine_id(udp.local_addr().map(|a| a.port()).unwrap_or(0)),
+        };
+        // This node's previous life: its live calls are closed, its queue claims released
+        // (so its queued calls are dialed at once); other engines' calls are left alone
+        // unless their heartbeat has gone stale.
+        let stale_before = stale_threshold(&cfg);
+        let orphans = store
+            .orphaned_live_calls(&engine_id, true, stale_before)
+            .await?;
+        recovery::close_interrupted_calls(&store, &cfg.recordings_dir, orphans).await?;
+        store.release_engine_claims(&engine_id).await?;
+        store.engine_heartbeat(&engine_id).await?;
         let ep_cfg = EndpointConfig {
             public_ip: cfg.public_ip,
             ..EndpointConfig::default()
@@ -138,6 +162,7 @@ impl Engine {
             .map_err(|e| StoreError::Config(format!("SIP: {e}")))?;
         let (stopping, _) = watch::channel(false);
         let inner = Arc::new(Inner {
+            engine_id,
             cfg,
             store,
             sip,
@@ -153,6 +178,7 @@ impl Engine {
         let inner = engine.inner.clone();
         tokio::spawn(dispatcher(inner.clone()));
         tokio::spawn(inbound_loop(inner.clone(), incoming));
+        tokio::spawn(heartbeat(inner.clone()));
         Ok(engine)
     }
 
@@ -268,6 +294,67 @@ impl Engine {
             r.stop().await;
         }
         self.inner.sip.shutdown();
+        // Every call has ended: nothing of ours is left for the others to close.
+        if let Err(e) = self.inner.store.engine_leave(&self.inner.engine_id).await {
+            tracing::warn!(error = %e, "could not remove this engine from the engines table");
+        }
+    }
+
+    /// This engine's id in the database.
+    pub fn engine_id(&self) -> &str {
+        &self.inner.engine_id
+    }
+}
+
+fn default_engine_id(sip_port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{sip_port}")
+}
+
+fn stale_threshold(cfg: &EngineConfig) -> Timestamp {
+    let micros = i64::try_from(cfg.engine_stale_after.as_micros()).unwrap_or(i64::MAX);
+    Timestamp(Timestamp::now().micros().saturating_sub(micros))
+}
+
+/// Keeps this engine's heartbeat fresh and closes the live calls of engines that stopped
+/// beating (a replica that crashed and did not come back), so no call stays `dialing` or
+/// `in_progress` forever.
+async fn heartbeat(inner: Arc<Inner>) {
+    let mut stop = inner.stopping.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(inner.cfg.heartbeat_interval) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = inner.store.engine_heartbeat(&inner.engine_id).await {
+            tracing::error!(error = %e, "engine heartbeat failed");
+            continue;
+        }
+        let stale_before = stale_threshold(&inner.cfg);
+        match inner
+            .store
+            .orphaned_live_calls(&inner.engine_id, false, stale_before)
+            .await
+        {
+            Ok(orphans) if !orphans.is_empty() => {
+                if let Err(e) = recovery::close_interrupted_calls(
+                    &inner.store,
+                    &inner.cfg.recordings_dir,
+                    orphans,
+                )
+                .await
+                {
+                    tracing::error!(error = %e, "closing orphaned calls failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "looking for orphaned calls failed"),
+        }
     }
 }
 
@@ -292,7 +379,8 @@ async fn org_cap(inner: &Inner, org: OrgId) -> i64 {
 /// Takes calls off the queue. Woken by the API on every dispatch, and polls as a safety net
 /// (another replica's dispatch, a released entry coming due).
 async fn dispatcher(inner: Arc<Inner>) {
-    let worker = format!("engine-{}", uuid::Uuid::new_v4());
+    // Claims carry the engine id, so a restart releases exactly its own (engines.rs).
+    let worker = inner.engine_id.clone();
     let mut stop = inner.stopping.subscribe();
     loop {
         if *stop.borrow() {
@@ -839,6 +927,9 @@ async fn answer_inbound(inner: Arc<Inner>, inc: IncomingCall) {
             return inc.reject(500, "Server Internal Error");
         }
     };
+    if let Err(e) = inner.store.set_call_engine(call.id, &inner.engine_id).await {
+        tracing::error!(call_id = %call.id, error = %e, "cannot record the engine carrying the call");
+    }
     let (hangup_tx, hangup_rx) = mpsc::unbounded_channel();
     lock(&inner.live).insert(
         call.id,

@@ -1,17 +1,19 @@
-//! Start-up recovery: calls that were live when the process died are closed as `failed`
-//! with end_reason `server_restarted`, keeping whatever recording they had written (the
+//! Recovery: calls that were live when their engine died (this node's previous life at
+//! start-up, or another replica whose heartbeat went stale) are closed as `failed` with
+//! end_reason `server_restarted`, keeping whatever recording they had written (the
 //! recorder flushes as it goes, so the partial MP3 plays).
 
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use switchboard_domain::{CallStatus, RecordingMeta, Timestamp};
+use switchboard_domain::{CallId, CallStatus, RecordingMeta, Timestamp};
 use switchboard_store::{CallUpdate, Store, StoreError};
 
 pub(crate) async fn close_interrupted_calls(
     store: &Store,
     recordings_dir: &Path,
+    orphans: Vec<CallId>,
 ) -> Result<(), StoreError> {
-    for id in store.live_calls_not_queued().await? {
+    for id in orphans {
         let call = store.get_call_any_org(id).await?;
         let now = Timestamp::now();
         let rel = format!("{}/{}", call.org_id, call.id);

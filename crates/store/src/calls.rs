@@ -544,26 +544,3 @@ impl Store {
         Ok(())
     }
 }
-
-impl Store {
-    /// Calls left live (dialing or in progress) that are no longer in the dispatch queue:
-    /// after a crash these were on the wire when the process died.
-    pub async fn live_calls_not_queued(&self) -> Result<Vec<CallId>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id FROM calls WHERE status IN ('dialing', 'in_progress') \
-             AND NOT EXISTS (SELECT 1 FROM dispatch_queue q WHERE q.call_id = calls.id)",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| row::uuid(r, "id")).collect()
-    }
-
-    /// Releases every claim on the queue (at start, on a single node: whoever held a claim is
-    /// this process's previous life), so queued calls are dialed at once.
-    pub async fn reset_dispatch_claims(&self) -> Result<(), StoreError> {
-        sqlx::query("UPDATE dispatch_queue SET claimed_by = NULL, claimed_until = NULL")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-}

@@ -5,6 +5,7 @@
 mod bench;
 mod calls;
 mod cursor;
+mod engines;
 mod entities;
 mod error;
 mod migrate;

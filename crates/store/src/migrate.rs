@@ -4,8 +4,14 @@
 use crate::{Backend, Store, StoreError};
 use sqlx::Executor;
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        "engine_ownership",
+        include_str!("../migrations/0002_engine_ownership.sql"),
+    ),
+];
 
 fn render(sql: &str, backend: Backend) -> String {
     let seq_pk = match backend {

@@ -40,6 +40,16 @@ impl Store {
             .bind(n as i64)
             .fetch_all(&self.pool)
             .await?;
+        if !rows.is_empty() {
+            // The claiming engine carries these calls from now on (see engines.rs).
+            sqlx::query(
+                "UPDATE calls SET engine_id = $1 WHERE id IN \
+                 (SELECT call_id FROM dispatch_queue WHERE claimed_by = $1)",
+            )
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+        }
         rows.iter()
             .map(|r| {
                 Ok(ClaimedDispatch {

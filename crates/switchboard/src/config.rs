@@ -118,6 +118,17 @@ pub struct TelephonyConfig {
     /// espeak-ng voice used for the agent's greeting.
     #[arg(long, env = "SWITCHBOARD_TTS_VOICE", default_value = "en")]
     pub tts_voice: String,
+    /// This engine's id in the database; replicas sharing one database need distinct ids.
+    /// Default: `<hostname>:<SIP port>`, stable across restarts of the node.
+    #[arg(long, env = "SWITCHBOARD_ENGINE_ID")]
+    pub engine_id: Option<String>,
+    /// Seconds between heartbeats (and sweeps for calls of dead engines).
+    #[arg(long, env = "SWITCHBOARD_ENGINE_HEARTBEAT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub engine_heartbeat: u64,
+    /// Seconds without a heartbeat after which an engine counts as dead and its live calls
+    /// are closed as failed / server_restarted by the others.
+    #[arg(long, env = "SWITCHBOARD_ENGINE_STALE_AFTER", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=86400))]
+    pub engine_stale_after: u64,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -155,6 +166,9 @@ impl ServeConfig {
                 sip_trusted: vec!["127.0.0.1".parse().expect("literal address")],
                 shutdown_grace: 5,
                 tts_voice: "en".into(),
+                engine_id: None,
+                engine_heartbeat: 5,
+                engine_stale_after: 30,
             },
         }
     }

@@ -91,6 +91,9 @@ impl Application {
             recordings_dir: config.store.data_dir.join("recordings"),
             tts_voice: t.tts_voice.clone(),
             poll_interval: Duration::from_millis(250),
+            engine_id: t.engine_id.clone(),
+            heartbeat_interval: Duration::from_secs(t.engine_heartbeat),
+            engine_stale_after: Duration::from_secs(t.engine_stale_after),
         };
         let engine = Engine::start(engine_cfg, store.clone(), sip_udp, Some(sip_tcp)).await?;
         let mut state = AppState::new(

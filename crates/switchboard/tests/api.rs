@@ -21,5 +21,7 @@ mod isolation;
 mod misc;
 #[path = "api/recording.rs"]
 mod recording;
+#[path = "api/replicas.rs"]
+mod replicas;
 #[path = "api/resources.rs"]
 mod resources;
