@@ -127,9 +127,9 @@ impl Recordings {
                         ..Default::default()
                     });
                 for (k, v) in &options.0 {
-                    let key = k.parse().map_err(|_| {
-                        config_err(format!("unknown S3 option {k:?}"))
-                    })?;
+                    let key = k
+                        .parse()
+                        .map_err(|_| config_err(format!("unknown S3 option {k:?}")))?;
                     builder = builder.with_config(key, v);
                 }
                 // The builder's messages name missing or malformed settings, not their values.
@@ -139,9 +139,8 @@ impl Recordings {
                 let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
                     Arc::new(s3)
                 } else {
-                    let p = ObjPath::parse(prefix).map_err(|_| {
-                        config_err(format!("{prefix:?} is not a valid key prefix"))
-                    })?;
+                    let p = ObjPath::parse(prefix)
+                        .map_err(|_| config_err(format!("{prefix:?} is not a valid key prefix")))?;
                     Arc::new(PrefixStore::new(s3, p))
                 };
                 let spool = data_dir.join("recordings-spool");
@@ -159,7 +158,9 @@ impl Recordings {
                     },
                 })
             }
-            other => Err(config_err(format!("unsupported scheme {other:?}; {ALLOWED}"))),
+            other => Err(config_err(format!(
+                "unsupported scheme {other:?}; {ALLOWED}"
+            ))),
         }
     }
 
@@ -189,7 +190,10 @@ impl Recordings {
         if p.as_ref().is_empty() {
             return None;
         }
-        Some(p.parts().fold(spool.clone(), |acc, part| acc.join(part.as_ref())))
+        Some(
+            p.parts()
+                .fold(spool.clone(), |acc, part| acc.join(part.as_ref())),
+        )
     }
 
     /// Size of an object, or `None` if it does not exist. A recording still waiting in the
@@ -289,7 +293,10 @@ impl Recordings {
             }
             done.push(key);
         }
-        if let Some(dir) = self.spool_file(rel).and_then(|p| p.parent().map(Path::to_path_buf)) {
+        if let Some(dir) = self
+            .spool_file(rel)
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+        {
             // Empty organization folders go too; a non-empty one stays (the error is expected).
             let _ = tokio::fs::remove_dir(&dir).await;
         }
@@ -358,13 +365,21 @@ mod tests {
 
     #[test]
     fn bad_urls_name_the_setting_and_what_is_allowed() {
-        for url in ["gs://bucket/x", "recordings", "file://relative/path", "s3:///nobucket"] {
+        for url in [
+            "gs://bucket/x",
+            "recordings",
+            "file://relative/path",
+            "s3:///nobucket",
+        ] {
             let e = err(url);
             assert!(e.contains("SWITCHBOARD_RECORDINGS_URL"), "{e}");
             assert!(e.contains("s3://BUCKET"), "{e}");
         }
         let e = err("s3://AKIDEXAMPLE:hunter2secret@bucket/x");
-        assert!(!e.contains("hunter2secret") && !e.contains("AKIDEXAMPLE"), "{e}");
+        assert!(
+            !e.contains("hunter2secret") && !e.contains("AKIDEXAMPLE"),
+            "{e}"
+        );
     }
 
     #[tokio::test]
@@ -390,7 +405,10 @@ mod tests {
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
         std::fs::write(&f, b"0123456789").unwrap();
         assert_eq!(r.size("org1/call1.mp3").await.unwrap(), Some(10));
-        assert_eq!(&r.get_range("org1/call1.mp3", 2..5).await.unwrap()[..], b"234");
+        assert_eq!(
+            &r.get_range("org1/call1.mp3", 2..5).await.unwrap()[..],
+            b"234"
+        );
         assert_eq!(r.spooled().await.unwrap(), vec!["org1/call1".to_string()]);
         assert!(r.spool_file("../etc/passwd").is_none());
         let _ = std::fs::remove_dir_all(&dir);
