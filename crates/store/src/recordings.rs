@@ -108,6 +108,11 @@ impl Recordings {
                 Self::local(path)
             }
             "s3" => {
+                if rest.contains(['?', '#']) {
+                    return Err(config_err(format!(
+                        "query and fragment are not supported in the URL; set options through the AWS_* environment; {ALLOWED}"
+                    )));
+                }
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
                 if bucket.contains('@') {
                     // Never echo it: the part before '@' would be a secret.
@@ -160,6 +165,24 @@ impl Recordings {
             }
             other => Err(config_err(format!(
                 "unsupported scheme {other:?}; {ALLOWED}"
+            ))),
+        }
+    }
+
+    /// Whether the store answers: a listing of its root (bounded to 10 s). For the start-up
+    /// log; recording does not depend on it (the spool keeps files until uploads succeed).
+    pub async fn check(&self) -> Result<(), StoreError> {
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            self.store.list_with_delimiter(None),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(StoreError::Config(format!(
+                "{} did not answer within 10 s",
+                self.describe
             ))),
         }
     }

@@ -50,6 +50,10 @@ impl Application {
             &config.recordings_options,
         )?;
         tracing::info!(recordings = %recordings, "recordings store");
+        if let Err(e) = recordings.check().await {
+            // Not fatal: calls are recorded into the spool and uploaded once it answers.
+            tracing::warn!(recordings = %recordings, error = %e, "recordings store does not answer; recordings wait in the spool");
+        }
         let first_run_key = if store.org_count().await? == 0 {
             let (org, key) = store.create_org("default").await?;
             Some((org.id.to_string(), key))

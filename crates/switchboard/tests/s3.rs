@@ -156,11 +156,13 @@ async fn failed_upload_keeps_the_spool_file() {
     let f = dir.path().join("recordings-spool/org/call.mp3");
     std::fs::create_dir_all(f.parent().unwrap()).unwrap();
     std::fs::write(&f, b"precious").unwrap();
+    assert!(rec.check().await.is_err(), "a missing bucket is reported");
     let e = rec.upload_spooled("org/call").await.expect_err("no bucket");
     assert!(!e.to_string().contains(moto::SECRET_ACCESS_KEY));
     assert_eq!(std::fs::read(&f).unwrap(), b"precious");
     assert_eq!(rec.size("org/call.mp3").await.unwrap(), Some(8));
     moto.create_bucket("not-created-yet").await;
+    rec.check().await.expect("the bucket answers");
     rec.upload_spooled("org/call").await.unwrap();
     assert!(!f.exists());
     assert_eq!(
@@ -211,6 +213,38 @@ async fn wait_final(app: &TestApp, id: &str) -> Value {
     .await
 }
 
+/// Places a call to a sipp peer on `port` that answers, plays 3 s of a 1 kHz tone and hangs
+/// up; returns the call id and the ended call.
+async fn tone_call(app: &TestApp, port: u16) -> (String, Value) {
+    setup_outbound(app, port).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let pcm = audio::sine(1000.0, 8000, 8000 * 3, 12000.0);
+    let tone = tmp.path().join("tone.ulaw");
+    std::fs::write(&tone, G711::Pcmu.encode(&pcm)).unwrap();
+    let scen = std::fs::read_to_string(scenarios().join("uas_play_bye.xml"))
+        .unwrap()
+        .replace("TONE_FILE", &tone.display().to_string())
+        .replace("HOLD_MS", "3000");
+    let scen_path = tmp.path().join("uas_play_bye.xml");
+    std::fs::write(&scen_path, scen).unwrap();
+    let peer = sipp(&scen_path, port);
+    let (s, call) = status_json(
+        app.post_json(
+            "/v1/call",
+            &json!({"from": "+15550001111", "to": "+14155550123"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 201, "{call}");
+    let id = call["id"].as_str().unwrap().to_string();
+    let done = wait_final(app, &id).await;
+    assert_eq!(sipp_done(peer).await, 0, "sipp scenario failed");
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(done["recording_url"].is_string(), "{done}");
+    (id, done)
+}
+
 /// (b) A real call with the server on S3: recorded into the spool, uploaded at the end,
 /// served with Range from the bucket, decodable with the far end's tone, deleted with the call.
 #[tokio::test]
@@ -229,34 +263,7 @@ async fn call_recording_is_uploaded_to_s3_served_with_range_and_deleted() {
         !app.data_dir.join("recordings").exists(),
         "no local recordings folder on S3"
     );
-    setup_outbound(&app, 16700).await;
-
-    let tmp = tempfile::tempdir().unwrap();
-    let pcm = audio::sine(1000.0, 8000, 8000 * 3, 12000.0);
-    let tone = tmp.path().join("tone.ulaw");
-    std::fs::write(&tone, G711::Pcmu.encode(&pcm)).unwrap();
-    let scen = std::fs::read_to_string(scenarios().join("uas_play_bye.xml"))
-        .unwrap()
-        .replace("TONE_FILE", &tone.display().to_string())
-        .replace("HOLD_MS", "3000");
-    let scen_path = tmp.path().join("uas_play_bye.xml");
-    std::fs::write(&scen_path, scen).unwrap();
-    let peer = sipp(&scen_path, 16700);
-
-    let (s, call) = status_json(
-        app.post_json(
-            "/v1/call",
-            &json!({"from": "+15550001111", "to": "+14155550123"}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(s, 201, "{call}");
-    let id = call["id"].as_str().unwrap().to_string();
-    let done = wait_final(&app, &id).await;
-    assert_eq!(sipp_done(peer).await, 0, "sipp scenario failed");
-    assert_eq!(done["status"], "completed", "{done}");
-    assert!(done["recording_url"].is_string(), "{done}");
+    let (id, done) = tone_call(&app, 16700).await;
 
     // In the bucket, seen through the S3 API; the spool is empty afterwards.
     let org = &app.org_id;
@@ -336,6 +343,52 @@ async fn call_recording_is_uploaded_to_s3_served_with_range_and_deleted() {
     assert!(moto.keys(BUCKET).await.is_empty(), "objects deleted");
     let r = app.get(&format!("/v1/call/recording/{id}.mp3")).await;
     assert_eq!(r.status(), 404);
+    app.stop().await;
+}
+
+/// The store is down when the call ends (its bucket does not exist yet): the call still
+/// ends normally, its recording is served from the spool meanwhile, and the engine's retries
+/// upload it once the bucket is there.
+#[tokio::test]
+async fn upload_is_retried_and_the_spool_is_served_meanwhile() {
+    let moto = Moto::start().await;
+    let opts = moto.options();
+    let bucket = "created-after-the-call";
+    let app = TestApp::spawn_with(Db::Sqlite, |c| {
+        c.recordings_url = Some(format!("s3://{bucket}"));
+        c.recordings_options = opts;
+    })
+    .await;
+    let (id, _) = tone_call(&app, 16701).await;
+    let spool_file = app
+        .data_dir
+        .join(format!("recordings-spool/{}/{id}.mp3", app.org_id));
+    // The first attempt fails; the spool file stays and is what the API serves.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let spooled = std::fs::read(&spool_file).expect("spool file kept after a failed upload");
+    let r = app.get(&format!("/v1/call/recording/{id}.mp3")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), spooled);
+    let (_, _, s) = decode(&spooled);
+    assert!(s[0].len() > 8000 * 2);
+
+    moto.create_bucket(bucket).await;
+    let key = format!("{}/{id}.mp3", app.org_id);
+    let obj = eventually("the retried upload", 30, async || {
+        let o = moto.get_object(bucket, &key).await;
+        (o.is_some(), o)
+    })
+    .await;
+    assert_eq!(obj.unwrap(), spooled);
+    eventually("the spool to empty", 10, async || {
+        (
+            files_under(&app.data_dir.join("recordings-spool")).is_empty(),
+            (),
+        )
+    })
+    .await;
+    let r = app.get(&format!("/v1/call/recording/{id}.mp3")).await;
+    assert_eq!(r.bytes().await.unwrap().to_vec(), spooled);
     app.stop().await;
 }
 
