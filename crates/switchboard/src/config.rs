@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (HTTP API).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Seed many calls and measure the calls API against the database engine.
     Bench(crate::bench::BenchArgs),
     /// Manage organizations.
