@@ -73,20 +73,18 @@ async fn upload_with_retry(recordings: &Recordings, store: &Store, call: CallId,
     let mut delay = FIRST_DELAY;
     let mut attempt = 1u32;
     loop {
+        if deleted(store, call).await {
+            // DELETE /v1/call erased the call (while it was live, or while this upload was
+            // waiting to be retried): its recording goes too, spool file and object alike.
+            erase(recordings, rel).await;
+            return;
+        }
         match recordings.upload_spooled(rel).await {
             Ok(keys) => {
-                // DELETE /v1/call may have run while the upload was in flight: then the
-                // objects just written must go too.
-                if matches!(
-                    store.get_call_any_org(call).await,
-                    Err(StoreError::NotFound)
-                ) {
-                    for k in &keys {
-                        let _ = recordings.delete(k).await;
-                    }
-                    return;
-                }
-                if !keys.is_empty() {
+                if deleted(store, call).await {
+                    // Deleted while the upload was in flight: the objects just written go.
+                    erase(recordings, rel).await;
+                } else if !keys.is_empty() {
                     tracing::info!(call_id = %call, store = %recordings, attempt, "recording uploaded");
                 }
                 return;
@@ -99,12 +97,20 @@ async fn upload_with_retry(recordings: &Recordings, store: &Store, call: CallId,
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(MAX_DELAY);
         attempt += 1;
-        if matches!(
-            store.get_call_any_org(call).await,
-            Err(StoreError::NotFound)
-        ) {
-            // Deleted meanwhile; DELETE removed the spool files as well.
-            return;
+    }
+}
+
+async fn deleted(store: &Store, call: CallId) -> bool {
+    matches!(
+        store.get_call_any_org(call).await,
+        Err(StoreError::NotFound)
+    )
+}
+
+async fn erase(recordings: &Recordings, rel: &str) {
+    for key in [format!("{rel}.mp3"), format!("{rel}.stereo.mp3")] {
+        if let Err(e) = recordings.delete(&key).await {
+            tracing::warn!(key = %key, error = %e, "could not erase the recording of a deleted call");
         }
     }
 }

@@ -392,6 +392,57 @@ async fn upload_is_retried_and_the_spool_is_served_meanwhile() {
     app.stop().await;
 }
 
+/// DELETE of a live call on S3: the call is hung up, and its recording (finished after the
+/// row is gone) ends up neither in the bucket nor in the spool.
+#[tokio::test]
+async fn deleting_a_live_call_leaves_nothing_in_the_bucket_or_spool() {
+    let moto = Moto::start().await;
+    moto.create_bucket(BUCKET).await;
+    let opts = moto.options();
+    let app = TestApp::spawn_with(Db::Sqlite, |c| {
+        c.recordings_url = Some(format!("s3://{BUCKET}"));
+        c.recordings_options = opts;
+    })
+    .await;
+    setup_outbound(&app, 16702).await;
+    let peer = sipp(&scenarios().join("uas_answer_wait_bye.xml"), 16702);
+    let (s, call) = status_json(
+        app.post_json(
+            "/v1/call",
+            &json!({"from": "+15550001111", "to": "+14155550123"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 201, "{call}");
+    let id = call["id"].as_str().unwrap().to_string();
+    eventually("the call to be answered", 30, async || {
+        let (_, c) = status_json(app.get(&format!("/v1/call/{id}")).await).await;
+        (c["status"] == "in_progress", ())
+    })
+    .await;
+    let spool = app.data_dir.join("recordings-spool");
+    eventually("the recorder to write", 10, async || {
+        (!files_under(&spool).is_empty(), ())
+    })
+    .await;
+    let r = app.delete(&format!("/v1/call/{id}")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(sipp_done(peer).await, 0, "sipp did not get our BYE");
+    eventually("the spool to empty", 15, async || {
+        (files_under(&spool).is_empty(), ())
+    })
+    .await;
+    // Give a (wrong) late upload the time it would need, then look at the bucket.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        moto.keys(BUCKET).await.is_empty(),
+        "{:?}",
+        moto.keys(BUCKET).await
+    );
+    app.stop().await;
+}
+
 /// A free loopback TCP port (bound, then released).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
