@@ -10,6 +10,7 @@
 use crate::StoreError;
 use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
+use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
 use object_store::prefix::PrefixStore;
@@ -18,6 +19,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Uploads up to this size are one PUT; larger ones a multipart upload with parts of this size.
+pub const UPLOAD_PART: usize = 8 * 1024 * 1024;
 
 /// The setting's name in errors.
 const SETTING: &str = "--recordings-url / SWITCHBOARD_RECORDINGS_URL";
@@ -240,12 +244,7 @@ impl Recordings {
                 Ok(b) => return Ok(b),
                 // Uploaded (and removed from the spool) meanwhile: the object has it.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(StoreError::Config(format!(
-                        "reading spooled recording {}: {e}",
-                        f.display()
-                    )))
-                }
+                Err(e) => return Err(file_err("cannot read", &f, e)),
             }
         }
         let opts = GetOptions {
@@ -271,12 +270,7 @@ impl Recordings {
             match tokio::fs::remove_file(&f).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(StoreError::Config(format!(
-                        "cannot delete spooled recording {}: {e}",
-                        f.display()
-                    )))
-                }
+                Err(e) => return Err(file_err("cannot delete", &f, e)),
             }
         }
         match self.store.delete(&ObjPath::from(key)).await {
@@ -298,17 +292,12 @@ impl Recordings {
             let Some(f) = self.spool_file(&key) else {
                 continue;
             };
-            let data = match tokio::fs::read(&f).await {
+            let file = match tokio::fs::File::open(&f).await {
                 Ok(d) => d,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(StoreError::Config(format!(
-                        "cannot read spooled recording {}: {e}",
-                        f.display()
-                    )))
-                }
+                Err(e) => return Err(file_err("cannot open", &f, e)),
             };
-            self.put(&key, Bytes::from(data)).await?;
+            self.upload_file(file, &f, &key).await?;
             if let Err(e) = tokio::fs::remove_file(&f).await {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(file = %f.display(), error = %e, "uploaded recording left in the spool");
@@ -326,15 +315,47 @@ impl Recordings {
         Ok(done)
     }
 
+    /// Streams a local file to `key`: one PUT up to [`UPLOAD_PART`] bytes, a multipart upload
+    /// above that (aborted again if a part fails), so memory stays bounded for long calls.
+    async fn upload_file(
+        &self,
+        mut file: tokio::fs::File,
+        f: &Path,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut w = BufWriter::with_capacity(self.store.clone(), ObjPath::from(key), UPLOAD_PART);
+        let copied: Result<(), StoreError> = async {
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                let n = file
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| file_err("cannot read", f, e))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.truncate(n);
+                w.put(Bytes::from(buf)).await?;
+            }
+        }
+        .await;
+        if let Err(e) = copied {
+            let _ = w.abort().await;
+            return Err(e);
+        }
+        w.shutdown()
+            .await
+            .map_err(|e| StoreError::File(format!("uploading {} to {key}: {e}", f.display())))
+    }
+
     /// The recordings waiting in the spool, as `<org>/<call>` (each once), for remote stores.
     pub async fn spooled(&self) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
         let Some(spool) = &self.spool else {
             return Ok(out);
         };
-        let io = |e: std::io::Error| {
-            StoreError::Config(format!("cannot list the spool {}: {e}", spool.display()))
-        };
+        let io = |e: std::io::Error| file_err("cannot list", spool, e);
         let mut orgs = match tokio::fs::read_dir(spool).await {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -362,6 +383,10 @@ impl Recordings {
         out.sort();
         Ok(out)
     }
+}
+
+fn file_err(what: &str, f: &Path, e: std::io::Error) -> StoreError {
+    StoreError::File(format!("{what} {}: {e}", f.display()))
 }
 
 async fn read_range(f: &Path, range: Range<u64>) -> std::io::Result<Bytes> {

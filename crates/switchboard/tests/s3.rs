@@ -143,6 +143,25 @@ async fn store_put_size_range_delete_and_upload_against_moto() {
         &rec.get_range("org/call.mp3", 5..10).await.unwrap()[..],
         b"bytes"
     );
+
+    // A long call's file (over UPLOAD_PART) goes up as a multipart upload, byte for byte.
+    let big: Vec<u8> = (0..(switchboard_store::recordings::UPLOAD_PART * 2 + 12_345))
+        .map(|i| (i % 253) as u8)
+        .collect();
+    std::fs::create_dir_all(spool.join("org")).unwrap();
+    std::fs::write(spool.join("org/long.mp3"), &big).unwrap();
+    rec.upload_spooled("org/long").await.unwrap();
+    assert!(files_under(&spool).is_empty(), "spool emptied");
+    assert_eq!(
+        moto.get_object(BUCKET, "store-test/org/long.mp3")
+            .await
+            .unwrap(),
+        big
+    );
+    assert_eq!(
+        rec.size("org/long.mp3").await.unwrap(),
+        Some(big.len() as u64)
+    );
 }
 
 /// A failed upload (the bucket does not exist yet) keeps the spool file, which is served
