@@ -6,7 +6,8 @@
 #
 #   conformance/run.sh [extra pytest args]
 #
-# Environment: CONFORMANCE_VENV (default conformance/.venv), CARGO (default cargo).
+# Environment: CONFORMANCE_VENV (default conformance/.venv; scripts/test.sh passes its shared
+# venv), CARGO (default cargo). Python versions are pinned in scripts/requirements-test.txt.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -17,8 +18,7 @@ cargo="${CARGO:-cargo}"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install -q --disable-pip-version-check \
-    flyflowclient==1.14.21 omnidimension==0.6.0 pytest requests
+"$venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements-test.txt"
 
 (cd "$root" && "$cargo" build -q -p switchboard --bin switchboard --example conformance_seed)
 target="$(cd "$root" && "$cargo" metadata --format-version 1 --no-deps | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"

@@ -8,6 +8,7 @@
 //! failure → failed; accepted REFER → transferred.
 
 mod recovery;
+mod upload;
 
 use serde_json::json;
 use std::collections::HashMap;
@@ -25,7 +26,7 @@ pub use switchboard_sip::RegistrationState;
 use switchboard_sip::{
     CallEvent, CallHandle, EndpointConfig, IncomingCall, OutboundInvite, SipEndpoint, Target,
 };
-use switchboard_store::{CallUpdate, ClaimedDispatch, Store, StoreError};
+use switchboard_store::{CallUpdate, ClaimedDispatch, Recordings, Store, StoreError};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
@@ -46,8 +47,12 @@ pub struct EngineConfig {
     pub max_calls_per_org: i64,
     /// How long graceful shutdown lets live calls end by themselves.
     pub shutdown_grace: Duration,
-    /// Where recordings are written (the local recordings root).
+    /// Where the recorder writes as a call runs: the local recordings root, or the spool
+    /// folder of a remote store.
     pub recordings_dir: PathBuf,
+    /// The recordings store. A remote one (S3) gets each call's spool files uploaded when the
+    /// call ends (see `upload`); `None` or local: the files in `recordings_dir` are the store.
+    pub recordings: Option<Recordings>,
     /// espeak-ng voice for the greeting.
     pub tts_voice: String,
     /// How often the queue is polled when nothing wakes the dispatcher.
@@ -74,6 +79,7 @@ impl Default for EngineConfig {
             max_calls_per_org: 50,
             shutdown_grace: Duration::from_secs(10),
             recordings_dir: PathBuf::from("./switchboard-data/recordings"),
+            recordings: None,
             tts_voice: "en".into(),
             poll_interval: Duration::from_millis(250),
             engine_id: None,
@@ -152,6 +158,10 @@ impl Engine {
             .orphaned_live_calls(&engine_id, true, stale_before)
             .await?;
         recovery::close_interrupted_calls(&store, &cfg.recordings_dir, orphans).await?;
+        if let Some(r) = &cfg.recordings {
+            // Uploads what is left in the spool, the interrupted calls' partial files included.
+            upload::spawn_sweep(r, &store);
+        }
         store.release_engine_claims(&engine_id).await?;
         store.engine_heartbeat(&engine_id).await?;
         let ep_cfg = EndpointConfig {
@@ -801,7 +811,11 @@ impl CallCtx {
                 }
             }
         }
+        let recorded = u.recording.is_some();
         self.set(u).await;
+        if let (true, Some(r)) = (recorded, &self.inner.cfg.recordings) {
+            upload::spawn_upload(r, &self.inner.store, id, self.recording_base().1);
+        }
         lock(&self.inner.live).remove(&id);
         tracing::info!(call_id = %id, status = %status, "call ended");
     }

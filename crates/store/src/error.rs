@@ -16,6 +16,9 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("object store: {0}")]
     Object(#[from] object_store::Error),
+    /// A local recording file (the spool) could not be read, written or removed.
+    #[error("recording file: {0}")]
+    File(String),
 }
 
 impl StoreError {

@@ -21,7 +21,7 @@ pub use entities::ResourcePage;
 pub use error::StoreError;
 pub use orgs::hash_key;
 pub use queue::ClaimedDispatch;
-pub use recordings::Recordings;
+pub use recordings::{Recordings, StoreOptions};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};

@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (HTTP API).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Seed many calls and measure the calls API against the database engine.
     Bench(crate::bench::BenchArgs),
     /// Manage organizations.
@@ -80,6 +80,15 @@ pub struct ServeConfig {
     /// Database connections in the pool.
     #[arg(long, env = "SWITCHBOARD_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
+    /// Where recordings are stored: unset = `<data-dir>/recordings`; `s3://BUCKET[/PREFIX]` =
+    /// S3 (credentials, region and endpoint from the standard AWS_* environment variables),
+    /// with calls recorded into `<data-dir>/recordings-spool` and uploaded when they end;
+    /// `file:///PATH` = another local folder.
+    #[arg(long, env = "SWITCHBOARD_RECORDINGS_URL")]
+    pub recordings_url: Option<String>,
+    /// Object store options that override the AWS_* environment (tests, embedding); no flag.
+    #[arg(skip)]
+    pub recordings_options: switchboard_store::StoreOptions,
     #[command(flatten)]
     pub telephony: TelephonyConfig,
 }
@@ -156,6 +165,8 @@ impl ServeConfig {
             public_url: None,
             log_format: "text".into(),
             db_pool: 8,
+            recordings_url: None,
+            recordings_options: Default::default(),
             telephony: TelephonyConfig {
                 sip_listen: "127.0.0.1:0".parse().expect("literal address"),
                 public_ip: None,

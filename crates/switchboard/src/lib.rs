@@ -65,7 +65,16 @@ impl Application {
         let store = Store::connect(&config.store.url(), config.db_pool)
             .await
             .context("cannot open the database")?;
-        let recordings = Recordings::local(&config.store.data_dir.join("recordings"))?;
+        let recordings = Recordings::from_url(
+            config.recordings_url.as_deref(),
+            &config.store.data_dir,
+            &config.recordings_options,
+        )?;
+        tracing::info!(recordings = %recordings, "recordings store");
+        if let Err(e) = recordings.check().await {
+            // Not fatal: calls are recorded into the spool and uploaded once it answers.
+            tracing::warn!(recordings = %recordings, error = %e, "recordings store does not answer; recordings wait in the spool");
+        }
         let first_run_key = if store.org_count().await? == 0 {
             let (org, key) = store.create_org("default").await?;
             Some((org.id.to_string(), key))
@@ -88,7 +97,8 @@ impl Application {
             trusted_sources: t.sip_trusted.clone(),
             max_calls_per_org: t.max_calls_per_org,
             shutdown_grace: Duration::from_secs(t.shutdown_grace),
-            recordings_dir: config.store.data_dir.join("recordings"),
+            recordings_dir: recordings.write_root().to_path_buf(),
+            recordings: Some(recordings.clone()),
             tts_voice: t.tts_voice.clone(),
             poll_interval: Duration::from_millis(250),
             engine_id: t.engine_id.clone(),
@@ -119,6 +129,11 @@ impl Application {
 
     pub fn store(&self) -> &Store {
         &self.state.store
+    }
+
+    /// The recordings store the API serves from.
+    pub fn recordings(&self) -> &Recordings {
+        &self.state.recordings
     }
 
     pub fn engine(&self) -> &Engine {

@@ -12,6 +12,7 @@
 //! both!(healthz); // tests `healthz::sqlite` and `healthz::postgres`
 //! ```
 
+pub mod moto;
 mod pg;
 
 pub use pg::postgres_url;
@@ -166,7 +167,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The server's store (same pool): seed or inspect rows directly.
     pub store: Store,
-    /// The server's recordings storage (`<data_dir>/recordings`).
+    /// The server's recordings storage (`<data_dir>/recordings` unless configured otherwise).
     pub recordings: Recordings,
     pub data_dir: PathBuf,
     /// `None` on SQLite.
@@ -218,8 +219,7 @@ impl TestApp {
         );
         let addr = app.local_addr();
         let store = app.store().clone();
-        let recordings = Recordings::local(&config.store.data_dir.join("recordings"))
-            .expect("recordings directory");
+        let recordings = app.recordings().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             if let Err(e) = app
