@@ -74,6 +74,10 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            // A pooled SQLite connection is a file handle in this process: it cannot go stale,
+            // so the ping before each use is a wasted round trip to its worker thread. A
+            // PostgreSQL connection can (server restart), so it is still checked.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
