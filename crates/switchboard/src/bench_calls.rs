@@ -899,7 +899,20 @@ fn print_levels(levels: &[LevelResult]) {
     }
 }
 
+/// Everything one run measured.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub levels: Vec<LevelResult>,
+    pub dispatch: Option<DispatchResult>,
+}
+
+/// Runs the levels and the dispatch test, prints the tables (unless `--json`).
 pub async fn run(args: BenchCallsArgs) -> anyhow::Result<()> {
+    measure(args).await.map(|_| ())
+}
+
+/// Like [`run`], and returns the figures.
+pub async fn measure(args: BenchCallsArgs) -> anyhow::Result<Report> {
     let temp = args.data_dir.is_none();
     let root = args.data_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("switchboard-bench-calls-{}", std::process::id()))
@@ -966,7 +979,10 @@ pub async fn run(args: BenchCallsArgs) -> anyhow::Result<()> {
     if temp {
         let _ = std::fs::remove_dir_all(&root);
     }
-    Ok(())
+    Ok(Report {
+        levels: results,
+        dispatch,
+    })
 }
 
 #[cfg(test)]
