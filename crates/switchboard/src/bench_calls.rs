@@ -524,6 +524,8 @@ async fn run_level(
     let mut first_up: Option<Instant> = None;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
+        // Dialing first: a call answered between the two counts is counted twice, never missed.
+        let dialing = bench.count(CallStatus::Dialing).await?;
         let up = bench.count(CallStatus::InProgress).await?;
         if up > 0 && first_up.is_none() {
             first_up = Some(Instant::now());
@@ -531,7 +533,6 @@ async fn run_level(
         if up as usize >= n {
             break;
         }
-        let dialing = bench.count(CallStatus::Dialing).await?;
         if up + dialing < n as i64 {
             bail!("level {n}: only {up} calls in progress, {dialing} dialing; the rest ended early (see the calls' end_reason)");
         }
@@ -834,8 +835,10 @@ async fn run_level_child(
             data_dir.display().to_string(),
         ])
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
+        .spawn()?
+        .wait_with_output()
         .await?;
     anyhow::ensure!(out.status.success(), "level {n} failed ({})", out.status);
     let text = String::from_utf8_lossy(&out.stdout);
