@@ -579,10 +579,22 @@ impl CallCtx {
                         let params = sdp::parse(remote_sdp.as_bytes()).ok().and_then(|s| sdp::media_params(&s, &[Codec::Pcmu, Codec::Pcma]).ok());
                         let now = Timestamp::now();
                         started = Some(now);
-                        self.set(CallUpdate { status: Some(CallStatus::InProgress), started_at: Some(now), sip_code: Some(200), ..Default::default() }).await;
+                        let answered = CallUpdate { status: Some(CallStatus::InProgress), started_at: Some(now), sip_code: Some(200), ..Default::default() };
                         match params {
-                            Some(p) => media = self.start_media(&p).await,
+                            Some(p) => {
+                                // Media starts beside the status write, not after it: under
+                                // database load the write can take seconds, and the far end's
+                                // RTP would pile up unread meanwhile (then play late).
+                                let store = self.inner.store.clone();
+                                let write = async move {
+                                    if let Err(e) = store.update_call(id, answered).await {
+                                        tracing::warn!(call_id = %id, error = %e, "call update refused");
+                                    }
+                                };
+                                media = tokio::join!(write, self.start_media(&p)).1;
+                            }
                             None => {
+                                self.set(answered).await;
                                 tracing::warn!(call_id = %id, "answer had no usable SDP; hanging up");
                                 outcome = Some((CallStatus::Failed, "incompatible-media".into(), Some(488)));
                                 sip.hangup();

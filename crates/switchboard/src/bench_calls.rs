@@ -521,15 +521,11 @@ async fn run_level(
         .await
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
-    let mut first_up: Option<Instant> = None;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         // Dialing first: a call answered between the two counts is counted twice, never missed.
         let dialing = bench.count(CallStatus::Dialing).await?;
         let up = bench.count(CallStatus::InProgress).await?;
-        if up > 0 && first_up.is_none() {
-            first_up = Some(Instant::now());
-        }
         if up as usize >= n {
             break;
         }
@@ -543,12 +539,13 @@ async fn run_level(
     }
     let all_up = Instant::now();
     let ramp_s = ramp.elapsed().as_secs_f64();
-    let first_up = first_up.unwrap_or(all_up);
     eprintln!("level {n}: all in progress after {ramp_s:.1} s");
 
-    // Steady state: after the greetings, before the first BYE (first answer + call length).
+    // Steady state: after the greetings, before the first BYE. sipp hangs up `seconds` after
+    // its 200 OK is acknowledged, and no call can be answered before the first POST (the
+    // in_progress write itself may lag behind the answer under database load).
     let open = all_up + Duration::from_millis(args.settle_ms);
-    let close = first_up + Duration::from_secs(args.seconds) - Duration::from_millis(1000);
+    let close = ramp + Duration::from_secs(args.seconds) - Duration::from_millis(1000);
     if close <= open + Duration::from_millis(500) {
         bail!("level {n}: no steady-state window (the ramp took {ramp_s:.1} s); raise --seconds");
     }
