@@ -426,7 +426,7 @@ fn sipp_stat(path: &Path) -> (Option<u64>, Option<u64>) {
     let Some(header) = lines.next() else {
         return (None, None);
     };
-    let Some(last) = lines.last() else {
+    let Some(last) = lines.next_back() else {
         return (None, None);
     };
     let cols: Vec<&str> = header.split(';').collect();
