@@ -918,6 +918,17 @@ pub async fn measure(args: BenchCallsArgs) -> anyhow::Result<Report> {
         std::env::temp_dir().join(format!("switchboard-bench-calls-{}", std::process::id()))
     });
     std::fs::create_dir_all(&root)?;
+    let result = measure_in(&args, &root, temp).await;
+    if temp {
+        // The recordings take about 585 KiB per call-minute.
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    result
+}
+
+async fn measure_in(args: &BenchCallsArgs, root: &Path, temp: bool) -> anyhow::Result<Report> {
+    let args = args.clone();
+    let root = root.to_path_buf();
     let levels: Vec<usize> = args
         .concurrency
         .iter()
@@ -940,6 +951,9 @@ pub async fn measure(args: BenchCallsArgs) -> anyhow::Result<Report> {
         };
         if args.json {
             println!("{}", serde_json::to_string(&r)?);
+        }
+        if temp {
+            let _ = std::fs::remove_dir_all(&dir);
         }
         results.push(r);
     }
@@ -975,9 +989,6 @@ pub async fn measure(args: BenchCallsArgs) -> anyhow::Result<Report> {
                 d.p50_ms, d.p99_ms, d.max_ms, d.api_p50_ms, d.api_p99_ms, d.missing
             );
         }
-    }
-    if temp {
-        let _ = std::fs::remove_dir_all(&root);
     }
     Ok(Report {
         levels: results,
