@@ -116,6 +116,10 @@ pub struct LevelResult {
     pub lost_max: u64,
     pub late_total: u64,
     pub late_max: u64,
+    /// Calls with at least one late packet.
+    pub calls_with_late: usize,
+    /// Jitter-buffer playout restarts, all calls.
+    pub resyncs_total: u64,
     pub concealed_total: u64,
     pub jitter_mean_ms: f64,
     pub jitter_max_ms: f64,
@@ -613,6 +617,8 @@ async fn run_level(
         r.lost_max = r.lost_max.max(u("lost"));
         r.late_total += u("late");
         r.late_max = r.late_max.max(u("late"));
+        r.calls_with_late += usize::from(u("late") > 0);
+        r.resyncs_total += u("resyncs");
         r.concealed_total += u("concealed");
         let j = m["jitter_ms"].as_f64().unwrap_or(0.0);
         jit_sum += j;
@@ -881,7 +887,7 @@ fn print_levels(levels: &[LevelResult]) {
     println!();
     for r in levels {
         println!(
-            "level {}: process {:.3} cores under load, {:.3} idle; RSS {:.1} → {:.1} MiB; {} of {} calls completed, {} with audio_metrics; packets sent mean {:.0}; concealed {}; sipp exit {} (successful {:?}, failed {:?})",
+            "level {}: process {:.3} cores under load, {:.3} idle; RSS {:.1} → {:.1} MiB; {} of {} calls completed, {} with audio_metrics; packets sent mean {:.0}; concealed {}; {} calls with late packets, {} playout restarts; sipp exit {} (successful {:?}, failed {:?})",
             r.calls,
             r.load_cores,
             r.idle_cores,
@@ -892,6 +898,8 @@ fn print_levels(levels: &[LevelResult]) {
             r.with_metrics,
             r.sent_mean,
             r.concealed_total,
+            r.calls_with_late,
+            r.resyncs_total,
             r.sipp_exit,
             r.sipp_successful,
             r.sipp_failed,
