@@ -19,7 +19,7 @@ use std::time::Duration;
 use switchboard_domain::*;
 use switchboard_media::recorder::CallRecorder;
 use switchboard_media::session::{
-    bind_rtp_pair, MediaEvent, RtpSession, SessionConfig, SessionHandle,
+    bind_rtp_pair, MediaEvent, RtpSession, SessionConfig, SessionHandle, SessionStats,
 };
 use switchboard_sip::sdp::{self, Codec, Direction};
 pub use switchboard_sip::RegistrationState;
@@ -553,6 +553,34 @@ async fn place_call(inner: Arc<Inner>, claim: ClaimedDispatch) {
     ctx.drive(handle).await;
 }
 
+/// The RTP counters of a call as users see them in `audio_metrics`.
+fn audio_metrics(s: &SessionStats) -> serde_json::Value {
+    let j = &s.jitter;
+    json!({
+        "packets_received": s.packets_received,
+        "packets_sent": s.packets_sent,
+        "lost": j.lost,
+        "late": j.late,
+        "duplicates": j.duplicates,
+        "reordered": j.reordered,
+        "concealed": j.concealed,
+        "overflow_dropped": j.overflow_dropped,
+        "resyncs": j.resyncs,
+        // RFC 3550 A.8 interarrival jitter, timestamp units of the 8 kHz clock → ms.
+        "jitter_ms": f64::from(j.jitter) / 8.0,
+        "parse_errors": s.parse_errors,
+        "unexpected_source": s.unexpected_source,
+        "unknown_payload": s.unknown_payload,
+        "ssrc_changes": s.ssrc_changes,
+        "send_errors": s.send_errors,
+        "dtmf_digits": s.dtmf_digits,
+        "rtcp_sent": s.rtcp_sent,
+        "rtcp_received": s.rtcp_received,
+        "events_dropped": s.events_dropped,
+        "recording_errors": s.recording_errors,
+    })
+}
+
 fn trunk_target(trunk: &Trunk) -> Target {
     Target {
         host: trunk.host.clone(),
@@ -615,6 +643,20 @@ impl CallCtx {
     async fn event(&self, ev: serde_json::Value) {
         if let Err(e) = self.inner.store.append_call_event(self.call.id, ev).await {
             tracing::warn!(call_id = %self.call.id, error = %e, "could not record call event");
+        }
+    }
+
+    /// Keeps the media session's counters on the call (`audio_metrics`, shown with
+    /// `include=metrics`). Written before the final status so a finished call has them.
+    async fn store_audio_metrics(&self, stats: &SessionStats) {
+        let m = audio_metrics(stats);
+        if let Err(e) = self
+            .inner
+            .store
+            .modify_call_details(self.call.id, move |d| d.audio_metrics = Some(m))
+            .await
+        {
+            tracing::warn!(call_id = %self.call.id, error = %e, "could not store audio metrics");
         }
     }
 
@@ -705,10 +747,22 @@ impl CallCtx {
                         let params = sdp::parse(remote_sdp.as_bytes()).ok().and_then(|s| sdp::media_params(&s, &[Codec::Pcmu, Codec::Pcma]).ok());
                         let now = Timestamp::now();
                         started = Some(now);
-                        self.set(CallUpdate { status: Some(CallStatus::InProgress), started_at: Some(now), sip_code: Some(200), ..Default::default() }).await;
+                        let answered = CallUpdate { status: Some(CallStatus::InProgress), started_at: Some(now), sip_code: Some(200), ..Default::default() };
                         match params {
-                            Some(p) => media = self.start_media(&p).await,
+                            Some(p) => {
+                                // Media starts beside the status write, not after it: under
+                                // database load the write can take seconds, and the far end's
+                                // RTP would pile up unread meanwhile (then play late).
+                                let store = self.inner.store.clone();
+                                let write = async move {
+                                    if let Err(e) = store.update_call(id, answered).await {
+                                        tracing::warn!(call_id = %id, error = %e, "call update refused");
+                                    }
+                                };
+                                media = tokio::join!(write, self.start_media(&p)).1;
+                            }
                             None => {
+                                self.set(answered).await;
                                 tracing::warn!(call_id = %id, "answer had no usable SDP; hanging up");
                                 outcome = Some((CallStatus::Failed, "incompatible-media".into(), Some(488)));
                                 sip.hangup();
@@ -793,6 +847,7 @@ impl CallCtx {
         if let Some((session, _)) = media.take() {
             match session.stop().await {
                 Ok(report) => {
+                    self.store_audio_metrics(&report.stats).await;
                     if let Some(r) = report.recording {
                         let (_, rel) = self.recording_base();
                         u.recording = Some(RecordingMeta {

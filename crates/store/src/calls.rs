@@ -493,6 +493,21 @@ impl Store {
 
     /// Appends an event (a DTMF digit and the like) to the call's details.
     pub async fn append_call_event(&self, id: CallId, event: Value) -> Result<(), StoreError> {
+        self.modify_call_details(id, move |details| {
+            match details.events.as_mut().and_then(Value::as_array_mut) {
+                Some(list) => list.push(event),
+                None => details.events = Some(Value::Array(vec![event])),
+            }
+        })
+        .await
+    }
+
+    /// Read-modify-write of a call's details in one transaction (the other fields are kept).
+    pub async fn modify_call_details(
+        &self,
+        id: CallId,
+        change: impl FnOnce(&mut CallDetails),
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         // Touch the row first so SQLite takes the write lock before the read (see create_call).
         sqlx::query("UPDATE calls SET updated_at = $1 WHERE id = $2")
@@ -516,10 +531,7 @@ impl Store {
             }
             None => CallDetails::default(),
         };
-        match details.events.as_mut().and_then(Value::as_array_mut) {
-            Some(list) => list.push(event),
-            None => details.events = Some(Value::Array(vec![event])),
-        }
+        change(&mut details);
         sqlx::query("UPDATE calls SET details = $1 WHERE id = $2")
             .bind(serde_json::to_string(&details).unwrap_or_default())
             .bind(id.to_string())

@@ -21,6 +21,8 @@ pub enum Command {
     Serve(Box<ServeConfig>),
     /// Seed many calls and measure the calls API against the database engine.
     Bench(crate::bench::BenchArgs),
+    /// Telephony load: concurrent recorded calls against a sipp peer, and dispatch latency.
+    BenchCalls(crate::bench_calls::BenchCallsArgs),
     /// Manage organizations.
     Org {
         #[command(subcommand)]

@@ -2,6 +2,7 @@
 //! `main` stays thin; tests build the same `Application` on port 0.
 
 pub mod bench;
+pub mod bench_calls;
 pub mod config;
 
 use anyhow::Context;

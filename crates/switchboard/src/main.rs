@@ -59,6 +59,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .init();
             switchboard::bench::run(args).await
         }
+        Command::BenchCalls(args) => {
+            let filter =
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
+            switchboard::bench_calls::run(args).await
+        }
         Command::Org {
             command: OrgCommand::Create { name, store },
         } => {

@@ -253,6 +253,16 @@ async fn outbound_call_is_dialed_answered_recorded_and_completed() {
     let url = done["recording_url"].as_str().expect("recording_url");
     assert!(url.ends_with(&format!("/v1/call/recording/{id}.mp3")));
 
+    // The RTP counters are kept on the call: 3 s of tone is 150 packets, none lost.
+    let (st, with_metrics) = srv.get(&format!("/v1/call/{id}?include=metrics")).await;
+    assert_eq!(st, 200);
+    let m = &with_metrics["audio_metrics"];
+    let received = m["packets_received"].as_u64().unwrap_or(0);
+    assert!(received > 100, "packets_received {received}: {m}");
+    assert_eq!(m["lost"], 0, "{m}");
+    assert!(m["packets_sent"].as_u64().unwrap_or(0) > 150, "{m}");
+    assert!(m["jitter_ms"].is_number(), "{m}");
+
     // Mono mix: decodes, and its length matches the call within 0.5 s.
     let (st, mono) = srv.bytes(&format!("/v1/call/recording/{id}.mp3")).await;
     assert_eq!(st, 200);
