@@ -110,6 +110,9 @@ struct Inner {
     live: Mutex<HashMap<CallId, LiveCall>>,
     wake: Notify,
     stopping: watch::Sender<bool>,
+    /// Set once shutdown has finished: the inbound loop (which answers 503 while draining)
+    /// ends, so nothing keeps the SIP endpoint and its sockets alive.
+    finished: watch::Sender<bool>,
     tasks: Mutex<JoinSet<()>>,
     /// Running registrations by trunk, with the settings they were started from.
     registrations: Mutex<HashMap<TrunkId, (RegistrationKey, switchboard_sip::Registration)>>,
@@ -171,6 +174,7 @@ impl Engine {
         let (sip, incoming) = SipEndpoint::start(ep_cfg, udp, tcp)
             .map_err(|e| StoreError::Config(format!("SIP: {e}")))?;
         let (stopping, _) = watch::channel(false);
+        let (finished, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             engine_id,
             cfg,
@@ -179,6 +183,7 @@ impl Engine {
             live: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             stopping,
+            finished,
             tasks: Mutex::new(JoinSet::new()),
             registrations: Mutex::new(HashMap::new()),
             reg_sync: tokio::sync::Mutex::new(()),
@@ -304,6 +309,7 @@ impl Engine {
             r.stop().await;
         }
         self.inner.sip.shutdown();
+        self.inner.finished.send_replace(true);
         // Every call has ended: nothing of ours is left for the others to close.
         if let Err(e) = self.inner.store.engine_leave(&self.inner.engine_id).await {
             tracing::warn!(error = %e, "could not remove this engine from the engines table");
@@ -878,8 +884,10 @@ impl CallCtx {
 
 async fn inbound_loop(inner: Arc<Inner>, mut incoming: mpsc::Receiver<IncomingCall>) {
     let mut stop = inner.stopping.subscribe();
+    let mut finished = inner.finished.subscribe();
     loop {
         tokio::select! {
+            _ = finished.changed() => return,
             inc = incoming.recv() => match inc {
                 Some(inc) => {
                     if *stop.borrow() {

@@ -954,3 +954,21 @@ async fn trunk_created_while_running_registers_and_deleted_unregisters() {
     // sipp exits 0 only after the un-REGISTER with Expires: 0 arrived and was answered.
     assert_eq!(sipp.finish().await, 0, "registrar scenario failed");
 }
+
+/// A stopped server lets go of its SIP port: the same process can start again on it at once
+/// (nothing of the engine outlives its shutdown).
+#[tokio::test]
+async fn sip_port_is_released_when_the_server_stops() {
+    let fixed = |c: &mut ServeConfig| {
+        c.telephony.sip_listen = "127.0.0.1:16812".parse().unwrap();
+    };
+    let srv = Server::start_at(tempfile::tempdir().unwrap(), None, fixed).await;
+    assert_eq!(srv.sip_port, 16812);
+    let (org, key) = (srv.org.clone(), srv.key.clone());
+    let dir = srv.join().await;
+    let again = Server::start_at(dir, Some((org, key)), fixed).await;
+    assert_eq!(again.sip_port, 16812);
+    let (s, _) = again.get("/v1/agents").await;
+    assert_eq!(s, 200);
+    again.join().await;
+}
