@@ -11,6 +11,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "engine_ownership",
         include_str!("../migrations/0002_engine_ownership.sql"),
     ),
+    (
+        3,
+        "live_calls_index",
+        include_str!("../migrations/0003_live_calls_index.sql"),
+    ),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {
