@@ -22,6 +22,15 @@ fn init_logs(json: bool) {
     }
 }
 
+/// Benchmarks are quiet by default: the figures go to stdout, warnings and progress to stderr.
+fn bench_logs() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = match &cli.command {
@@ -50,22 +59,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Bench(args) => {
-            // Quiet by default: the figures go to stdout, progress to stderr.
-            let filter =
-                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr)
-                .init();
+            bench_logs();
             switchboard::bench::run(args).await
         }
         Command::BenchCalls(args) => {
-            let filter =
-                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr)
-                .init();
+            bench_logs();
             switchboard::bench_calls::run(args).await
         }
         Command::Org {
