@@ -12,7 +12,6 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard::config::ServeConfig;
-use switchboard::Application;
 use switchboard_domain::CallStatus;
 use switchboard_media::audio;
 use switchboard_media::g711::G711;
@@ -22,146 +21,9 @@ use tokio::process::{Child, Command};
 // ---------------------------------------------------------------------------------------------
 // The server (in process) and the API.
 
-struct Server {
-    base: String,
-    /// The organization and its API key.
-    org: String,
-    key: String,
-    sip_port: u16,
-    client: reqwest::Client,
-    dir: Option<tempfile::TempDir>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Server {
-    async fn start() -> Server {
-        Self::start_at(tempfile::tempdir().unwrap(), None, |_| {}).await
-    }
-
-    /// Starts on `dir` (a fresh one, or the one a previous server left, then with the
-    /// organization and key it created).
-    async fn start_at(
-        dir: tempfile::TempDir,
-        org_key: Option<(String, String)>,
-        tweak: impl FnOnce(&mut ServeConfig),
-    ) -> Server {
-        let mut cfg = ServeConfig::for_tests(dir.path().to_path_buf(), None);
-        tweak(&mut cfg);
-        let app = Application::build(&cfg).await.unwrap();
-        let (org, key) = org_key.unwrap_or_else(|| app.first_run_key.clone().unwrap());
-        let base = format!("http://{}", app.local_addr());
-        let sip_port = app.sip_port();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            app.run_until_stopped(async move {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        Server {
-            base,
-            org,
-            key,
-            sip_port,
-            client: reqwest::Client::new(),
-            dir: Some(dir),
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn bytes(&self, path: &str) -> (u16, Vec<u8>) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
-    }
-
-    async fn create(&self, path: &str, body: Value) -> String {
-        let (s, v) = self.post(path, body).await;
-        assert_eq!(s, 201, "{path}: {v}");
-        v["id"].as_str().unwrap().to_string()
-    }
-
-    async fn dispatch(&self, from: &str, to: &str) -> String {
-        let (s, call) = self.post("/v1/call", json!({"from": from, "to": to})).await;
-        assert_eq!(s, 201, "{call}");
-        assert_eq!(call["status"], "dialing");
-        call["id"].as_str().unwrap().to_string()
-    }
-
-    /// Polls the call until it reaches a final status (bounded).
-    async fn wait_final(&self, id: &str) -> Value {
-        for _ in 0..300 {
-            let (_, c) = self.get(&format!("/v1/call/{id}")).await;
-            let st = c["status"].as_str().unwrap_or("");
-            if !matches!(st, "dialing" | "in_progress") {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("call {id} never ended");
-    }
-
-    async fn wait_status(&self, id: &str, status: &str) -> Value {
-        for _ in 0..300 {
-            let (_, c) = self.get(&format!("/v1/call/{id}")).await;
-            if c["status"] == status {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("call {id} never reached {status}");
-    }
-
-    /// Sends the stop signal (what SIGTERM does in `main`).
-    fn signal_stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-
-    /// Waits for the server to finish (bounded) and hands back its data directory.
-    async fn join(mut self) -> tempfile::TempDir {
-        self.signal_stop();
-        if let Some(t) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(30), t)
-                .await
-                .expect("server did not stop within 30 s")
-                .unwrap();
-        }
-        self.dir.take().unwrap()
-    }
-}
+#[path = "live/server.rs"]
+mod live_server;
+use live_server::Server;
 
 fn peers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers")

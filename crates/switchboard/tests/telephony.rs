@@ -7,138 +7,35 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use switchboard::config::ServeConfig;
-use switchboard::Application;
 use switchboard_media::audio;
 use switchboard_media::g711::G711;
 use tokio::process::{Child, Command};
 
-struct Server {
-    base: String,
-    key: String,
-    sip_port: u16,
-    client: reqwest::Client,
-    _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
+#[path = "live/server.rs"]
+mod live_server;
+use live_server::Server;
 
-impl Server {
-    async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = ServeConfig::for_tests(dir.path().to_path_buf(), None);
-        let app = Application::build(&cfg).await.unwrap();
-        let (_, key) = app.first_run_key.clone().unwrap();
-        let base = format!("http://{}", app.local_addr());
-        let sip_port = app.sip_port();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            app.run_until_stopped(async move {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        Server {
-            base,
-            key,
-            sip_port,
-            client: reqwest::Client::new(),
-            _dir: dir,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn bytes(&self, path: &str) -> (u16, Vec<u8>) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
-    }
-
-    /// Agent + trunk to 127.0.0.1:`sipp_port` + caller-ID number bound to both.
-    async fn setup_outbound(&self, sipp_port: u16, greeting: &str) -> String {
-        let (s, agent) = self
-            .post(
-                "/v1/agents",
-                json!({"name": "Agent", "initial_message": greeting, "max_duration_seconds": 60}),
-            )
-            .await;
-        assert_eq!(s, 201, "{agent}");
-        let (s, trunk) = self
-            .post(
-                "/v1/sip-trunks",
-                json!({"name": "sipp", "host": "127.0.0.1", "port": sipp_port, "transport": "udp"}),
-            )
-            .await;
-        assert_eq!(s, 201, "{trunk}");
-        let (s, num) = self
-            .post("/v1/phone-numbers", json!({"phone_number": "+15550001111", "agent_id": agent["id"], "trunk_id": trunk["id"]}))
-            .await;
-        assert_eq!(s, 201, "{num}");
-        agent["id"].as_str().unwrap().to_string()
-    }
-
-    /// Polls the call until it reaches a final status (bounded).
-    async fn wait_final(&self, id: &str) -> Value {
-        for _ in 0..300 {
-            let (_, c) = self.get(&format!("/v1/call/{id}")).await;
-            let st = c["status"].as_str().unwrap_or("");
-            if !matches!(st, "dialing" | "in_progress") {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("call {id} never ended");
-    }
-
-    async fn wait_status(&self, id: &str, status: &str) -> Value {
-        for _ in 0..300 {
-            let (_, c) = self.get(&format!("/v1/call/{id}")).await;
-            if c["status"] == status {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("call {id} never reached {status}");
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
-        }
-    }
+/// Agent + trunk to 127.0.0.1:`sipp_port` + caller-ID number bound to both.
+async fn setup_outbound(srv: &Server, sipp_port: u16, greeting: &str) -> String {
+    let (s, agent) = srv
+        .post(
+            "/v1/agents",
+            json!({"name": "Agent", "initial_message": greeting, "max_duration_seconds": 60}),
+        )
+        .await;
+    assert_eq!(s, 201, "{agent}");
+    let (s, trunk) = srv
+        .post(
+            "/v1/sip-trunks",
+            json!({"name": "sipp", "host": "127.0.0.1", "port": sipp_port, "transport": "udp"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{trunk}");
+    let (s, num) = srv
+        .post("/v1/phone-numbers", json!({"phone_number": "+15550001111", "agent_id": agent["id"], "trunk_id": trunk["id"]}))
+        .await;
+    assert_eq!(s, 201, "{num}");
+    agent["id"].as_str().unwrap().to_string()
 }
 
 fn scenarios() -> PathBuf {
@@ -216,7 +113,8 @@ fn chrono_like(s: &str) -> f64 {
 #[tokio::test]
 async fn outbound_call_is_dialed_answered_recorded_and_completed() {
     let srv = Server::start().await;
-    srv.setup_outbound(
+    setup_outbound(
+        &srv,
         16060,
         "Hello, this is Switchboard calling about your appointment.",
     )
@@ -298,13 +196,13 @@ async fn outbound_call_is_dialed_answered_recorded_and_completed() {
         tone_in_agent < 0.2,
         "caller's tone leaked into agent channel: {tone_in_agent}"
     );
-    srv.stop().await;
+    srv.join().await;
 }
 
 #[tokio::test]
 async fn outbound_rejections_map_to_status_reason_and_code() {
     let srv = Server::start().await;
-    srv.setup_outbound(16061, "Hi").await;
+    setup_outbound(&srv, 16061, "Hi").await;
     let tmp = tempfile::tempdir().unwrap();
     let template = std::fs::read_to_string(scenarios().join("uas_reject.xml")).unwrap();
     for (code, status, reason) in [
@@ -339,13 +237,13 @@ async fn outbound_rejections_map_to_status_reason_and_code() {
         assert!(done["end_time"].is_string());
         assert!(done["start_time"].is_null());
     }
-    srv.stop().await;
+    srv.join().await;
 }
 
 #[tokio::test]
 async fn ring_timeout_and_hangup_while_ringing() {
     let srv = Server::start().await;
-    srv.setup_outbound(16062, "Hi").await;
+    setup_outbound(&srv, 16062, "Hi").await;
     let scen = scenarios().join("uas_ring_cancel.xml");
     // Ring timeout set on the call: 1 s, then CANCEL → no_answer / ring-timeout.
     let sipp = Sipp::spawn(&scen, 16062, &[]);
@@ -383,13 +281,13 @@ async fn ring_timeout_and_hangup_while_ringing() {
     assert_eq!(sipp.finish().await, 0);
     assert_eq!(done["status"], "no_answer", "{done}");
     assert_eq!(done["end_reason"], "cancelled-before-answer");
-    srv.stop().await;
+    srv.join().await;
 }
 
 #[tokio::test]
 async fn hangup_through_the_api_while_talking() {
     let srv = Server::start().await;
-    srv.setup_outbound(16063, "Hi there").await;
+    setup_outbound(&srv, 16063, "Hi there").await;
     let sipp = Sipp::spawn(&scenarios().join("uas_answer_wait_bye.xml"), 16063, &[]);
     let (_, call) = srv
         .post(
@@ -407,7 +305,7 @@ async fn hangup_through_the_api_while_talking() {
     assert_eq!(done["end_reason"], "agent-ended-call");
     let (s, _) = srv.post(&format!("/v1/call/{id}/hangup"), json!({})).await;
     assert_eq!(s, 409);
-    srv.stop().await;
+    srv.join().await;
 }
 
 #[tokio::test]
@@ -461,7 +359,7 @@ async fn inbound_call_is_routed_recorded_and_captures_dtmf() {
     std::fs::write(&p, scen).unwrap();
     let sipp = Sipp::spawn(&p, 16065, &[target]);
     assert_eq!(sipp.finish().await, 0, "expected 404 for an unknown number");
-    srv.stop().await;
+    srv.join().await;
 }
 
 /// A real `switchboard serve` process on fixed ports (HTTP 16500, SIP 16501).
@@ -515,16 +413,8 @@ async fn kill_9_with_calls_live_and_queued_then_restart() {
         .to_string();
     let client = reqwest::Client::new();
     wait_http(&client).await;
-    let srv = Server {
-        base: "http://127.0.0.1:16500".into(),
-        key,
-        sip_port: 16501,
-        client: client.clone(),
-        _dir: tempfile::tempdir().unwrap(),
-        stop: None,
-        task: None,
-    };
-    srv.setup_outbound(16066, "Hello").await;
+    let srv = Server::remote("http://127.0.0.1:16500", key, 16501);
+    setup_outbound(&srv, 16066, "Hello").await;
     // Call 1 is answered and stays up; call 2 waits in the queue (cap of 1 per organization).
     let sipp = Sipp::spawn(&scenarios().join("uas_answer_wait_bye.xml"), 16066, &[]);
     let (_, c1) = srv
