@@ -181,50 +181,16 @@ impl Lines {
     }
 }
 
-struct Sipp {
-    child: Child,
-}
+#[path = "live/sipp.rs"]
+mod live_sipp;
+use live_sipp::Sipp;
 
 impl Sipp {
     /// sipp on SIP `port` (16800-16819); media and control ports derive from it.
     fn spawn(scenario: &Path, port: u16, extra: &[String]) -> Sipp {
         assert!((16800..16820).contains(&port));
         let n = port - 16800;
-        let mut args: Vec<String> = vec![
-            "-sf".into(),
-            scenario.display().to_string(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-            "-mp".into(),
-            (16820 + n * 4).to_string(),
-            "-cp".into(),
-            (16960 + n).to_string(),
-            "-m".into(),
-            "1".into(),
-            "-nostdin".into(),
-            "-timeout".into(),
-            "40s".into(),
-        ];
-        args.extend(extra.iter().cloned());
-        let child = Command::new("sipp")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("sipp is required: apt-get install sip-tester");
-        Sipp { child }
-    }
-
-    async fn finish(mut self) -> i32 {
-        let st = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
-            .await
-            .expect("sipp did not finish")
-            .unwrap();
-        st.code().unwrap_or(-1)
+        Sipp::spawn_ports(scenario, port, 16820 + n * 4, 16960 + n, extra)
     }
 }
 

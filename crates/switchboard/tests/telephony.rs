@@ -9,7 +9,6 @@ use std::process::Stdio;
 use std::time::Duration;
 use switchboard_media::audio;
 use switchboard_media::g711::G711;
-use tokio::process::{Child, Command};
 
 #[path = "live/server.rs"]
 mod live_server;
@@ -42,47 +41,20 @@ fn scenarios() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
 }
 
-struct Sipp {
-    child: Child,
-}
+#[path = "live/sipp.rs"]
+mod live_sipp;
+use live_sipp::Sipp;
 
 impl Sipp {
+    /// sipp on SIP `port` (16060-16079), media 16400 + 4n, control port + 200.
     fn spawn(scenario: &Path, port: u16, extra: &[String]) -> Sipp {
-        let mut args: Vec<String> = vec![
-            "-sf".into(),
-            scenario.display().to_string(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-            "-mp".into(),
-            (16400 + (port - 16060) * 4).to_string(),
-            "-cp".into(),
-            (port + 200).to_string(),
-            "-m".into(),
-            "1".into(),
-            "-nostdin".into(),
-            "-timeout".into(),
-            "40s".into(),
-        ];
-        args.extend(extra.iter().cloned());
-        let child = Command::new("sipp")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("sipp is required: apt-get install sip-tester");
-        Sipp { child }
-    }
-
-    async fn finish(mut self) -> i32 {
-        let st = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
-            .await
-            .expect("sipp did not finish")
-            .unwrap();
-        st.code().unwrap_or(-1)
+        Sipp::spawn_ports(
+            scenario,
+            port,
+            16400 + (port - 16060) * 4,
+            port + 200,
+            extra,
+        )
     }
 }
 
