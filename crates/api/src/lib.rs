@@ -40,6 +40,11 @@ pub trait CallControl: Send + Sync {
     fn hangup(&self, call: switchboard_domain::CallId) -> bool;
     /// A call was just queued: wake the dispatcher.
     fn dispatched(&self) {}
+    /// Blind transfer of an answered call to an E.164 number or a sip: URI (validated).
+    /// `false` if the call is not live on this process.
+    fn transfer(&self, _call: switchboard_domain::CallId, _to: &str) -> bool {
+        false
+    }
     /// A trunk was created, changed or deleted: bring registrations up to date (in the
     /// background; the API does not wait for the registrar).
     fn trunks_changed(&self) {}

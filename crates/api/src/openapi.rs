@@ -36,6 +36,7 @@ const DOCS_HTML: &str = include_str!("docs.html");
         crate::v1::get_call,
         crate::v1::delete_call,
         crate::v1::hangup,
+        crate::v1::transfer,
         crate::recording::get_recording,
         crate::resources::list_agents,
         crate::resources::create_agent,
@@ -604,6 +605,13 @@ pub struct SipTrunk {
     /// `{"state": "registering" | "registered" | "failed" | "unregistered", "expires": seconds
     /// granted, "code", "reason" of a failure}`; null when the trunk does not register.
     pub registration: Option<TrunkRegistration>,
+}
+
+/// Where to transfer the call.
+#[derive(ToSchema)]
+pub struct TransferBody {
+    /// An E.164 number (`+14155550123`) or a SIP URI (`sip:desk@pbx.example.com`).
+    pub to: String,
 }
 
 #[derive(ToSchema)]

@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/call/context", post(set_context))
         .route("/v1/call/{id}", get(get_call).delete(delete_call))
         .route("/v1/call/{id}/hangup", post(hangup))
+        .route("/v1/call/{id}/transfer", post(transfer))
         .route(
             "/v1/call/recording/{file}",
             get(crate::recording::get_recording),
@@ -381,6 +382,93 @@ pub(crate) async fn hangup(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "call is not live on this server yet (still queued); try again once it is dialing",
+        ));
+    }
+    let shape = Shape {
+        fields: Fields::Light,
+        include: vec![],
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(call_v1(&call, &base_url(&state, &headers), &shape)),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TransferBody {
+    to: Option<String>,
+}
+
+/// A transfer target: an E.164 number, or a SIP URI that cannot break out of the Refer-To
+/// header (no whitespace, angle brackets or quotes: RFC 3261 §25.1 URI characters only).
+fn parse_transfer_target(to: Option<String>) -> ApiResult<String> {
+    let to = to.ok_or_else(|| {
+        ApiError::bad_request("to is required: an E.164 number (+14155550123) or a sip: URI")
+    })?;
+    let t = to.trim();
+    if t.starts_with("sip:") || t.starts_with("sips:") {
+        let ok = t.len() <= 256
+            && t.contains('@')
+            && t.chars()
+                .all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"'));
+        if !ok {
+            return Err(ApiError::bad_request(
+                "to: not a valid SIP URI; expected sip:user@host[:port] (at most 256 characters)",
+            ));
+        }
+        return Ok(t.to_string());
+    }
+    let n = PhoneNumber::parse(t).map_err(|e| {
+        ApiError::bad_request(format!(
+            "to: {}; pass an E.164 number (+14155550123) or a sip: URI",
+            e.message
+        ))
+    })?;
+    Ok(n.to_string())
+}
+
+#[utoipa::path(
+    post, path = "/v1/call/{id}/transfer", tag = "calls",
+    summary = "Transfer an answered call",
+    description = "Blind transfer (SIP REFER, RFC 3515) to an E.164 number, sent to the call's trunk (or the peer an inbound call came from), or to a sip: URI. The call ends as `transferred` once the far end reports success; a refusal is recorded in the call's events and the call goes on.",
+    params(("id" = uuid::Uuid, Path, description = "The call's id")),
+    request_body(content = crate::openapi::TransferBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Transfer requested", body = crate::openapi::CallV1),
+        (status = 400, description = "Invalid id or target", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Call not found", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The call is not answered, already ended, or not live on this server", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn transfer(
+    State(state): State<AppState>,
+    Org(org): Org,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: JsonBody<TransferBody>,
+) -> ApiResult<Response> {
+    let id = parse_call_id(&id)?;
+    let to = parse_transfer_target(body.value.to)?;
+    let call = state
+        .store
+        .get_call(org, id, false)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Call"))?;
+    if call.status != CallStatus::InProgress {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "only an answered call (status in_progress) can be transferred; this one is {}",
+                call.status
+            ),
+        ));
+    }
+    let live = state.control.as_ref().is_some_and(|c| c.transfer(id, &to));
+    if !live {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "call is not live on this server",
         ));
     }
     let shape = Shape {

@@ -100,6 +100,11 @@ enum LocalEnd {
 struct LiveCall {
     org: OrgId,
     hangup: mpsc::UnboundedSender<LocalEnd>,
+    /// Refer-To URIs for a blind transfer (RFC 3515) of the answered call.
+    transfer: mpsc::UnboundedSender<String>,
+    /// host:port a transfer to a bare phone number is addressed to: the trunk the call went
+    /// out through, or the peer an inbound call came from.
+    refer_domain: String,
 }
 
 struct Inner {
@@ -273,6 +278,24 @@ impl Engine {
     pub fn hangup(&self, call: CallId) -> bool {
         match lock(&self.inner.live).get(&call) {
             Some(l) => l.hangup.send(LocalEnd::Api).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Blind transfer of an answered call (REFER, RFC 3515) to `to`: an E.164 number (sent
+    /// as `sip:<number>@<the call's trunk or peer>`) or a `sip:`/`sips:` URI. `false` if the
+    /// call is not live here. The call ends as `transferred` once the far end reports the
+    /// transfer succeeded (NOTIFY with a 2xx sipfrag); a failure is recorded in its events.
+    pub fn transfer(&self, call: CallId, to: &str) -> bool {
+        match lock(&self.inner.live).get(&call) {
+            Some(l) => {
+                let uri = if to.starts_with('+') {
+                    format!("sip:{to}@{}", l.refer_domain)
+                } else {
+                    to.to_string()
+                };
+                l.transfer.send(uri).is_ok()
+            }
             None => false,
         }
     }
@@ -527,11 +550,14 @@ async fn place_call(inner: Arc<Inner>, claim: ClaimedDispatch) {
         return;
     }
     let (hangup_tx, hangup_rx) = mpsc::unbounded_channel();
+    let (transfer_tx, transfer_rx) = mpsc::unbounded_channel();
     lock(&inner.live).insert(
         id,
         LiveCall {
             org: call.org_id,
             hangup: hangup_tx,
+            transfer: transfer_tx,
+            refer_domain: format!("{}:{}", invite.target.host, invite.target.port),
         },
     );
     let handle = match inner.sip.invite(invite) {
@@ -554,6 +580,7 @@ async fn place_call(inner: Arc<Inner>, claim: ClaimedDispatch) {
         agent,
         rtp: Some((rtp, rtcp)),
         hangup_rx,
+        transfer_rx,
         answered: None,
     };
     ctx.drive(handle).await;
@@ -608,6 +635,7 @@ struct CallCtx {
     agent: Option<Agent>,
     rtp: Option<(UdpSocket, UdpSocket)>,
     hangup_rx: mpsc::UnboundedReceiver<LocalEnd>,
+    transfer_rx: mpsc::UnboundedReceiver<String>,
     /// Media already negotiated (inbound calls are answered before the loop starts).
     answered: Option<sdp::MediaParams>,
 }
@@ -819,6 +847,13 @@ impl CallCtx {
                     local_end = Some(LocalEnd::MaxDuration);
                     sip.hangup();
                 }
+                Some(uri) = self.transfer_rx.recv() => {
+                    if started.is_some() && outcome.is_none() {
+                        tracing::info!(call_id = %id, "blind transfer requested (REFER)");
+                        sip.refer(&uri);
+                        self.event(json!({"type": "transfer-requested", "to": uri, "at": Timestamp::now()})).await;
+                    }
+                }
                 Some(why) = self.hangup_rx.recv() => {
                     local_end.get_or_insert(why);
                     sip.hangup();
@@ -1008,11 +1043,14 @@ async fn answer_inbound(inner: Arc<Inner>, inc: IncomingCall) {
         tracing::error!(call_id = %call.id, error = %e, "cannot record the engine carrying the call");
     }
     let (hangup_tx, hangup_rx) = mpsc::unbounded_channel();
+    let (transfer_tx, transfer_rx) = mpsc::unbounded_channel();
     lock(&inner.live).insert(
         call.id,
         LiveCall {
             org: call.org_id,
             hangup: hangup_tx,
+            transfer: transfer_tx,
+            refer_domain: inc.source.to_string(),
         },
     );
     inc.ringing();
@@ -1058,6 +1096,7 @@ async fn answer_inbound(inner: Arc<Inner>, inc: IncomingCall) {
         agent,
         rtp: Some((rtp, rtcp)),
         hangup_rx,
+        transfer_rx,
         answered: Some(answer.params),
     };
     ctx.drive(handle).await;

@@ -26,6 +26,9 @@ impl switchboard_api::CallControl for EngineControl {
     fn dispatched(&self) {
         self.0.notify_dispatch();
     }
+    fn transfer(&self, call: switchboard_domain::CallId, to: &str) -> bool {
+        self.0.transfer(call, to)
+    }
     fn trunks_changed(&self) {
         let engine = self.0.clone();
         tokio::spawn(async move {

@@ -800,3 +800,71 @@ async fn sip_port_is_released_when_the_server_stops() {
     assert_eq!(s, 200);
     again.join().await;
 }
+
+/// A blind transfer through the API: REFER to the number given, addressed to the call's trunk;
+/// once the far end reports success the call ends as `transferred`. Bad targets and calls that
+/// are not answered are refused with the reason.
+#[tokio::test]
+async fn answered_call_is_transferred_through_the_api() {
+    let srv = Server::start().await;
+    let agent = srv.create("/v1/agents", json!({"name": "Transfer"})).await;
+    let trunk = srv
+        .create(
+            "/v1/sip-trunks",
+            json!({"name": "sipp", "host": "127.0.0.1", "port": 16813}),
+        )
+        .await;
+    srv.create(
+        "/v1/phone-numbers",
+        json!({"phone_number": "+15550001313", "agent_id": agent, "trunk_id": trunk}),
+    )
+    .await;
+    let sipp = Sipp::spawn(&peers_dir().join("uas_refer.xml"), 16813, &[]);
+    let id = srv.dispatch("+15550001313", "+14155550113").await;
+
+    // Bad targets: 400 naming what is allowed.
+    for bad in [
+        json!({}),
+        json!({"to": "12"}),
+        json!({"to": "sip:x@y>\r\nX-Evil: 1"}),
+    ] {
+        let (s, e) = srv
+            .post(&format!("/v1/call/{id}/transfer"), bad.clone())
+            .await;
+        assert_eq!(s, 400, "{bad}: {e}");
+        assert!(e["message"].as_str().unwrap().contains("to"), "{e}");
+    }
+    srv.wait_status(&id, "in_progress").await;
+    let (s, body) = srv
+        .post(
+            &format!("/v1/call/{id}/transfer"),
+            json!({"to": "+15550009999"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{body}");
+    let done = srv.wait_final(&id).await;
+    assert_eq!(
+        sipp.finish().await,
+        0,
+        "sipp did not see the expected REFER and BYE"
+    );
+    assert_eq!(done["status"], "transferred", "{done}");
+    assert_eq!(done["end_reason"], "transferred");
+    let events = done["events"].as_array().expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "transfer-requested"
+                && e["to"] == "sip:+15550009999@127.0.0.1:16813"),
+        "{events:?}"
+    );
+    // An ended call cannot be transferred.
+    let (s, e) = srv
+        .post(
+            &format!("/v1/call/{id}/transfer"),
+            json!({"to": "+15550009999"}),
+        )
+        .await;
+    assert_eq!(s, 409, "{e}");
+    srv.join().await;
+}
