@@ -164,7 +164,14 @@ impl Application {
             engine.shutdown().await;
         });
         let mut rx = stop_rx.clone();
-        axum::serve(self.listener, app)
+        // TCP_NODELAY: a response leaves in however many writes hyper makes without waiting for
+        // the client's ACK of the previous segment (Nagle), which otherwise delays bodies.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = rx.wait_for(|v| *v).await;
             })
