@@ -241,6 +241,7 @@ impl Store {
     ) -> Result<CreateCallOutcome, StoreError> {
         let id = CallId::new();
         let now = Timestamp::now();
+        let _write = self.write_gate().await;
         let mut tx = self.pool.begin().await?;
         if let Some((key, hash)) = &idempotency {
             // Write first: on SQLite a transaction that starts with a write takes the lock at
@@ -404,6 +405,7 @@ impl Store {
         id: CallId,
         context: Option<Value>,
     ) -> Result<Call, StoreError> {
+        let write = self.write_gate().await;
         let done = sqlx::query(
             "UPDATE calls SET context = $1, updated_at = $2 WHERE org_id = $3 AND id = $4",
         )
@@ -413,6 +415,7 @@ impl Store {
         .bind(id.to_string())
         .execute(&self.pool)
         .await?;
+        drop(write);
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -427,6 +430,7 @@ impl Store {
         id: CallId,
     ) -> Result<Option<RecordingMeta>, StoreError> {
         let call = self.get_call(org, id, false).await?;
+        let _write = self.write_gate().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM dispatch_queue WHERE call_id = $1")
             .bind(id.to_string())
@@ -466,6 +470,7 @@ impl Store {
         let started = u.started_at.or(current.started_at);
         let ended = u.ended_at.or(current.ended_at);
         let recording = u.recording.clone().or(current.recording.clone());
+        let write = self.write_gate().await;
         let done = sqlx::query(
             "UPDATE calls SET status=$1, started_at=$2, ended_at=$3, start_key=$4, end_key=$5, duration_seconds=$6, \
              end_reason=$7, sip_code=$8, recording=$9, updated_at=$10 WHERE id=$11 AND status=$12",
@@ -484,6 +489,7 @@ impl Store {
         .bind(current.status.as_str())
         .execute(&self.pool)
         .await?;
+        drop(write);
         if done.rows_affected() == 0 {
             // Someone else moved the status in between: re-evaluate against the new state.
             return Box::pin(self.update_call(id, u)).await;
@@ -508,6 +514,7 @@ impl Store {
         id: CallId,
         change: impl FnOnce(&mut CallDetails),
     ) -> Result<(), StoreError> {
+        let _write = self.write_gate().await;
         let mut tx = self.pool.begin().await?;
         // Touch the row first so SQLite takes the write lock before the read (see create_call).
         sqlx::query("UPDATE calls SET updated_at = $1 WHERE id = $2")
@@ -547,6 +554,7 @@ impl Store {
         id: CallId,
         details: &CallDetails,
     ) -> Result<(), StoreError> {
+        let _write = self.write_gate().await;
         sqlx::query("UPDATE calls SET details = $1, updated_at = $2 WHERE id = $3")
             .bind(serde_json::to_string(details).unwrap_or_default())
             .bind(Timestamp::now().micros())

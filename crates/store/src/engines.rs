@@ -8,6 +8,7 @@ use switchboard_domain::{CallId, Timestamp};
 impl Store {
     /// Records that `engine` is alive now (first call: registers it).
     pub async fn engine_heartbeat(&self, engine: &str) -> Result<(), StoreError> {
+        let _write = self.write_gate().await;
         let now = Timestamp::now().micros();
         sqlx::query(
             "INSERT INTO engines (id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
@@ -31,6 +32,7 @@ impl Store {
 
     /// An engine that stops cleanly leaves: its calls are all ended by then.
     pub async fn engine_leave(&self, engine: &str) -> Result<(), StoreError> {
+        let _write = self.write_gate().await;
         sqlx::query("DELETE FROM engines WHERE id = $1")
             .bind(engine)
             .execute(&self.pool)
@@ -40,6 +42,7 @@ impl Store {
 
     /// Marks a live call as carried by `engine`.
     pub async fn set_call_engine(&self, call: CallId, engine: &str) -> Result<(), StoreError> {
+        let _write = self.write_gate().await;
         sqlx::query("UPDATE calls SET engine_id = $1 WHERE id = $2")
             .bind(engine)
             .bind(call.to_string())
@@ -82,6 +85,7 @@ impl Store {
     /// Releases the queue claims `engine` held in a previous life, so its queued calls are
     /// dialed at once rather than when the leases run out. Other engines' claims are theirs.
     pub async fn release_engine_claims(&self, engine: &str) -> Result<(), StoreError> {
+        let _write = self.write_gate().await;
         sqlx::query(
             "UPDATE dispatch_queue SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1",
         )

@@ -27,6 +27,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,11 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite allows one writer at a time, and a connection that finds the lock taken sleeps
+    /// in SQLite's busy handler (1, 2, 5 ... 100 ms steps) instead of queueing. The call path's
+    /// writes (calls, queue, engines) take this gate first, so they queue in-process, in order,
+    /// and never sleep on each other. `None` on PostgreSQL, whose row locks need no help.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -94,9 +100,23 @@ impl Store {
             })
             .connect_with(opts)
             .await?;
-        let store = Store { pool, backend };
+        let write_gate =
+            (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let store = Store {
+            pool,
+            backend,
+            write_gate,
+        };
         migrate::run(&store).await?;
         Ok(store)
+    }
+
+    /// Taken around a write on the call path (see `write_gate`); held until dropped.
+    pub(crate) async fn write_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write_gate {
+            Some(g) => Some(g.lock().await),
+            None => None,
+        }
     }
 
     pub fn backend(&self) -> Backend {

@@ -33,6 +33,7 @@ impl Store {
              AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY seq LIMIT $4{lock}) \
              RETURNING call_id, org_id, attempts"
         );
+        let _write = self.write_gate().await;
         let rows = sqlx::query(&sql)
             .bind(worker)
             .bind(now + lease_micros)
@@ -63,6 +64,7 @@ impl Store {
 
     /// Removes an entry once its INVITE is on the wire (or the call was finalized).
     pub async fn complete_dispatch(&self, call: CallId) -> Result<(), StoreError> {
+        let _write = self.write_gate().await;
         sqlx::query("DELETE FROM dispatch_queue WHERE call_id = $1")
             .bind(call.to_string())
             .execute(&self.pool)
@@ -77,6 +79,7 @@ impl Store {
         call: CallId,
         not_before: Timestamp,
     ) -> Result<(), StoreError> {
+        let _write = self.write_gate().await;
         sqlx::query("UPDATE dispatch_queue SET claimed_by = NULL, claimed_until = NULL, not_before = $1 WHERE call_id = $2")
             .bind(not_before.micros())
             .bind(call.to_string())
