@@ -384,15 +384,20 @@ pub(crate) async fn hangup(
             "call is not live on this server yet (still queued); try again once it is dialing",
         ));
     }
+    Ok(accepted(&state, &headers, &call))
+}
+
+/// 202 with the call (light) as it was when a hang-up or transfer was handed to the engine.
+fn accepted(state: &AppState, headers: &HeaderMap, call: &Call) -> Response {
     let shape = Shape {
         fields: Fields::Light,
         include: vec![],
     };
-    Ok((
+    (
         StatusCode::ACCEPTED,
-        Json(call_v1(&call, &base_url(&state, &headers), &shape)),
+        Json(call_v1(call, &base_url(state, headers), &shape)),
     )
-        .into_response())
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -471,13 +476,5 @@ pub(crate) async fn transfer(
             "call is not live on this server",
         ));
     }
-    let shape = Shape {
-        fields: Fields::Light,
-        include: vec![],
-    };
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(call_v1(&call, &base_url(&state, &headers), &shape)),
-    )
-        .into_response())
+    Ok(accepted(&state, &headers, &call))
 }
