@@ -2,11 +2,11 @@
 //! filter, reads with or without the heavy details, context updates, deletion, and the
 //! status transitions the engine writes.
 
+use crate::read::{Cols, Params};
 use crate::row::{self, b, json_text};
 use crate::{encode_cursor, Backend, Store, StoreError};
 use serde_json::Value;
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::{Arguments, Row};
+use sqlx::Row;
 use switchboard_domain::*;
 
 pub enum CreateCallOutcome {
@@ -60,7 +60,7 @@ fn sort_col(o: OrderBy) -> &'static str {
     }
 }
 
-fn call_from_row(r: &AnyRow, with_details: bool) -> Result<Call, StoreError> {
+fn call_from_row(r: &dyn Cols, with_details: bool) -> Result<Call, StoreError> {
     let contact = match row::ouuid::<ContactId>(r, "contact_id")? {
         Some(id) => match row::os(r, "ct_identifier")? {
             Some(identifier) => Some(ContactSummary {
@@ -125,32 +125,6 @@ fn call_from_row(r: &AnyRow, with_details: bool) -> Result<Call, StoreError> {
         recording,
         details,
     })
-}
-
-/// Builds `$N` placeholders while collecting the arguments, so dynamic filters never splice
-/// a client value into SQL text.
-pub(crate) struct Params {
-    pub(crate) args: AnyArguments<'static>,
-    n: usize,
-}
-
-impl Params {
-    fn new() -> Self {
-        Self {
-            args: AnyArguments::default(),
-            n: 0,
-        }
-    }
-    fn push_str(&mut self, v: String) -> String {
-        self.n += 1;
-        let _ = self.args.add(v);
-        format!("${}", self.n)
-    }
-    fn push_i64(&mut self, v: i64) -> String {
-        self.n += 1;
-        let _ = self.args.add(v);
-        format!("${}", self.n)
-    }
 }
 
 fn filter_conds(p: &mut Params, org: OrgId, f: &CallFilter) -> Vec<String> {
@@ -337,13 +311,11 @@ impl Store {
         with_details: bool,
     ) -> Result<Call, StoreError> {
         let sql = get_call_sql(with_details);
-        let r = sqlx::query(&sql)
-            .bind(org.to_string())
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        call_from_row(&r, with_details)
+        let mut p = Params::new();
+        p.push_str(org.to_string());
+        p.push_str(id.to_string());
+        self.fetch_one(&sql, &p, move |r| call_from_row(r, with_details))
+            .await
     }
 
     /// A call by id alone, for the engine (which works across organizations).
@@ -359,14 +331,20 @@ impl Store {
     pub async fn list_calls(&self, org: OrgId, q: &CallListQuery) -> Result<CallPage, StoreError> {
         let (sql, p) = list_calls_sql(org, q);
         let col = sort_col(q.order_by);
-        let rows = sqlx::query_with(&sql, p.args).fetch_all(&self.pool).await?;
+        let with_details = q.with_details;
+        let mut rows = self
+            .fetch(&sql, &p, move |r| {
+                Ok((
+                    call_from_row(r, with_details)?,
+                    row::i(r, col)?,
+                    row::i(r, "seq")?,
+                ))
+            })
+            .await?;
         let has_more = rows.len() > q.limit as usize;
-        let mut calls = Vec::with_capacity(rows.len().min(q.limit as usize));
-        let mut last_key = None;
-        for r in rows.iter().take(q.limit as usize) {
-            last_key = Some((row::i(r, col)?, row::i(r, "seq")?));
-            calls.push(call_from_row(r, q.with_details)?);
-        }
+        rows.truncate(q.limit as usize);
+        let last_key = rows.last().map(|(_, key, seq)| (*key, *seq));
+        let calls = rows.into_iter().map(|(c, _, _)| c).collect();
         let next_cursor = match (has_more, last_key) {
             (true, Some((key, seq))) => Some(encode_cursor(&KeysetPosition {
                 order_by: q.order_by,
@@ -383,10 +361,7 @@ impl Store {
                 "SELECT COUNT(*) AS n FROM calls c WHERE {}",
                 conds.join(" AND ")
             );
-            let r = sqlx::query_with(&sql, cp.args)
-                .fetch_one(&self.pool)
-                .await?;
-            Some(row::i(&r, "n")?)
+            Some(self.fetch_one(&sql, &cp, |r| row::i(r, "n")).await?)
         } else {
             None
         };

@@ -2,9 +2,9 @@
 //! organization. Updates load the row, apply the patch in Rust and write every column back,
 //! so the patch rules live in one place.
 
+use crate::read::{Cols, Params};
 use crate::row::{self, b, json_text};
 use crate::{Store, StoreError};
-use sqlx::any::AnyRow;
 use switchboard_domain::*;
 
 /// One page of a resource list, in creation order.
@@ -16,14 +16,14 @@ pub struct ResourcePage<T> {
 }
 
 /// A row with its seq, so list pages know where they ended.
-trait FromRow: Sized {
+trait FromRow: Sized + Send + 'static {
     const TABLE: &'static str;
-    fn from_row(r: &AnyRow) -> Result<Self, StoreError>;
+    fn from_row(r: &dyn Cols) -> Result<Self, StoreError>;
 }
 
 impl FromRow for Agent {
     const TABLE: &'static str = "agents";
-    fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
+    fn from_row(r: &dyn Cols) -> Result<Self, StoreError> {
         Ok(Agent {
             id: row::uuid(r, "id")?,
             number: row::i(r, "seq")?,
@@ -46,7 +46,7 @@ impl FromRow for Agent {
 
 impl FromRow for OwnedNumber {
     const TABLE: &'static str = "phone_numbers";
-    fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
+    fn from_row(r: &dyn Cols) -> Result<Self, StoreError> {
         Ok(OwnedNumber {
             id: row::uuid(r, "id")?,
             number_id: row::i(r, "seq")?,
@@ -62,7 +62,7 @@ impl FromRow for OwnedNumber {
 
 impl FromRow for Trunk {
     const TABLE: &'static str = "sip_trunks";
-    fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
+    fn from_row(r: &dyn Cols) -> Result<Self, StoreError> {
         let sources: Vec<String> = serde_json::from_str(&row::s(r, "inbound_sources")?)
             .map_err(|_| StoreError::Corrupt("inbound_sources".into()))?;
         Ok(Trunk {
@@ -87,7 +87,7 @@ impl FromRow for Trunk {
 
 impl FromRow for Contact {
     const TABLE: &'static str = "contacts";
-    fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
+    fn from_row(r: &dyn Cols) -> Result<Self, StoreError> {
         Ok(Contact {
             id: row::uuid(r, "id")?,
             org_id: row::uuid(r, "org_id")?,
@@ -103,7 +103,7 @@ impl FromRow for Contact {
 
 impl FromRow for Campaign {
     const TABLE: &'static str = "campaigns";
-    fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
+    fn from_row(r: &dyn Cols) -> Result<Self, StoreError> {
         Ok(Campaign {
             id: row::uuid(r, "id")?,
             org_id: row::uuid(r, "org_id")?,
@@ -127,13 +127,20 @@ impl Store {
             "SELECT * FROM {} WHERE org_id = $1 AND {col} = $2",
             T::TABLE
         );
-        let r = sqlx::query(&sql)
-            .bind(org.to_string())
-            .bind(val)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        T::from_row(&r)
+        let mut p = Params::new();
+        p.push_str(org.to_string());
+        p.push_str(val);
+        self.fetch_one(&sql, &p, T::from_row).await
+    }
+
+    /// A row by its per-organization integer (`seq`), which some clients address agents and
+    /// numbers by.
+    async fn get_by_seq<T: FromRow>(&self, org: OrgId, seq: i64) -> Result<T, StoreError> {
+        let sql = format!("SELECT * FROM {} WHERE org_id = $1 AND seq = $2", T::TABLE);
+        let mut p = Params::new();
+        p.push_str(org.to_string());
+        p.push_i64(seq);
+        self.fetch_one(&sql, &p, T::from_row).await
     }
 
     async fn list_of<T: FromRow>(
@@ -146,21 +153,18 @@ impl Store {
             "SELECT * FROM {} WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             T::TABLE
         );
-        let rows = sqlx::query(&sql)
-            .bind(org.to_string())
-            .bind(after.unwrap_or(0))
-            .bind(limit as i64 + 1)
-            .fetch_all(&self.pool)
+        let mut p = Params::new();
+        p.push_str(org.to_string());
+        p.push_i64(after.unwrap_or(0));
+        p.push_i64(limit as i64 + 1);
+        let mut rows = self
+            .fetch(&sql, &p, |r| Ok((row::i(r, "seq")?, T::from_row(r)?)))
             .await?;
         let more = rows.len() > limit as usize;
-        let mut items = Vec::with_capacity(limit as usize);
-        let mut last = None;
-        for r in rows.iter().take(limit as usize) {
-            last = Some(row::i(r, "seq")?);
-            items.push(T::from_row(r)?);
-        }
+        rows.truncate(limit as usize);
+        let last = rows.last().map(|(seq, _)| *seq);
         Ok(ResourcePage {
-            items,
+            items: rows.into_iter().map(|(_, item)| item).collect(),
             next_after: if more { last } else { None },
         })
     }
@@ -176,23 +180,19 @@ impl Store {
             "SELECT * FROM {} WHERE org_id = $1 ORDER BY seq LIMIT $2 OFFSET $3",
             T::TABLE
         );
-        let rows = sqlx::query(&sql)
-            .bind(org.to_string())
-            .bind(limit as i64)
-            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(T::from_row).collect()
+        let mut p = Params::new();
+        p.push_str(org.to_string());
+        p.push_i64(limit as i64);
+        p.push_i64(i64::try_from(offset).unwrap_or(i64::MAX));
+        self.fetch(&sql, &p, T::from_row).await
     }
 
     /// Counts an organization's rows of a resource (for offset paging totals).
     async fn count_of<T: FromRow>(&self, org: OrgId) -> Result<i64, StoreError> {
-        let sql = format!("SELECT COUNT(*) FROM {} WHERE org_id = $1", T::TABLE);
-        let n: (i64,) = sqlx::query_as(&sql)
-            .bind(org.to_string())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n.0)
+        let sql = format!("SELECT COUNT(*) AS n FROM {} WHERE org_id = $1", T::TABLE);
+        let mut p = Params::new();
+        p.push_str(org.to_string());
+        self.fetch_one(&sql, &p, |r| row::i(r, "n")).await
     }
 
     async fn delete_of<T: FromRow>(&self, org: OrgId, id: String) -> Result<(), StoreError> {
@@ -214,13 +214,7 @@ impl Store {
         self.get_by(org, "id", id.to_string()).await
     }
     pub async fn get_agent_by_number(&self, org: OrgId, number: i64) -> Result<Agent, StoreError> {
-        let r = sqlx::query("SELECT * FROM agents WHERE org_id = $1 AND seq = $2")
-            .bind(org.to_string())
-            .bind(number)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        Agent::from_row(&r)
+        self.get_by_seq(org, number).await
     }
     pub async fn get_agent_by_name(&self, org: OrgId, name: &str) -> Result<Agent, StoreError> {
         self.get_by(org, "name", name.to_string()).await
@@ -361,13 +355,7 @@ impl Store {
         self.get_by(org, "id", id.to_string()).await
     }
     pub async fn get_number_by_seq(&self, org: OrgId, seq: i64) -> Result<OwnedNumber, StoreError> {
-        let r = sqlx::query("SELECT * FROM phone_numbers WHERE org_id = $1 AND seq = $2")
-            .bind(org.to_string())
-            .bind(seq)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        OwnedNumber::from_row(&r)
+        self.get_by_seq(org, seq).await
     }
     pub async fn get_number_by_e164(
         &self,
@@ -381,11 +369,14 @@ impl Store {
         &self,
         number: &PhoneNumber,
     ) -> Result<Vec<OwnedNumber>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM phone_numbers WHERE phone_number = $1")
-            .bind(number.to_string())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(OwnedNumber::from_row).collect()
+        let mut p = Params::new();
+        p.push_str(number.to_string());
+        self.fetch(
+            "SELECT * FROM phone_numbers WHERE phone_number = $1",
+            &p,
+            OwnedNumber::from_row,
+        )
+        .await
     }
     pub async fn list_numbers(
         &self,
@@ -504,19 +495,24 @@ impl Store {
         self.get_by(org, "id", id.to_string()).await
     }
     pub async fn default_trunk(&self, org: OrgId) -> Result<Option<Trunk>, StoreError> {
-        let r = sqlx::query(
-            "SELECT * FROM sip_trunks WHERE org_id = $1 AND is_default = 1 ORDER BY seq LIMIT 1",
-        )
-        .bind(org.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        r.as_ref().map(Trunk::from_row).transpose()
+        let mut p = Params::new();
+        p.push_str(org.to_string());
+        let rows = self
+            .fetch(
+                "SELECT * FROM sip_trunks WHERE org_id = $1 AND is_default = 1 ORDER BY seq LIMIT 1",
+                &p,
+                Trunk::from_row,
+            )
+            .await?;
+        Ok(rows.into_iter().next())
     }
     pub async fn all_trunks(&self) -> Result<Vec<Trunk>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM sip_trunks ORDER BY seq")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(Trunk::from_row).collect()
+        self.fetch(
+            "SELECT * FROM sip_trunks ORDER BY seq",
+            &Params::new(),
+            Trunk::from_row,
+        )
+        .await
     }
     pub async fn list_trunks(
         &self,

@@ -14,6 +14,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    /// From the SQLite read path (see `read`).
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
     #[error("object store: {0}")]
     Object(#[from] object_store::Error),
     /// A local recording file (the spool) could not be read, written or removed.

@@ -11,6 +11,7 @@ mod error;
 mod migrate;
 mod orgs;
 mod queue;
+mod read;
 pub mod recordings;
 mod row;
 
@@ -46,6 +47,8 @@ pub struct Store {
     /// writes (calls, queue, engines) take this gate first, so they queue in-process, in order,
     /// and never sleep on each other. `None` on PostgreSQL, whose row locks need no help.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite's read path (see `read`); `None` on PostgreSQL and in-memory SQLite.
+    readers: Option<Arc<read::Readers>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -102,10 +105,15 @@ impl Store {
             .await?;
         let write_gate =
             (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let readers = match backend {
+            Backend::Sqlite => read::Readers::for_url(url).map(Arc::new),
+            Backend::Postgres => None,
+        };
         let store = Store {
             pool,
             backend,
             write_gate,
+            readers,
         };
         migrate::run(&store).await?;
         Ok(store)
@@ -128,7 +136,40 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(r) = &self.readers {
+            r.close();
+        }
         self.pool.close().await;
+    }
+
+    /// Runs a read-only statement and decodes every row (see `read` for the path it takes).
+    pub(crate) async fn fetch<T: Send + 'static>(
+        &self,
+        sql: &str,
+        p: &read::Params,
+        decode: impl Fn(&dyn read::Cols) -> Result<T, StoreError> + Send + Sync + 'static,
+    ) -> Result<Vec<T>, StoreError> {
+        match &self.readers {
+            Some(r) => r.fetch(sql, p, Arc::new(decode)).await,
+            None => {
+                let rows = sqlx::query_with(sql, p.any()).fetch_all(&self.pool).await?;
+                rows.iter().map(|r| decode(r)).collect()
+            }
+        }
+    }
+
+    /// [`Store::fetch`] for at most one row; no row is `NotFound`.
+    pub(crate) async fn fetch_one<T: Send + 'static>(
+        &self,
+        sql: &str,
+        p: &read::Params,
+        decode: impl Fn(&dyn read::Cols) -> Result<T, StoreError> + Send + Sync + 'static,
+    ) -> Result<T, StoreError> {
+        self.fetch(sql, p, decode)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(StoreError::NotFound)
     }
 
     /// Liveness of the database, for /healthz.

@@ -173,6 +173,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         serde_json::from_slice(&raw)?
     };
     let total_calls = store.bench_call_count().await?;
+    let t = Instant::now();
+    store.analyze().await?;
+    eprintln!(
+        "planner statistics refreshed in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     let mut cfg = ServeConfig::for_tests(data_dir.clone(), args.database_url.clone());
     cfg.db_pool = (args.concurrency as u32 + 2).max(8);

@@ -1,0 +1,410 @@
+//! The read path. Statements are written once (`$N` placeholders, both engines) and their
+//! rows decoded once, through [`Cols`], whichever driver fetched them.
+//!
+//! On PostgreSQL a read goes through sqlx's pool like everything else. On SQLite it does
+//! not: sqlx runs each SQLite connection on a worker thread of its own, so every statement is
+//! two hand-offs between that thread and the async task (about 0.2 ms for a 0.13 ms page on a
+//! 2-vCPU machine, more than the query itself). Reads instead run on a plain SQLite
+//! connection (rusqlite, the same SQLite library) on the calling thread. A read that runs
+//! longer than [`INLINE_BUDGET`] (a wide `COUNT(*)`, an unindexed filter) is interrupted by
+//! SQLite's progress handler and run again on the blocking pool, so no runtime thread (which
+//! also carries RTP) is held for more than about that long; a read is safe to repeat.
+//! Writes stay on sqlx, behind the write gate: WAL gives every read a consistent snapshot of
+//! what was committed before it began.
+//!
+//! Measured on the 1M-call benchmark's first page (p50): rusqlite on the calling thread
+//! 0.125 ms, inside a Tokio task 0.145, via `block_in_place` 0.184, via `spawn_blocking`
+//! 0.226, via sqlx 0.35.
+
+use crate::StoreError;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Arguments, Row};
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a read may hold the calling thread before it moves to the blocking pool.
+pub(crate) const INLINE_BUDGET: Duration = Duration::from_millis(2);
+
+/// SQLite runs the progress handler every this many virtual machine instructions (a few
+/// microseconds' worth), so the budget is kept to within that.
+const PROGRESS_OPS: i32 = 1000;
+
+/// How long a read waits for a lock on the blocking pool (WAL readers rarely wait: only
+/// while a checkpoint resets the log).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle read connections kept open.
+const MAX_IDLE: usize = 16;
+
+/// One bound value. Kept as plain values so the same statement binds on either driver.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// Builds `$N` placeholders while collecting the arguments, so dynamic filters never splice
+/// a client value into SQL text.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Params {
+    args: Vec<Arg>,
+}
+
+impl Params {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+    pub(crate) fn push_str(&mut self, v: impl Into<String>) -> String {
+        self.args.push(Arg::Text(v.into()));
+        format!("${}", self.args.len())
+    }
+    pub(crate) fn push_i64(&mut self, v: i64) -> String {
+        self.args.push(Arg::Int(v));
+        format!("${}", self.args.len())
+    }
+    /// The arguments for sqlx, in placeholder order.
+    pub(crate) fn any(&self) -> AnyArguments<'static> {
+        let mut a = AnyArguments::default();
+        for v in &self.args {
+            // Adding a String or an i64 to AnyArguments cannot fail.
+            let _ = match v {
+                Arg::Text(s) => a.add(s.clone()),
+                Arg::Int(i) => a.add(*i),
+            };
+        }
+        a
+    }
+}
+
+/// Column access by name over a fetched row, whichever driver fetched it. A value of the
+/// wrong type is corrupt data, never silently converted.
+pub(crate) trait Cols {
+    fn text(&self, col: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, col: &str) -> Result<Option<i64>, StoreError>;
+}
+
+impl Cols for AnyRow {
+    fn text(&self, col: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get::<Option<String>, _>(col)?)
+    }
+    fn int(&self, col: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get::<Option<i64>, _>(col)?)
+    }
+}
+
+/// A rusqlite row with its statement's column names.
+struct LiteRow<'a, 'r> {
+    row: &'a rusqlite::Row<'r>,
+    names: &'a [String],
+    /// Where the next lookup starts: decoders read columns mostly in SELECT order, so the
+    /// name is nearly always found at the first comparison.
+    next: Cell<usize>,
+}
+
+impl LiteRow<'_, '_> {
+    fn value(&self, col: &str) -> Result<rusqlite::types::ValueRef<'_>, StoreError> {
+        let n = self.names.len();
+        let start = self.next.get();
+        let i = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.names[i] == col)
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {col}")))?;
+        self.next.set(i + 1);
+        Ok(self.row.get_ref(i)?)
+    }
+}
+
+impl Cols for LiteRow<'_, '_> {
+    fn text(&self, col: &str) -> Result<Option<String>, StoreError> {
+        use rusqlite::types::ValueRef;
+        match self.value(col)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(t) => String::from_utf8(t.to_vec())
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt(format!("{col} is not UTF-8"))),
+            _ => Err(StoreError::Corrupt(format!("{col} is not text"))),
+        }
+    }
+    fn int(&self, col: &str) -> Result<Option<i64>, StoreError> {
+        use rusqlite::types::ValueRef;
+        match self.value(col)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Integer(i) => Ok(Some(i)),
+            _ => Err(StoreError::Corrupt(format!("{col} is not an integer"))),
+        }
+    }
+}
+
+/// Decodes one row; shared by both drivers and by the inline and blocking runs.
+pub(crate) type Decode<T> = dyn Fn(&dyn Cols) -> Result<T, StoreError> + Send + Sync;
+
+/// The SQLite read connections of one database file.
+pub(crate) struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    /// Readers for a `sqlite:` URL, or `None` for an in-memory database (which only its own
+    /// connection can see, so reads stay on sqlx there).
+    pub(crate) fn for_url(url: &str) -> Option<Readers> {
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
+            return None;
+        }
+        Some(Readers {
+            path: PathBuf::from(path),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn checkout(&self) -> Result<Connection, StoreError> {
+        if let Some(c) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(c);
+        }
+        let c = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // A reader never writes; query_only makes sure of it.
+        c.execute_batch("PRAGMA query_only = ON;")?;
+        c.set_prepared_statement_cache_capacity(64);
+        Ok(c)
+    }
+
+    fn checkin(&self, c: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(c);
+        }
+    }
+
+    /// Drops the idle connections (the store is closing).
+    pub(crate) fn close(&self) {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Runs a read: on the calling thread within the budget, else on the blocking pool.
+    pub(crate) async fn fetch<T: Send + 'static>(
+        &self,
+        sql: &str,
+        p: &Params,
+        decode: std::sync::Arc<Decode<T>>,
+    ) -> Result<Vec<T>, StoreError> {
+        let conn = self.checkout()?;
+        let deadline = Instant::now() + INLINE_BUDGET;
+        conn.progress_handler(PROGRESS_OPS, Some(move || Instant::now() >= deadline));
+        let first = run(&conn, sql, p, &*decode);
+        conn.progress_handler(0, None::<fn() -> bool>);
+        match first {
+            Err(e) if moves_to_pool(&e) => {}
+            done => {
+                self.checkin(conn);
+                return done;
+            }
+        }
+        let (sql, p) = (sql.to_string(), p.clone());
+        let (conn, res) = tokio::task::spawn_blocking(move || {
+            let res = conn
+                .busy_timeout(BUSY_TIMEOUT)
+                .map_err(StoreError::from)
+                .and_then(|_| run(&conn, &sql, &p, &*decode));
+            let _ = conn.busy_timeout(Duration::ZERO);
+            (conn, res)
+        })
+        .await
+        .map_err(|e| StoreError::Config(format!("read task failed: {e}")))?;
+        self.checkin(conn);
+        res
+    }
+
+    /// Runs a statement on the calling thread and touches every value of every row without
+    /// decoding: the database engine's own share of a read, for the benchmark.
+    pub(crate) fn raw(&self, sql: &str, p: &Params) -> Result<usize, StoreError> {
+        let conn = self.checkout()?;
+        let res = (|| {
+            let mut st = prepare(&conn, sql, p)?;
+            let n = st.column_count();
+            let mut rows = st.raw_query();
+            let mut count = 0;
+            while let Some(r) = rows.next()? {
+                for i in 0..n {
+                    std::hint::black_box(r.get_ref(i)?);
+                }
+                count += 1;
+            }
+            Ok(count)
+        })();
+        self.checkin(conn);
+        res
+    }
+}
+
+/// An interrupted read (over budget) or one that met a lock: run it again off the runtime.
+fn moves_to_pool(e: &StoreError) -> bool {
+    matches!(e, StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+        if matches!(f.code, ErrorCode::OperationInterrupted | ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+/// A cached statement with every `$N` bound (SQLite treats `$N` as a named parameter; a
+/// name that occurs twice is one parameter).
+fn prepare<'c>(
+    conn: &'c Connection,
+    sql: &str,
+    p: &Params,
+) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
+    let mut st = conn.prepare_cached(sql)?;
+    for (i, a) in p.args.iter().enumerate() {
+        let Some(ix) = st.parameter_index(&format!("${}", i + 1))? else {
+            continue;
+        };
+        match a {
+            Arg::Text(s) => st.raw_bind_parameter(ix, s)?,
+            Arg::Int(v) => st.raw_bind_parameter(ix, v)?,
+        }
+    }
+    Ok(st)
+}
+
+fn run<T>(
+    conn: &Connection,
+    sql: &str,
+    p: &Params,
+    decode: &Decode<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut st = prepare(conn, sql, p)?;
+    let names: Vec<String> = st.column_names().into_iter().map(String::from).collect();
+    let mut rows = st.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(&LiteRow {
+            row,
+            names: &names,
+            next: Cell::new(0),
+        })?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    #[test]
+    fn only_file_databases_get_readers() {
+        let r = Readers::for_url("sqlite:///var/lib/sb/switchboard.db?mode=rwc").unwrap();
+        assert_eq!(r.path, PathBuf::from("/var/lib/sb/switchboard.db"));
+        assert_eq!(
+            Readers::for_url("sqlite:data.db").unwrap().path,
+            PathBuf::from("data.db")
+        );
+        assert!(Readers::for_url("sqlite::memory:").is_none());
+        assert!(Readers::for_url("sqlite://x.db?mode=memory").is_none());
+        assert!(Readers::for_url("postgres://localhost/x").is_none());
+    }
+
+    async fn file_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&crate::sqlite_url_for_dir(dir.path()), 4)
+            .await
+            .unwrap();
+        assert!(
+            store.readers.is_some(),
+            "a file database reads through rusqlite"
+        );
+        (dir, store)
+    }
+
+    /// A short read runs on the calling thread; one that outlasts the inline budget is
+    /// interrupted and finished on the blocking pool, with the full, correct result.
+    #[tokio::test(flavor = "current_thread")]
+    async fn long_reads_move_off_the_calling_thread() {
+        let (_dir, store) = file_store().await;
+        let here = std::thread::current().id();
+        let mut p = Params::new();
+        let k = p.push_i64(3);
+        let short = store
+            .fetch(&format!("SELECT {k} + 1 AS n"), &p, |r| {
+                Ok((crate::row::i(r, "n")?, std::thread::current().id()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(short, vec![(4, here)]);
+
+        // Counting two million generated rows takes far longer than the budget.
+        let mut p = Params::new();
+        let upto = p.push_i64(2_000_000);
+        let sql = format!(
+            "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r WHERE x < {upto}) \
+             SELECT COUNT(*) AS n, SUM(x) AS s FROM r"
+        );
+        let long = store
+            .fetch(&sql, &p, |r| {
+                Ok((
+                    crate::row::i(r, "n")?,
+                    crate::row::i(r, "s")?,
+                    std::thread::current().id(),
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(long.len(), 1);
+        assert_eq!(
+            (long[0].0, long[0].1),
+            (2_000_000, 2_000_000 * 2_000_001 / 2)
+        );
+        assert_ne!(
+            long[0].2, here,
+            "the long read finished off the runtime thread"
+        );
+
+        // The connection came back and still reads inline, without the budget's handler.
+        let again = store
+            .fetch("SELECT 7 AS n", &Params::new(), |r| {
+                Ok((crate::row::i(r, "n")?, std::thread::current().id()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(again, vec![(7, here)]);
+    }
+
+    /// Both drivers decode the same row the same way, and a value of the wrong type is an
+    /// error rather than a conversion.
+    #[tokio::test]
+    async fn both_read_paths_agree_on_types() {
+        let (_dir, store) = file_store().await;
+        let sql = "SELECT 'abc' AS t, 42 AS i, NULL AS z";
+        let decode = |r: &dyn Cols| {
+            Ok((
+                r.text("t")?,
+                r.int("i")?,
+                r.text("z")?,
+                r.int("z")?,
+                r.int("t").is_err(),
+                r.text("i").is_err(),
+                r.text("missing").is_err(),
+            ))
+        };
+        let lite = store.fetch(sql, &Params::new(), decode).await.unwrap();
+        let rows = sqlx::query(sql).fetch_all(store.pool()).await.unwrap();
+        let any: Vec<_> = rows.iter().map(|r| decode(r).unwrap()).collect();
+        let want = (
+            Some("abc".to_string()),
+            Some(42),
+            None,
+            None,
+            true,
+            true,
+            true,
+        );
+        assert_eq!(lite, vec![want.clone()]);
+        assert_eq!(any, vec![want]);
+    }
+}
