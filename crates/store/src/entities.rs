@@ -197,6 +197,7 @@ impl Store {
 
     async fn delete_of<T: FromRow>(&self, org: OrgId, id: String) -> Result<(), StoreError> {
         let sql = format!("DELETE FROM {} WHERE org_id = $1 AND id = $2", T::TABLE);
+        let _write = self.write_gate().await;
         let done = sqlx::query(&sql)
             .bind(org.to_string())
             .bind(id)
@@ -264,6 +265,7 @@ impl Store {
             updated_at: now,
         };
         apply_agent_patch(&mut a, patch);
+        let _write = self.write_gate().await;
         let r = sqlx::query(
             "INSERT INTO agents (id, org_id, name, system_prompt, initial_message, voice, language, llm_model, \
              webhook_url, max_duration_seconds, ring_timeout_seconds, settings, created_at, updated_at) \
@@ -299,6 +301,7 @@ impl Store {
         let mut a = self.get_agent(org, id).await?;
         apply_agent_patch(&mut a, patch);
         a.updated_at = Timestamp::now();
+        let _write = self.write_gate().await;
         sqlx::query(
             "UPDATE agents SET name=$1, system_prompt=$2, initial_message=$3, voice=$4, language=$5, llm_model=$6, \
              webhook_url=$7, max_duration_seconds=$8, ring_timeout_seconds=$9, settings=$10, updated_at=$11 \
@@ -449,6 +452,7 @@ impl Store {
         };
         apply_number_patch(&mut n, patch);
         self.check_refs(org, n.agent_id, n.trunk_id).await?;
+        let _write = self.write_gate().await;
         let r = sqlx::query(
             "INSERT INTO phone_numbers (id, org_id, phone_number, label, agent_id, trunk_id, created_at) \
              VALUES ($1,$2,$3,$4,$5,$6,$7) RETURNING seq",
@@ -476,6 +480,7 @@ impl Store {
         let mut n = self.get_number(org, id).await?;
         apply_number_patch(&mut n, patch);
         self.check_refs(org, n.agent_id, n.trunk_id).await?;
+        let _write = self.write_gate().await;
         sqlx::query("UPDATE phone_numbers SET phone_number=$1, label=$2, agent_id=$3, trunk_id=$4 WHERE org_id=$5 AND id=$6")
             .bind(n.phone_number.to_string())
             .bind(&n.label)
@@ -560,6 +565,7 @@ impl Store {
     }
 
     async fn write_trunk(&self, t: &Trunk, insert: bool) -> Result<(), StoreError> {
+        let _write = self.write_gate().await;
         let mut tx = self.pool.begin().await?;
         if t.is_default {
             // One default trunk per organization.
@@ -658,6 +664,7 @@ impl Store {
             "UPDATE contacts SET identifier=$1, contact_type=$2, first_name=$3, last_name=$4, email=$5, created_at=$6 \
              WHERE org_id=$7 AND id=$8"
         };
+        let _write = self.write_gate().await;
         sqlx::query(sql)
             .bind(c.identifier.to_string())
             .bind(&c.contact_type)
@@ -731,6 +738,7 @@ impl Store {
         } else {
             "UPDATE campaigns SET name=$1, agent_id=$2, status=$3, created_at=$4 WHERE org_id=$5 AND id=$6"
         };
+        let _write = self.write_gate().await;
         sqlx::query(sql)
             .bind(&c.name)
             .bind(c.agent_id.map(|a| a.to_string()))

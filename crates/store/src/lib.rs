@@ -43,9 +43,9 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     /// SQLite allows one writer at a time, and a connection that finds the lock taken sleeps
-    /// in SQLite's busy handler (1, 2, 5 ... 100 ms steps) instead of queueing. The call path's
-    /// writes (calls, queue, engines) take this gate first, so they queue in-process, in order,
-    /// and never sleep on each other. `None` on PostgreSQL, whose row locks need no help.
+    /// in SQLite's busy handler (1, 2, 5 ... 100 ms steps) instead of queueing. Every write of
+    /// this process (calls, queue, engines, resources, organizations) takes this gate first, so
+    /// writes queue in-process, in order, and never sleep on each other. `None` on PostgreSQL, whose row locks need no help.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// SQLite's read path (see `read`); `None` on PostgreSQL and in-memory SQLite.
     readers: Option<Arc<read::Readers>>,
@@ -119,7 +119,7 @@ impl Store {
         Ok(store)
     }
 
-    /// Taken around a write on the call path (see `write_gate`); held until dropped.
+    /// Taken around every write (see `write_gate`); held until dropped.
     pub(crate) async fn write_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match &self.write_gate {
             Some(g) => Some(g.lock().await),

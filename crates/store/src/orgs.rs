@@ -22,6 +22,7 @@ impl Store {
         let mut raw = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut raw);
         let key = format!("sk_{}", hex::encode(raw));
+        let _write = self.write_gate().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(org.id.to_string())
