@@ -35,9 +35,13 @@ use tower_http::trace::TraceLayer;
 /// Live-call control the API needs from the telephony engine (hang-up). Implemented by the
 /// engine; absent when the server runs without telephony.
 pub trait CallControl: Send + Sync {
-    /// Ends a live call: CANCEL while ringing, BYE once answered. `false` if the call is not
-    /// live on this process.
-    fn hangup(&self, call: switchboard_domain::CallId) -> bool;
+    /// Ends a live call: CANCEL while ringing, BYE once answered. The future resolves once
+    /// the call has ended and its final status and recording are stored (dropping it does not
+    /// cancel the hang-up). `None` if the call is not live on this process.
+    fn hangup(
+        &self,
+        call: switchboard_domain::CallId,
+    ) -> Option<futures::future::BoxFuture<'static, ()>>;
     /// A call was just queued: wake the dispatcher.
     fn dispatched(&self) {}
     /// Blind transfer of an answered call to an E.164 number or a sip: URI (validated).

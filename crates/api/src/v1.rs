@@ -272,6 +272,10 @@ pub(crate) async fn get_call_by_query(
     render_one(&state, org, parse_call_id(id)?, &headers, &q).await
 }
 
+/// How long `DELETE /v1/call/{id}` waits for a live call to end (a BYE answered, the
+/// recording closed) before erasing it anyway.
+const HANGUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[utoipa::path(
     delete, path = "/v1/call/{id}", tag = "calls",
     summary = "Delete a call",
@@ -289,9 +293,23 @@ pub(crate) async fn delete_call(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id = parse_call_id(&id)?;
-    if let Some(control) = &state.control {
-        // A live call is hung up first so nothing keeps writing to what we erase.
-        control.hangup(id);
+    // Only the organization's own call is touched (another's id is a 404 like a missing one).
+    let call = state
+        .store
+        .get_call(org, id, false)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Call"))?;
+    if let Some(ended) = state
+        .control
+        .as_ref()
+        .filter(|_| !call.status.is_final())
+        .and_then(|c| c.hangup(id))
+    {
+        // A live call is hung up and waited for, so its recorder has closed its files and
+        // stored their keys before we erase them; nothing writes to what we delete.
+        if tokio::time::timeout(HANGUP_WAIT, ended).await.is_err() {
+            tracing::warn!(call_id = %id, "call did not end in time; deleting it anyway");
+        }
     }
     let recording = state
         .store
@@ -377,7 +395,10 @@ pub(crate) async fn hangup(
             format!("call already ended with status {}", call.status),
         ));
     }
-    let live = state.control.as_ref().is_some_and(|c| c.hangup(id));
+    let live = state
+        .control
+        .as_ref()
+        .is_some_and(|c| c.hangup(id).is_some());
     if !live {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -12,6 +12,7 @@ mod upload;
 
 use serde_json::json;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -274,12 +275,14 @@ impl Engine {
         self.inner.wake.notify_one();
     }
 
-    /// Ends a live call (CANCEL while ringing, BYE once answered). `false` if not live here.
-    pub fn hangup(&self, call: CallId) -> bool {
-        match lock(&self.inner.live).get(&call) {
-            Some(l) => l.hangup.send(LocalEnd::Api).is_ok(),
-            None => false,
-        }
+    /// Ends a live call (CANCEL while ringing, BYE once answered). The future resolves once
+    /// the call has fully ended; it need not be awaited. `None` if the call is not live here.
+    pub fn hangup(&self, call: CallId) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let tx = lock(&self.inner.live).get(&call)?.hangup.clone();
+        tx.send(LocalEnd::Api).ok()?;
+        // The call's task owns the receiver and drops it only when it returns, after the
+        // final status and the recording's metadata are stored.
+        Some(async move { tx.closed().await })
     }
 
     /// Blind transfer of an answered call (REFER, RFC 3515) to `to`: an E.164 number (sent

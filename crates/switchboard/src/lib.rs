@@ -20,8 +20,11 @@ use tokio::net::{TcpListener, UdpSocket};
 struct EngineControl(Engine);
 
 impl switchboard_api::CallControl for EngineControl {
-    fn hangup(&self, call: switchboard_domain::CallId) -> bool {
-        self.0.hangup(call)
+    fn hangup(
+        &self,
+        call: switchboard_domain::CallId,
+    ) -> Option<futures::future::BoxFuture<'static, ()>> {
+        Some(Box::pin(self.0.hangup(call)?))
     }
     fn dispatched(&self) {
         self.0.notify_dispatch();

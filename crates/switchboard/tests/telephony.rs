@@ -1,7 +1,7 @@
 //! End-to-end telephony: the real server places and receives calls over SIP with real sipp
 //! peers on loopback, and the recordings are decoded and checked for the audio itself.
 //!
-//! Fixed sipp ports (see README): SIP 16060-16079, media 16400+, control SIP+200.
+//! Fixed sipp ports (see README): SIP 16060-16079 (16060-16067 used), media 16400+, control SIP+200.
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -433,4 +433,96 @@ async fn kill_9_with_calls_live_and_queued_then_restart() {
     assert_eq!(dialing["num_items"], 0);
     let _ = second.kill();
     let _ = second.wait();
+}
+
+/// Sizes of the files under `dir` whose name holds `id` (a call's recordings, as written).
+fn files_of(dir: &Path, id: &str) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.file_name().unwrap().to_string_lossy().contains(id) {
+                out.push((p.clone(), e.metadata().unwrap().len()));
+            }
+        }
+    }
+    out
+}
+
+fn total(files: &[(PathBuf, u64)]) -> u64 {
+    files.iter().map(|f| f.1).sum()
+}
+
+/// DELETE of a live call: another organization's DELETE is a 404 that leaves the call
+/// talking; the owner's hangs up (sipp gets the BYE), waits for the recorder to close, and
+/// erases the call with every recording file it had been writing.
+#[tokio::test]
+async fn deleting_a_live_call_hangs_up_and_erases_its_recording() {
+    let srv = Server::start().await;
+    setup_outbound(&srv, 16067, "Hello").await;
+    let sipp = Sipp::spawn(&scenarios().join("uas_answer_wait_bye.xml"), 16067, &[]);
+    let id = srv.dispatch("+15550001111", "+14155550123").await;
+    srv.wait_status(&id, "in_progress").await;
+    let data = srv.dir.as_ref().unwrap().path().to_path_buf();
+
+    // The recording is being written while the call runs.
+    let mut before = Vec::new();
+    for _ in 0..100 {
+        before = files_of(&data, &id);
+        if total(&before) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(total(&before) > 0, "no recording written during the call");
+
+    // Another organization: 404, and the call goes on (its recording keeps growing).
+    let store = switchboard_store::Store::connect(&switchboard_store::sqlite_url_for_dir(&data), 1)
+        .await
+        .unwrap();
+    let (_, other_key) = store.create_org("other").await.unwrap();
+    store.close().await;
+    let r = srv
+        .client
+        .delete(format!("{}/v1/call/{id}", srv.base))
+        .bearer_auth(&other_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let after_404 = total(&files_of(&data, &id));
+    let mut grew = false;
+    for _ in 0..100 {
+        if total(&files_of(&data, &id)) >= after_404 + 4096 {
+            grew = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        grew,
+        "the recording stopped growing after another tenant's DELETE"
+    );
+    let (_, still) = srv.get(&format!("/v1/call/{id}")).await;
+    assert_eq!(still["status"], "in_progress", "{still}");
+
+    // The owner: the call is hung up, then erased with its files.
+    let r = srv
+        .client
+        .delete(format!("{}/v1/call/{id}", srv.base))
+        .bearer_auth(&srv.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(sipp.finish().await, 0, "sipp did not get our BYE");
+    let (s, _) = srv.get(&format!("/v1/call/{id}")).await;
+    assert_eq!(s, 404);
+    let (s, body) = srv.bytes(&format!("/v1/call/recording/{id}.mp3")).await;
+    assert_eq!(s, 404, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(files_of(&data, &id), vec![], "recording files left behind");
+    srv.join().await;
 }
