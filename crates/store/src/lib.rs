@@ -61,7 +61,14 @@ impl std::fmt::Debug for Store {
 
 /// The SQLite URL for a data directory: `<dir>/switchboard.db`, created if missing.
 pub fn sqlite_url_for_dir(dir: &Path) -> String {
-    format!("sqlite://{}?mode=rwc", dir.join("switchboard.db").display())
+    // sqlx percent-decodes the path; '%', '?' and '#' in a directory name are escaped so
+    // they stay part of it.
+    let path = dir.join("switchboard.db").display().to_string();
+    let path = path
+        .replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23");
+    format!("sqlite://{path}?mode=rwc")
 }
 
 impl Store {

@@ -151,15 +151,26 @@ impl Readers {
     /// Readers for a `sqlite:` URL, or `None` for an in-memory database (which only its own
     /// connection can see, so reads stay on sqlx there).
     pub(crate) fn for_url(url: &str) -> Option<Readers> {
-        let rest = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))?;
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
+        // The file sqlx opens, parsed the way sqlx parses it (percent-decoding included), so
+        // both drivers always open the same database.
+        if !url.starts_with("sqlite:") {
+            return None;
+        }
+        let opts = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url).ok()?;
+        let path = opts.get_filename();
+        let name = path.to_string_lossy();
+        if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
+            // sqlx names an in-memory database `file:sqlx-in-memory-N`.
+            return None;
+        }
+        if url
+            .split_once('?')
+            .is_some_and(|(_, q)| q.contains("mode=memory"))
+        {
             return None;
         }
         Some(Readers {
-            path: PathBuf::from(path),
+            path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -308,6 +319,13 @@ mod tests {
         assert!(Readers::for_url("sqlite::memory:").is_none());
         assert!(Readers::for_url("sqlite://x.db?mode=memory").is_none());
         assert!(Readers::for_url("postgres://localhost/x").is_none());
+        // A data directory with characters that mean something in a URL.
+        let odd = std::path::Path::new("/tmp/a b%41?c#d");
+        let url = crate::sqlite_url_for_dir(odd);
+        assert_eq!(
+            Readers::for_url(&url).unwrap().path,
+            odd.join("switchboard.db")
+        );
     }
 
     async fn file_store() -> (tempfile::TempDir, Store) {
@@ -373,6 +391,33 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again, vec![(7, here)]);
+    }
+
+    /// A data directory whose name has URL syntax in it: sqlx (writes) and the readers open
+    /// the same file, so a read sees the write.
+    #[tokio::test]
+    async fn odd_directory_names_are_one_database_for_both_drivers() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("a b%41?c#d");
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&crate::sqlite_url_for_dir(&dir), 2)
+            .await
+            .unwrap();
+        assert!(dir.join("switchboard.db").exists());
+        let (org, _) = store.create_org("odd").await.unwrap();
+        let agent = store
+            .create_agent(
+                org.id,
+                switchboard_domain::AgentPatch {
+                    name: Some("Ada".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let read = store.get_agent(org.id, agent.id).await.unwrap();
+        assert_eq!(read.name, "Ada");
+        store.close().await;
     }
 
     /// Both drivers decode the same row the same way, and a value of the wrong type is an
