@@ -185,6 +185,9 @@ impl Readers {
         )?;
         // A reader never writes; query_only makes sure of it.
         c.execute_batch("PRAGMA query_only = ON;")?;
+        // rusqlite opens with a 5 s busy timeout; on the calling thread a read must not wait
+        // for a lock at all (it moves to the blocking pool instead, see `fetch`).
+        c.busy_timeout(Duration::ZERO)?;
         c.set_prepared_statement_cache_capacity(64);
         Ok(c)
     }
@@ -391,6 +394,54 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again, vec![(7, here)]);
+    }
+
+    /// A read that meets a lock does not wait on the calling thread: it moves to the blocking
+    /// pool, waits there, and returns once the lock is gone. (A rollback-journal database, where
+    /// an exclusive transaction keeps readers out; under WAL that takes a checkpoint or
+    /// recovery, which cannot be arranged on cue.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_locked_database_is_waited_for_off_the_calling_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain.db");
+        let locker = Connection::open(&file).unwrap();
+        locker
+            .execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2);")
+            .unwrap();
+        let readers =
+            std::sync::Arc::new(Readers::for_url(&format!("sqlite://{}", file.display())).unwrap());
+        let here = std::thread::current().id();
+        locker
+            .execute_batch("BEGIN EXCLUSIVE; INSERT INTO t VALUES (3);")
+            .unwrap();
+        let r = readers.clone();
+        let read = tokio::spawn(async move {
+            let decode: std::sync::Arc<Decode<(i64, std::thread::ThreadId)>> =
+                std::sync::Arc::new(|r: &dyn Cols| {
+                    Ok((crate::row::i(r, "n")?, std::thread::current().id()))
+                });
+            r.fetch("SELECT COUNT(*) AS n FROM t", &Params::new(), decode)
+                .await
+        });
+        // Let the read make its inline attempt: it meets the lock and parks on the pool.
+        tokio::task::yield_now().await;
+        locker.execute_batch("COMMIT;").unwrap();
+        let rows = read.await.unwrap().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].0, 3, "the read saw the committed transaction");
+        assert_ne!(
+            rows[0].1, here,
+            "the locked read waited on the blocking pool"
+        );
+        // Connections, new or back from the pool, never wait for a lock inline.
+        let back = readers.checkout().unwrap();
+        let fresh = readers.checkout().unwrap();
+        for c in [&back, &fresh] {
+            let ms: i64 = c
+                .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(ms, 0);
+        }
     }
 
     /// A data directory whose name has URL syntax in it: sqlx (writes) and the readers open
