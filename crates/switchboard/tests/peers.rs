@@ -771,14 +771,10 @@ async fn trunk_created_while_running_registers_and_deleted_unregisters() {
         .await;
     assert!(plain["registration"].is_null(), "{plain}");
 
-    let r = srv
-        .client
-        .delete(format!("{}/v1/sip-trunks/{id}", srv.base))
-        .bearer_auth(&srv.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let s = srv
+        .delete_as(&format!("/v1/sip-trunks/{id}"), &srv.key)
+        .await;
+    assert_eq!(s, 200);
     // sipp exits 0 only after the un-REGISTER with Expires: 0 arrived and was answered.
     assert_eq!(sipp.finish().await, 0, "registrar scenario failed");
 }

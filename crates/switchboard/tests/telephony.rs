@@ -485,14 +485,8 @@ async fn deleting_a_live_call_hangs_up_and_erases_its_recording() {
         .unwrap();
     let (_, other_key) = store.create_org("other").await.unwrap();
     store.close().await;
-    let r = srv
-        .client
-        .delete(format!("{}/v1/call/{id}", srv.base))
-        .bearer_auth(&other_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 404);
+    let s = srv.delete_as(&format!("/v1/call/{id}"), &other_key).await;
+    assert_eq!(s, 404);
     let after_404 = total(&files_of(&data, &id));
     let mut grew = false;
     for _ in 0..100 {
@@ -510,14 +504,8 @@ async fn deleting_a_live_call_hangs_up_and_erases_its_recording() {
     assert_eq!(still["status"], "in_progress", "{still}");
 
     // The owner: the call is hung up, then erased with its files.
-    let r = srv
-        .client
-        .delete(format!("{}/v1/call/{id}", srv.base))
-        .bearer_auth(&srv.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let s = srv.delete_as(&format!("/v1/call/{id}"), &srv.key).await;
+    assert_eq!(s, 200);
     assert_eq!(sipp.finish().await, 0, "sipp did not get our BYE");
     let (s, _) = srv.get(&format!("/v1/call/{id}")).await;
     assert_eq!(s, 404);

@@ -96,6 +96,18 @@ impl Server {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
+    /// DELETE with the given API key (the server's own organization or another); the status.
+    pub async fn delete_as(&self, path: &str, key: &str) -> u16 {
+        let r = self
+            .client
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    }
+
     pub async fn bytes(&self, path: &str) -> (u16, Vec<u8>) {
         let r = self
             .client
