@@ -73,49 +73,44 @@ impl Server {
         }
     }
 
+    /// Sends `method path` with `key` (and a JSON body if given).
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let r = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .send(reqwest::Method::POST, path, &self.key, Some(body))
+            .await;
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
+        let r = self.send(reqwest::Method::GET, path, &self.key, None).await;
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
     /// DELETE with the given API key (the server's own organization or another); the status.
     pub async fn delete_as(&self, path: &str, key: &str) -> u16 {
-        let r = self
-            .client
-            .delete(format!("{}{path}", self.base))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap();
+        let r = self.send(reqwest::Method::DELETE, path, key, None).await;
         r.status().as_u16()
     }
 
     pub async fn bytes(&self, path: &str) -> (u16, Vec<u8>) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
+        let r = self.send(reqwest::Method::GET, path, &self.key, None).await;
         (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
     }
 
