@@ -125,6 +125,10 @@ pub enum MediaEvent {
     DtmfSent,
     /// One 20 ms frame of received audio (only with `emit_caller_audio`).
     CallerAudio(Vec<i16>),
+    /// Samples of queued agent audio sent in this tick (only with `emit_caller_audio`, only
+    /// when some were sent). Comes before the same tick's `CallerAudio`, so a consumer knows
+    /// exactly how much of what it queued has gone out on the wire (barge-in accounting).
+    AgentPlayed(usize),
     /// The remote sent an RTCP BYE (§6.6).
     RemoteBye,
 }
@@ -180,6 +184,7 @@ pub enum SessionError {
 enum Command {
     Play(Vec<i16>),
     ClearPlayback,
+    PausePlayback(bool),
     SendDtmf(String, u32),
     SetRemote(SocketAddr),
     SetHold(bool),
@@ -210,6 +215,21 @@ impl SessionHandle {
     /// Drop queued agent audio (barge-in).
     pub async fn clear_playback(&self) -> Result<(), SessionError> {
         self.send(Command::ClearPlayback).await
+    }
+
+    /// Pause (true) or resume (false) the queued agent audio without dropping it: silence goes
+    /// out while paused. Barge-in pauses at the caller's speech onset and resumes if the
+    /// interruption turns out to be a backchannel.
+    pub async fn pause_playback(&self, pause: bool) -> Result<(), SessionError> {
+        self.send(Command::PausePlayback(pause)).await
+    }
+
+    /// A cheap clonable control for another task (the conversation) to queue, pause and clear
+    /// agent audio and send digits.
+    pub fn control(&self) -> SessionControl {
+        SessionControl {
+            tx: self.tx.clone(),
+        }
     }
 
     /// Send digits as RFC 4733 events, each lasting `duration_ms`.
@@ -256,6 +276,42 @@ impl SessionHandle {
     }
 }
 
+/// The playback side of a session, clonable: what the conversation holds. It does not keep
+/// the session alive once [`SessionHandle::stop`] has run (calls then return `Closed`).
+#[derive(Debug, Clone)]
+pub struct SessionControl {
+    tx: mpsc::Sender<Command>,
+}
+
+impl SessionControl {
+    async fn send(&self, cmd: Command) -> Result<(), SessionError> {
+        self.tx.send(cmd).await.map_err(|_| SessionError::Closed)
+    }
+    /// See [`SessionHandle::play`].
+    pub async fn play(&self, samples: Vec<i16>) -> Result<(), SessionError> {
+        self.send(Command::Play(samples)).await
+    }
+    /// See [`SessionHandle::clear_playback`].
+    pub async fn clear_playback(&self) -> Result<(), SessionError> {
+        self.send(Command::ClearPlayback).await
+    }
+    /// See [`SessionHandle::pause_playback`].
+    pub async fn pause_playback(&self, pause: bool) -> Result<(), SessionError> {
+        self.send(Command::PausePlayback(pause)).await
+    }
+    /// See [`SessionHandle::send_dtmf`].
+    pub async fn send_dtmf(&self, digits: &str, duration_ms: u32) -> Result<(), SessionError> {
+        if let Some(bad) = digits
+            .chars()
+            .find(|c| crate::dtmf::char_to_event(*c).is_none())
+        {
+            return Err(SessionError::BadDigit(bad));
+        }
+        self.send(Command::SendDtmf(digits.to_string(), duration_ms))
+            .await
+    }
+}
+
 /// Entry point; see the module docs.
 pub struct RtpSession;
 
@@ -296,6 +352,7 @@ impl RtpSession {
             hold: false,
             play: VecDeque::new(),
             playing: false,
+            paused: false,
             dtmf_queue: VecDeque::new(),
             dtmf_active: None,
             dtmf_gap: 0,
@@ -338,6 +395,8 @@ struct State {
     hold: bool,
     play: VecDeque<i16>,
     playing: bool,
+    /// Queued agent audio is held (barge-in in progress); silence goes out instead.
+    paused: bool,
     dtmf_queue: VecDeque<(char, u32)>,
     /// Event timestamp and the packets still to send for the digit in progress.
     dtmf_active: Option<(u32, VecDeque<EventPacket>)>,
@@ -436,7 +495,9 @@ impl State {
             }
             Command::ClearPlayback => {
                 self.play.clear();
+                self.paused = false;
             }
+            Command::PausePlayback(p) => self.paused = p,
             Command::SendDtmf(digits, ms) => {
                 self.dtmf_queue.extend(digits.chars().map(|c| (c, ms)))
             }
@@ -542,13 +603,20 @@ impl State {
         // Audio: queued agent audio, else silence (a continuous stream keeps NAT bindings and
         // the far end's RTP timeout happy).
         self.frame_buf.clear();
-        let n = self.play.len().min(FRAME_SAMPLES);
+        let n = if self.paused {
+            0
+        } else {
+            self.play.len().min(FRAME_SAMPLES)
+        };
         self.frame_buf.extend(self.play.drain(..n));
         let had_audio = n > 0;
         self.frame_buf.resize(FRAME_SAMPLES, 0);
         if self.playing && self.play.is_empty() {
             self.playing = false;
             self.emit(MediaEvent::PlaybackFinished);
+        }
+        if n > 0 && self.config.emit_caller_audio {
+            self.emit(MediaEvent::AgentPlayed(n));
         }
         self.payload_buf.clear();
         self.codec

@@ -1,0 +1,1745 @@
+//! The conversation core, without IO: fed the caller's 20 ms frames (with the VAD's speech
+//! probability), the providers' events and the time, it answers with [`Action`]s. Time is the
+//! call's clock (`Duration` since answer, the recording's clock), passed in by the caller, so
+//! turn-taking, barge-in, silence and latency are tested on scripted timelines.
+//!
+//! Turn-taking: speech starts after a few voiced frames; after a short pause the end-of-turn
+//! model is asked ([`Action::PredictTurn`]); "complete" ends the turn at once, "incomplete"
+//! waits up to `max_pause` for more speech. Without a model a fixed pause ends the turn.
+//!
+//! Barge-in is two-stage (as in LiveKit Agents): the agent's audio pauses at the caller's
+//! speech onset; speech that lasts `interrupt_min_speech` (or transcribes to more than a
+//! backchannel) commits the interruption (playback cleared, LLM and TTS cancelled, the agent
+//! turn keeps only the words played); a short backchannel ("uh-huh", "okay") or nothing
+//! resumes the paused audio. While the agent talks, caller audio must also be loud enough
+//! relative to what we just sent, so the agent's own echo does not interrupt it.
+
+use crate::providers::{LlmEvent, LlmUsage, ProviderError, SttEvent, SttInput, Word};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+const FRAME: Duration = Duration::from_millis(20);
+const FRAME_SAMPLES: usize = 160;
+const RATE: f64 = 8000.0;
+
+/// What a conversation is told at the start of a call.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The whole system message (prompt + call context), already filled.
+    pub system_message: String,
+    /// Spoken first unless `user_speaks_first` (already filled).
+    pub initial_message: Option<String>,
+    pub user_speaks_first: bool,
+    /// Whether an LLM is configured: without one the agent greets and listens.
+    pub has_llm: bool,
+    /// Whether an STT is configured: without one nothing the caller says is understood.
+    pub has_stt: bool,
+    /// Whether an end-of-turn model is available ([`Action::PredictTurn`] is only asked then).
+    pub has_turn_model: bool,
+    pub interruptible: bool,
+    pub silence_timeout: Duration,
+    pub max_reprompts: u32,
+    pub reprompt_message: String,
+    pub goodbye_message: String,
+    /// Spoken when a provider fails or is too slow.
+    pub fallback_message: String,
+    /// From the end of the caller's turn to the fallback when no reply audio is ready.
+    pub response_timeout: Duration,
+    /// Pause after speech before the end-of-turn model is asked.
+    pub min_pause: Duration,
+    /// Pause that ends a turn whatever the model says (and without a model: `fixed_pause`).
+    pub max_pause: Duration,
+    pub fixed_pause: Duration,
+    /// Probability at or above which the end-of-turn model's "complete" is believed.
+    pub turn_threshold: f32,
+    /// VAD probability at or above which a frame is voiced.
+    pub vad_threshold: f32,
+    /// Voiced frames in a row that start the caller's speech.
+    pub speech_start_frames: u32,
+    /// Caller speech over the agent that commits a barge-in by its length alone.
+    pub interrupt_min_speech: Duration,
+    /// How long a paused (possibly false) interruption waits for its transcript.
+    pub false_interruption_timeout: Duration,
+    /// Caller energy needed over the agent's recent output energy to count while the agent
+    /// talks (echo suppression), as an amplitude ratio (0.18 ≈ -15 dB).
+    pub echo_ratio: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            system_message: String::new(),
+            initial_message: None,
+            user_speaks_first: false,
+            has_llm: true,
+            has_stt: true,
+            has_turn_model: true,
+            interruptible: true,
+            silence_timeout: Duration::from_secs(8),
+            max_reprompts: 2,
+            reprompt_message: "Are you still there?".into(),
+            goodbye_message: "I haven't heard from you, so I'll end the call now. Goodbye."
+                .into(),
+            fallback_message: "Sorry, I'm having trouble right now. Could you say that again?"
+                .into(),
+            response_timeout: Duration::from_millis(2000),
+            min_pause: Duration::from_millis(200),
+            max_pause: Duration::from_millis(1200),
+            fixed_pause: Duration::from_millis(700),
+            turn_threshold: 0.5,
+            vad_threshold: 0.5,
+            speech_start_frames: 3,
+            interrupt_min_speech: Duration::from_millis(500),
+            false_interruption_timeout: Duration::from_millis(1500),
+            echo_ratio: 0.18,
+        }
+    }
+}
+
+/// What happens on the line or at a provider.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// One 20 ms caller frame and the VAD's speech probability for it.
+    Frame { samples: &'a [i16], vad: f32 },
+    /// Agent samples that went out on the wire in this tick.
+    AgentPlayed(usize),
+    /// The end-of-turn model's answer to [`Action::PredictTurn`].
+    TurnPrediction { id: u64, complete: f32 },
+    Stt(SttEvent),
+    Llm {
+        reply: u64,
+        event: Result<LlmEvent, ProviderError>,
+    },
+    /// A chunk of synthesised audio for a segment (segments arrive in order).
+    TtsAudio { seg: u64, samples: Vec<i16> },
+    /// The segment's synthesis finished (or failed).
+    TtsDone {
+        seg: u64,
+        error: Option<ProviderError>,
+    },
+}
+
+/// What the core asks its driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Queue agent audio for playback.
+    Play(Vec<i16>),
+    /// Pause (true) or resume (false) queued agent audio.
+    PausePlayback(bool),
+    /// Drop all queued agent audio.
+    ClearPlayback,
+    Stt(SttInput),
+    /// Ask the end-of-turn model about this turn's audio (8 kHz); answer with
+    /// [`Event::TurnPrediction`].
+    PredictTurn { id: u64, audio: Vec<i16> },
+    StartLlm { reply: u64, messages: Vec<Value> },
+    CancelLlm { reply: u64 },
+    /// Synthesise one segment; `local` = the built-in voice (fallbacks must not depend on the
+    /// provider that may be failing). Segments are synthesised and delivered in order.
+    Synthesize { seg: u64, text: String, local: bool },
+    /// Drop every pending and running synthesis.
+    CancelTts,
+    /// A finished turn, to be kept on the call now (a crash keeps what was said so far).
+    Turn(TurnRecord),
+    /// A provider failed; record it on the call.
+    Error { stage: &'static str, message: String },
+    /// End the call with this end reason once the audio queued so far has played.
+    Hangup { reason: &'static str },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TurnRecord {
+    pub speaker: &'static str,
+    pub text: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub interrupted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub words: Option<Vec<Word>>,
+}
+
+/// Per-reply timings, ms.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TurnLatency {
+    pub turn: usize,
+    pub voice_to_voice_ms: Option<f64>,
+    pub end_of_turn_ms: Option<f64>,
+    pub stt_ms: Option<f64>,
+    pub llm_first_token_ms: Option<f64>,
+    pub llm_first_sentence_ms: Option<f64>,
+    pub tts_first_audio_ms: Option<f64>,
+    pub overhead_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Interruption {
+    pub at_ms: u64,
+    /// From the caller's speech onset to the last agent frame sent.
+    pub agent_kept_talking_ms: Option<u64>,
+    pub false_interruption: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller_text: Option<String>,
+}
+
+/// Usage counters of the call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Usage {
+    pub llm_requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub tts_characters: u64,
+    pub tts_audio_seconds: f64,
+    pub stt_audio_seconds: f64,
+}
+
+#[derive(Debug, PartialEq, Clone, Copy)]
+enum Agent {
+    Idle,
+    /// Waiting for the caller's transcript before asking the LLM.
+    AwaitingTranscript,
+    /// A reply is under way (LLM and/or TTS and/or playback).
+    Replying,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ReplyKind {
+    Llm,
+    Greeting,
+    Reprompt,
+    Goodbye,
+    Fallback,
+}
+
+struct Segment {
+    id: u64,
+    text: String,
+    samples: usize,
+    done: bool,
+}
+
+struct Reply {
+    id: u64,
+    kind: ReplyKind,
+    llm_active: bool,
+    llm_done: bool,
+    /// Text not yet cut into a segment.
+    pending_text: String,
+    segments: Vec<Segment>,
+    /// Samples queued for playback and how many of them have been sent.
+    queued: usize,
+    played: usize,
+    first_played_at: Option<Duration>,
+    last_played_at: Option<Duration>,
+    started_at: Duration,
+    first_token_at: Option<Duration>,
+    first_sentence_at: Option<Duration>,
+    first_tts_request_at: Option<Duration>,
+    first_audio_at: Option<Duration>,
+    paused: bool,
+    tool_text: Vec<String>,
+}
+
+impl Reply {
+    fn new(id: u64, kind: ReplyKind, now: Duration) -> Self {
+        Reply {
+            id,
+            kind,
+            llm_active: false,
+            llm_done: true,
+            pending_text: String::new(),
+            segments: Vec::new(),
+            queued: 0,
+            played: 0,
+            first_played_at: None,
+            last_played_at: None,
+            started_at: now,
+            first_token_at: None,
+            first_sentence_at: None,
+            first_tts_request_at: None,
+            first_audio_at: None,
+            paused: false,
+            tool_text: Vec::new(),
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.llm_done
+            && self.pending_text.trim().is_empty()
+            && self.segments.iter().all(|s| s.done)
+            && self.played >= self.queued
+    }
+
+    /// The words that actually went out: whole segments played, and of the one cut off the
+    /// share of its characters matching the share of its audio played.
+    fn played_text(&self) -> String {
+        let mut left = self.played;
+        let mut out = String::new();
+        for s in &self.segments {
+            if left == 0 {
+                break;
+            }
+            if left >= s.samples && s.done {
+                push_words(&mut out, &s.text);
+                left -= s.samples;
+            } else {
+                let share = left as f64 / s.samples.max(1) as f64;
+                let cut = (s.text.len() as f64 * share).round() as usize;
+                // Whole words only: drop the one being spoken.
+                let mut end = cut.min(s.text.len());
+                while end > 0 && !s.text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let partial = &s.text[..end];
+                let partial = match partial.rfind(char::is_whitespace) {
+                    Some(i) if end < s.text.len() => &partial[..i],
+                    _ => partial,
+                };
+                push_words(&mut out, partial);
+                break;
+            }
+        }
+        out
+    }
+
+    fn full_text(&self) -> String {
+        let mut out = String::new();
+        for s in &self.segments {
+            push_words(&mut out, &s.text);
+        }
+        out
+    }
+}
+
+fn push_words(out: &mut String, text: &str) {
+    let t = text.trim();
+    if t.is_empty() {
+        return;
+    }
+    if !out.is_empty() {
+        out.push(' ');
+    }
+    out.push_str(t);
+}
+
+/// The caller's side of the turn-taking.
+struct UserTurn {
+    onset: Duration,
+    last_voiced: Duration,
+    voiced: Duration,
+    audio: Vec<i16>,
+    /// Id of the pause prediction asked for (and not yet answered), and its answer.
+    asked: Option<u64>,
+    said_incomplete: bool,
+}
+
+/// A barge-in being decided: the agent's audio is paused.
+struct PendingInterruption {
+    onset: Duration,
+    stopped_at: Option<Duration>,
+    /// Speech of the interruption ended; waiting for its transcript until this deadline.
+    deadline: Option<Duration>,
+}
+
+pub struct Conversation {
+    cfg: Config,
+    messages: Vec<Value>,
+    turns: Vec<TurnRecord>,
+    actions: Vec<Action>,
+    agent: Agent,
+    reply: Option<Reply>,
+    next_id: u64,
+    // caller side
+    voiced_run: u32,
+    pre_roll: VecDeque<i16>,
+    user: Option<UserTurn>,
+    /// Finals received for the current turn.
+    transcript: String,
+    words: Vec<Word>,
+    /// Turn ended, transcript awaited: (turn end time, onset, last voiced, speech ms).
+    awaiting: Option<(Duration, Duration, Duration)>,
+    turn_ended_at: Option<Duration>,
+    stt_final_at: Option<Duration>,
+    response_deadline: Option<Duration>,
+    /// (last voiced caller frame, turn end) of the turn the reply under way answers.
+    pending_latency: Option<(Duration, Duration)>,
+    interruption: Option<PendingInterruption>,
+    /// Echo suppression: RMS of the agent audio being sent, and until when an echo of it may
+    /// still come back.
+    echo_ref: f64,
+    echo_until: Duration,
+    // silence
+    silence_since: Option<Duration>,
+    reprompts: u32,
+    hangup_after_reply: Option<&'static str>,
+    // records
+    latencies: Vec<TurnLatency>,
+    interruptions: Vec<Interruption>,
+    events: Vec<Value>,
+    usage: Usage,
+    errors: Vec<Value>,
+    now: Duration,
+    ended: bool,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+fn msf(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
+}
+
+fn rms(samples: &[i16]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let sum: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    (sum / samples.len() as f64).sqrt()
+}
+
+/// Words that acknowledge without taking the turn.
+fn is_backchannel(text: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "uh-huh", "uh", "huh", "mhm", "mm", "mmm", "hmm", "um", "umm", "okay", "ok", "yeah", "yep",
+        "yes", "right", "sure", "alright", "aha", "ah", "oh", "i", "see", "got", "it", "cool",
+        "uhhuh", "mm-hmm", "hm",
+    ];
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric() && c != '-')
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.len() <= 3 && words.iter().all(|w| WORDS.contains(&w.as_str()))
+}
+
+/// Where a sentence ends in `text`: after `.`, `!`, `?` (or `;`, `:` once it is long) followed
+/// by whitespace. Very long runs without punctuation are cut at a comma or a space.
+fn sentence_end(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let long = i >= 60;
+        let stop = matches!(b, b'.' | b'!' | b'?') || (long && matches!(b, b';' | b':'));
+        if stop && i + 1 < bytes.len() && bytes[i + 1].is_ascii_whitespace() {
+            // "Dr. Smith", "e.g. this": an abbreviation's dot ends nothing.
+            if b == b'.' {
+                let word = text[..i]
+                    .rsplit(|c: char| c.is_whitespace())
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                if ["mr", "mrs", "ms", "dr", "st", "e.g", "i.e", "vs", "etc", "no"]
+                    .contains(&word.as_str())
+                {
+                    continue;
+                }
+            }
+            return Some(i + 1);
+        }
+    }
+    if text.len() > 160 {
+        return text[..160]
+            .rfind(", ")
+            .map(|i| i + 1)
+            .or_else(|| text[..160].rfind(' '));
+    }
+    None
+}
+
+impl Conversation {
+    pub fn new(cfg: Config) -> Self {
+        let messages = if cfg.system_message.trim().is_empty() {
+            Vec::new()
+        } else {
+            vec![json!({"role": "system", "content": cfg.system_message})]
+        };
+        Conversation {
+            cfg,
+            messages,
+            turns: Vec::new(),
+            actions: Vec::new(),
+            agent: Agent::Idle,
+            reply: None,
+            next_id: 1,
+            voiced_run: 0,
+            pre_roll: VecDeque::new(),
+            user: None,
+            transcript: String::new(),
+            words: Vec::new(),
+            awaiting: None,
+            turn_ended_at: None,
+            stt_final_at: None,
+            response_deadline: None,
+            pending_latency: None,
+            interruption: None,
+            echo_ref: 0.0,
+            echo_until: Duration::ZERO,
+            silence_since: None,
+            reprompts: 0,
+            hangup_after_reply: None,
+            latencies: Vec::new(),
+            interruptions: Vec::new(),
+            events: Vec::new(),
+            usage: Usage::default(),
+            errors: Vec::new(),
+            now: Duration::ZERO,
+            ended: false,
+        }
+    }
+
+    fn id(&mut self) -> u64 {
+        let i = self.next_id;
+        self.next_id += 1;
+        i
+    }
+
+    fn act(&mut self, a: Action) {
+        self.actions.push(a);
+    }
+
+    fn event(&mut self, kind: &str, extra: Value) {
+        let mut e = json!({"type": kind, "at_ms": ms(self.now)});
+        if let (Value::Object(m), Value::Object(x)) = (&mut e, extra) {
+            m.extend(x);
+        }
+        self.events.push(e);
+    }
+
+    /// Start of the call (media is up).
+    pub fn start(&mut self, now: Duration) {
+        self.now = now;
+        match self.cfg.initial_message.clone() {
+            Some(text) if !self.cfg.user_speaks_first && !text.trim().is_empty() => {
+                self.speak(ReplyKind::Greeting, &text, false);
+            }
+            _ => self.silence_since = Some(now),
+        }
+    }
+
+    /// Takes the actions produced so far.
+    pub fn drain(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
+    /// When the core next needs [`Conversation::tick`] if nothing else happens.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let mut d: Option<Duration> = None;
+        let mut take = |t: Option<Duration>| {
+            if let Some(t) = t {
+                d = Some(d.map_or(t, |x| x.min(t)));
+            }
+        };
+        take(self.response_deadline);
+        take(self.interruption.as_ref().and_then(|i| i.deadline));
+        if self.agent == Agent::Idle && self.user.is_none() && !self.ended {
+            take(self.silence_since.map(|s| s + self.cfg.silence_timeout));
+        }
+        d
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Advances time; fires timers that are due.
+    pub fn tick(&mut self, now: Duration) {
+        self.now = now;
+        if let Some(t) = self.response_deadline {
+            if now >= t {
+                self.response_deadline = None;
+                self.response_timed_out();
+            }
+        }
+        if let Some(t) = self.interruption.as_ref().and_then(|i| i.deadline) {
+            if now >= t {
+                // No transcript in time: a noise or a backchannel we could not hear; resume.
+                self.resolve_interruption(false, None);
+            }
+        }
+        if self.agent == Agent::Idle && self.user.is_none() && !self.ended {
+            if let Some(since) = self.silence_since {
+                if now >= since + self.cfg.silence_timeout {
+                    self.on_silence();
+                }
+            }
+        }
+    }
+
+    pub fn handle(&mut self, now: Duration, ev: Event<'_>) {
+        self.now = now;
+        match ev {
+            Event::Frame { samples, vad } => self.on_frame(samples, vad),
+            Event::AgentPlayed(n) => self.on_played(n),
+            Event::TurnPrediction { id, complete } => self.on_prediction(id, complete),
+            Event::Stt(e) => self.on_stt(e),
+            Event::Llm { reply, event } => self.on_llm(reply, event),
+            Event::TtsAudio { seg, samples } => self.on_tts_audio(seg, samples),
+            Event::TtsDone { seg, error } => self.on_tts_done(seg, error),
+        }
+        self.tick(now);
+    }
+
+    // ---- caller audio ------------------------------------------------------------------
+
+    fn agent_talking(&self) -> bool {
+        self.reply
+            .as_ref()
+            .is_some_and(|r| r.queued > r.played && !r.paused)
+    }
+
+    fn on_frame(&mut self, samples: &[i16], vad: f32) {
+        let level = rms(samples);
+        let mut voiced = vad >= self.cfg.vad_threshold;
+        // Echo suppression: while we talk (and shortly after), caller audio must be clearly
+        // louder than an echo of what we sent would be.
+        if voiced && (self.agent_talking() || self.now < self.echo_until) {
+            if level < self.echo_ref * self.cfg.echo_ratio {
+                voiced = false;
+            }
+        }
+
+        // Pre-roll for the onset (the STT gets a little audio before the detector fired).
+        self.pre_roll.extend(samples.iter().copied());
+        while self.pre_roll.len() > FRAME_SAMPLES * 15 {
+            self.pre_roll.pop_front();
+        }
+
+        if self.cfg.has_stt {
+            self.act(Action::Stt(SttInput::Audio(samples.to_vec())));
+        }
+
+        if voiced {
+            self.voiced_run += 1;
+        } else {
+            self.voiced_run = 0;
+        }
+
+        match self.user.as_mut() {
+            None => {
+                // Barge-in pauses sooner than a turn starts: two voiced frames over the agent.
+                let needed = if self.agent_talking() {
+                    2
+                } else {
+                    self.cfg.speech_start_frames
+                };
+                if self.voiced_run >= needed {
+                    self.on_speech_start();
+                }
+            }
+            Some(u) => {
+                u.audio.extend_from_slice(samples);
+                if voiced {
+                    u.last_voiced = self.now;
+                    u.voiced += FRAME;
+                    if u.asked.is_some() || u.said_incomplete {
+                        // Speaking again: the pause was not the end.
+                        u.asked = None;
+                        u.said_incomplete = false;
+                    }
+                    self.check_interruption_commit();
+                } else {
+                    self.on_pause();
+                }
+            }
+        }
+    }
+
+    fn on_speech_start(&mut self) {
+        let onset = self
+            .now
+            .saturating_sub(FRAME * self.voiced_run.saturating_sub(1));
+        let audio: Vec<i16> = self.pre_roll.iter().copied().collect();
+        self.user = Some(UserTurn {
+            onset,
+            last_voiced: self.now,
+            voiced: FRAME * self.voiced_run,
+            audio,
+            asked: None,
+            said_incomplete: false,
+        });
+        self.silence_since = None;
+        self.event("user_speech_start", json!({}));
+        if self.cfg.has_stt {
+            self.act(Action::Stt(SttInput::SpeechStart));
+        }
+        match self.agent {
+            Agent::Replying if self.agent_talking() || self.reply_has_pending_audio() => {
+                if self.cfg.interruptible
+                    && !matches!(self.reply.as_ref().map(|r| r.kind), Some(ReplyKind::Goodbye))
+                {
+                    if let Some(r) = self.reply.as_mut() {
+                        r.paused = true;
+                    }
+                    self.act(Action::PausePlayback(true));
+                    self.interruption = Some(PendingInterruption {
+                        onset,
+                        stopped_at: None,
+                        deadline: None,
+                    });
+                    self.event("interruption_start", json!({}));
+                }
+            }
+            Agent::Replying => {
+                // Speaking again before any reply audio: the caller was not done. Drop the
+                // reply being prepared; the turn goes on and its text accumulates.
+                if self.reply.as_ref().is_some_and(|r| r.kind == ReplyKind::Llm) {
+                    self.cancel_reply();
+                    self.agent = Agent::Idle;
+                    self.response_deadline = None;
+                    self.event("reply_dropped", json!({"reason": "caller resumed"}));
+                }
+            }
+            Agent::AwaitingTranscript => {
+                // The turn resumes; the transcript of its first part is kept when it comes.
+                self.agent = Agent::Idle;
+                self.response_deadline = None;
+            }
+            Agent::Idle => {}
+        }
+    }
+
+    fn reply_has_pending_audio(&self) -> bool {
+        self.reply
+            .as_ref()
+            .is_some_and(|r| r.queued > r.played || r.first_audio_at.is_some() && !r.finished())
+    }
+
+    fn check_interruption_commit(&mut self) {
+        let Some(i) = &self.interruption else { return };
+        let Some(u) = &self.user else { return };
+        if u.voiced >= self.cfg.interrupt_min_speech && i.deadline.is_none() {
+            self.resolve_interruption(true, None);
+        }
+    }
+
+    fn on_pause(&mut self) {
+        let Some(u) = self.user.as_mut() else { return };
+        let silent = self.now.saturating_sub(u.last_voiced);
+        // A paused interruption whose speech stopped short: ask for its transcript.
+        if self.interruption.is_some() && silent >= self.cfg.min_pause {
+            let already = self
+                .interruption
+                .as_ref()
+                .is_some_and(|i| i.deadline.is_some());
+            if !already {
+                if u.voiced < Duration::from_millis(120) || !self.cfg.has_stt {
+                    // A click or a breath: resume at once.
+                    self.user = None;
+                    if self.cfg.has_stt {
+                        self.act(Action::Stt(SttInput::SpeechEnd));
+                    }
+                    self.resolve_interruption(false, None);
+                    return;
+                }
+                let deadline = self.now + self.cfg.false_interruption_timeout;
+                if let Some(i) = self.interruption.as_mut() {
+                    i.deadline = Some(deadline);
+                }
+                self.end_user_turn_audio();
+            }
+            return;
+        }
+        if self.interruption.is_some() {
+            return;
+        }
+        if self.cfg.has_turn_model {
+            if silent >= self.cfg.max_pause {
+                self.end_user_turn();
+            } else if silent >= self.cfg.min_pause && u.asked.is_none() && !u.said_incomplete {
+                let id = self.next_id;
+                self.next_id += 1;
+                let u = self.user.as_mut().expect("checked above");
+                u.asked = Some(id);
+                // The model looks at the last 8 s.
+                let keep = (8 * 8000).min(u.audio.len());
+                let audio = u.audio[u.audio.len() - keep..].to_vec();
+                self.act(Action::PredictTurn { id, audio });
+            }
+        } else if silent >= self.cfg.fixed_pause {
+            self.end_user_turn();
+        }
+    }
+
+    fn on_prediction(&mut self, id: u64, complete: f32) {
+        let Some(u) = self.user.as_mut() else { return };
+        if u.asked != Some(id) {
+            return; // stale: the caller spoke again since
+        }
+        u.asked = None;
+        self.event(
+            "turn_prediction",
+            json!({"complete": (f64::from(complete) * 1000.0).round() / 1000.0}),
+        );
+        if complete >= self.cfg.turn_threshold {
+            self.end_user_turn();
+        } else if let Some(u) = self.user.as_mut() {
+            u.said_incomplete = true;
+        }
+    }
+
+    /// Tells the STT the utterance ended (without deciding anything about the turn).
+    fn end_user_turn_audio(&mut self) {
+        if self.cfg.has_stt {
+            self.act(Action::Stt(SttInput::SpeechEnd));
+        }
+    }
+
+    fn end_user_turn(&mut self) {
+        let Some(u) = self.user.take() else { return };
+        self.end_user_turn_audio();
+        self.usage.stt_audio_seconds +=
+            (u.audio.len() as f64 / RATE * 100.0).round() / 100.0;
+        self.turn_ended_at = Some(self.now);
+        self.event(
+            "user_turn_end",
+            json!({"speech_ms": ms(u.voiced), "silence_ms": ms(self.now - u.last_voiced)}),
+        );
+        if u.voiced < Duration::from_millis(100) {
+            // Too short to be speech that wants an answer; its transcript (if any) still
+            // arrives and is kept.
+        }
+        self.awaiting = Some((self.now, u.onset, u.last_voiced));
+        if self.cfg.has_stt {
+            self.agent = Agent::AwaitingTranscript;
+            if self.cfg.has_llm {
+                self.response_deadline = Some(self.now + self.cfg.response_timeout);
+            }
+        } else {
+            self.awaiting = None;
+            self.silence_since = Some(self.now);
+        }
+    }
+
+    // ---- transcripts -------------------------------------------------------------------
+
+    fn on_stt(&mut self, ev: SttEvent) {
+        match ev {
+            SttEvent::Interim { text } => {
+                // A long interim over the agent commits a barge-in early.
+                if self.interruption.is_some() && !is_backchannel(&text) && text.split_whitespace().count() >= 3 {
+                    self.resolve_interruption(true, Some(text));
+                }
+            }
+            SttEvent::Final { text, words } => {
+                let text = text.trim().to_string();
+                if let Some(i) = &self.interruption {
+                    if i.deadline.is_some() {
+                        // The transcript of a short interruption decides it.
+                        let real = !text.is_empty() && !is_backchannel(&text);
+                        if real {
+                            push_words(&mut self.transcript, &text);
+                            self.words.extend(words);
+                            self.resolve_interruption(true, Some(text));
+                            // Its speech has already ended: that was the whole turn.
+                            self.finish_turn_with_transcript();
+                        } else {
+                            self.resolve_interruption(false, Some(text));
+                        }
+                        return;
+                    }
+                }
+                push_words(&mut self.transcript, &text);
+                self.words.extend(words);
+                self.stt_final_at = Some(self.now);
+                if self.agent == Agent::AwaitingTranscript && self.user.is_none() {
+                    self.finish_turn_with_transcript();
+                }
+            }
+            SttEvent::Error(e) => {
+                self.error("stt", &e.to_string());
+                if self.agent == Agent::AwaitingTranscript && self.user.is_none() {
+                    if self.transcript.is_empty() {
+                        self.awaiting = None;
+                        self.response_deadline = None;
+                        self.agent = Agent::Idle;
+                        self.speak(ReplyKind::Fallback, &self.cfg.fallback_message.clone(), true);
+                    } else {
+                        self.finish_turn_with_transcript();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The caller's turn is over and transcribed: keep it and answer.
+    fn finish_turn_with_transcript(&mut self) {
+        let text = std::mem::take(&mut self.transcript);
+        let words = std::mem::take(&mut self.words);
+        let (ended_at, onset, last_voiced) = self.awaiting.take().unwrap_or((self.now, self.now, self.now));
+        if self.stt_final_at.is_none() {
+            self.stt_final_at = Some(self.now);
+        }
+        if text.is_empty() {
+            // Noise: nothing to answer.
+            self.agent = Agent::Idle;
+            self.response_deadline = None;
+            self.silence_since = Some(self.now);
+            self.event("empty_transcript", json!({}));
+            return;
+        }
+        self.reprompts = 0;
+        let turn = TurnRecord {
+            speaker: "user",
+            text: text.clone(),
+            start_ms: ms(onset),
+            end_ms: ms(last_voiced),
+            interrupted: false,
+            words: (!words.is_empty()).then_some(words),
+        };
+        self.turns.push(turn.clone());
+        self.act(Action::Turn(turn));
+        self.messages.push(json!({"role": "user", "content": text}));
+        if self.cfg.has_llm {
+            self.turn_ended_at = Some(ended_at);
+            self.pending_latency = Some((last_voiced, ended_at));
+            self.start_llm();
+        } else {
+            self.agent = Agent::Idle;
+            self.silence_since = Some(self.now);
+        }
+    }
+}
+
+impl Conversation {
+    // ---- replies -------------------------------------------------------------------------
+
+    fn start_llm(&mut self) {
+        self.cancel_reply();
+        let id = self.id();
+        let mut r = Reply::new(id, ReplyKind::Llm, self.now);
+        r.llm_active = true;
+        r.llm_done = false;
+        self.reply = Some(r);
+        self.agent = Agent::Replying;
+        self.usage.llm_requests += 1;
+        if self.response_deadline.is_none() {
+            self.response_deadline = Some(self.now + self.cfg.response_timeout);
+        }
+        self.act(Action::StartLlm {
+            reply: id,
+            messages: self.messages.clone(),
+        });
+    }
+
+    /// Cancels whatever reply is under way (LLM, TTS, queued audio).
+    fn cancel_reply(&mut self) {
+        if let Some(r) = self.reply.take() {
+            if r.llm_active && !r.llm_done {
+                self.act(Action::CancelLlm { reply: r.id });
+            }
+            if r.segments.iter().any(|s| !s.done) {
+                self.act(Action::CancelTts);
+            }
+            if r.queued > r.played {
+                self.act(Action::ClearPlayback);
+            }
+        }
+    }
+
+    /// Speaks a fixed text (greeting, reprompt, goodbye, fallback) as its own reply.
+    fn speak(&mut self, kind: ReplyKind, text: &str, local: bool) {
+        self.cancel_reply();
+        let id = self.id();
+        let mut r = Reply::new(id, kind, self.now);
+        let seg = self.id();
+        r.segments.push(Segment {
+            id: seg,
+            text: text.to_string(),
+            samples: 0,
+            done: false,
+        });
+        r.first_tts_request_at = Some(self.now);
+        self.reply = Some(r);
+        self.agent = Agent::Replying;
+        self.silence_since = None;
+        self.usage.tts_characters += text.chars().count() as u64;
+        self.act(Action::Synthesize {
+            seg,
+            text: text.to_string(),
+            local,
+        });
+    }
+
+    fn on_llm(&mut self, reply: u64, event: Result<LlmEvent, ProviderError>) {
+        let current = self.reply.as_ref().is_some_and(|r| r.id == reply && r.llm_active);
+        if !current {
+            return;
+        }
+        match event {
+            Ok(LlmEvent::Token(t)) => {
+                let now = self.now;
+                let r = self.reply.as_mut().expect("checked");
+                r.first_token_at.get_or_insert(now);
+                r.pending_text.push_str(&t);
+                while let Some(end) = sentence_end(&self.reply.as_ref().expect("checked").pending_text) {
+                    let r = self.reply.as_mut().expect("checked");
+                    let sentence: String = r.pending_text.drain(..end).collect();
+                    self.push_segment(sentence);
+                }
+            }
+            Ok(LlmEvent::ToolCall { name, arguments, .. }) => {
+                // Tools are not wired to the conversation yet: the call is recorded.
+                if let Some(r) = self.reply.as_mut() {
+                    r.tool_text.push(format!("{name}({arguments})"));
+                }
+                self.event("tool_call_ignored", json!({"name": name}));
+            }
+            Ok(LlmEvent::Done { usage, .. }) => {
+                if let Some(LlmUsage { prompt_tokens, completion_tokens }) = usage {
+                    self.usage.prompt_tokens += prompt_tokens;
+                    self.usage.completion_tokens += completion_tokens;
+                }
+                let rest = {
+                    let r = self.reply.as_mut().expect("checked");
+                    r.llm_done = true;
+                    r.llm_active = false;
+                    std::mem::take(&mut r.pending_text)
+                };
+                if !rest.trim().is_empty() {
+                    self.push_segment(rest);
+                }
+                let nothing = self.reply.as_ref().is_some_and(|r| r.segments.is_empty());
+                if nothing {
+                    // The model chose to say nothing.
+                    self.reply = None;
+                    self.agent = Agent::Idle;
+                    self.response_deadline = None;
+                    self.silence_since = Some(self.now);
+                } else {
+                    self.maybe_finish_reply();
+                }
+            }
+            Err(e) => {
+                self.error("llm", &e.to_string());
+                let played_any = self.reply.as_ref().is_some_and(|r| r.queued > 0);
+                if let Some(r) = self.reply.as_mut() {
+                    r.llm_done = true;
+                    r.llm_active = false;
+                    r.pending_text.clear();
+                }
+                if played_any {
+                    self.maybe_finish_reply();
+                } else {
+                    self.response_deadline = None;
+                    self.speak(ReplyKind::Fallback, &self.cfg.fallback_message.clone(), true);
+                }
+            }
+        }
+    }
+
+    fn push_segment(&mut self, text: String) {
+        let text = text.trim().to_string();
+        if text.is_empty() {
+            return;
+        }
+        let seg = self.id();
+        let now = self.now;
+        let r = self.reply.as_mut().expect("a reply is under way");
+        r.first_sentence_at.get_or_insert(now);
+        r.first_tts_request_at.get_or_insert(now);
+        r.segments.push(Segment {
+            id: seg,
+            text: text.clone(),
+            samples: 0,
+            done: false,
+        });
+        self.usage.tts_characters += text.chars().count() as u64;
+        self.act(Action::Synthesize {
+            seg,
+            text,
+            local: false,
+        });
+    }
+
+    fn on_tts_audio(&mut self, seg: u64, samples: Vec<i16>) {
+        let now = self.now;
+        let Some(r) = self.reply.as_mut() else { return };
+        let Some(s) = r.segments.iter_mut().find(|s| s.id == seg) else {
+            return; // a cancelled reply's audio
+        };
+        if samples.is_empty() {
+            return;
+        }
+        s.samples += samples.len();
+        r.queued += samples.len();
+        r.first_audio_at.get_or_insert(now);
+        self.usage.tts_audio_seconds += samples.len() as f64 / RATE;
+        self.echo_ref = self.echo_ref.max(rms(&samples));
+        // Audio is ready: the fallback timer is no longer needed.
+        self.response_deadline = None;
+        self.act(Action::Play(samples));
+    }
+
+    fn on_tts_done(&mut self, seg: u64, error: Option<ProviderError>) {
+        let Some(r) = self.reply.as_mut() else { return };
+        let Some(s) = r.segments.iter_mut().find(|s| s.id == seg) else {
+            return;
+        };
+        s.done = true;
+        if let Some(e) = error {
+            let kind = r.kind;
+            let had_audio = r.queued > 0;
+            self.error("tts", &e.to_string());
+            if !had_audio && kind != ReplyKind::Fallback {
+                self.response_deadline = None;
+                // Keep what the LLM said in the history; the caller hears the fallback.
+                let text = self.reply.as_ref().map(|r| r.full_text()).unwrap_or_default();
+                if !text.is_empty() && kind == ReplyKind::Llm {
+                    self.messages.push(json!({"role": "assistant", "content": text}));
+                }
+                self.reply = None;
+                self.speak(ReplyKind::Fallback, &self.cfg.fallback_message.clone(), true);
+                return;
+            }
+        }
+        self.maybe_finish_reply();
+    }
+
+    fn on_played(&mut self, n: usize) {
+        let now = self.now;
+        self.echo_until = now + Duration::from_millis(300);
+        if let Some(r) = self.reply.as_mut() {
+            r.played += n;
+            r.last_played_at = Some(now);
+            if r.first_played_at.is_none() {
+                r.first_played_at = Some(now);
+                let kind = r.kind;
+                self.event("agent_speech_start", json!({"kind": format!("{kind:?}").to_lowercase()}));
+                self.record_latency();
+            }
+        }
+        if let Some(i) = self.interruption.as_mut() {
+            // Still sending after the pause was asked: the agent kept talking until now.
+            i.stopped_at = Some(now);
+        }
+        self.maybe_finish_reply();
+    }
+
+    fn record_latency(&mut self) {
+        let Some((last_voiced, ended_at)) = self.pending_latency.take() else {
+            return;
+        };
+        let Some(r) = self.reply.as_ref() else { return };
+        if r.kind != ReplyKind::Llm {
+            return;
+        }
+        let first_played = r.first_played_at.unwrap_or(self.now);
+        let v2v = first_played.saturating_sub(last_voiced);
+        let eot = ended_at.saturating_sub(last_voiced);
+        let stt = self.stt_final_at.map(|t| t.saturating_sub(ended_at));
+        let ttft = r.first_token_at.map(|t| t.saturating_sub(r.started_at));
+        let ttfs = r.first_sentence_at.map(|t| t.saturating_sub(r.started_at));
+        // TTS: from the request of the segment that played first to its first audio.
+        let tts = match (r.first_sentence_at, r.first_audio_at) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
+        let providers = eot + stt.unwrap_or_default() + ttfs.unwrap_or_default() + tts.unwrap_or_default();
+        let overhead = v2v.saturating_sub(providers);
+        let turn = self.turns.len();
+        self.latencies.push(TurnLatency {
+            turn,
+            voice_to_voice_ms: Some(msf(v2v)),
+            end_of_turn_ms: Some(msf(eot)),
+            stt_ms: stt.map(msf),
+            llm_first_token_ms: ttft.map(msf),
+            llm_first_sentence_ms: ttfs.map(msf),
+            tts_first_audio_ms: tts.map(msf),
+            overhead_ms: Some(msf(overhead)),
+        });
+        self.stt_final_at = None;
+    }
+
+    fn maybe_finish_reply(&mut self) {
+        let done = self.reply.as_ref().is_some_and(|r| r.finished() && !r.paused);
+        if !done {
+            return;
+        }
+        let r = self.reply.take().expect("checked");
+        self.agent = Agent::Idle;
+        self.response_deadline = None;
+        let text = r.full_text();
+        if !text.is_empty() {
+            let turn = TurnRecord {
+                speaker: "agent",
+                text: text.clone(),
+                start_ms: ms(r.first_played_at.unwrap_or(self.now)),
+                end_ms: ms(r.last_played_at.unwrap_or(self.now)),
+                interrupted: false,
+                words: None,
+            };
+            self.turns.push(turn.clone());
+            self.act(Action::Turn(turn));
+            self.messages.push(json!({"role": "assistant", "content": text}));
+            self.event("agent_speech_end", json!({}));
+        }
+        self.silence_since = Some(self.now);
+        if r.kind == ReplyKind::Goodbye {
+            if let Some(reason) = self.hangup_after_reply.take() {
+                self.ended = true;
+                self.act(Action::Hangup { reason });
+            }
+        }
+    }
+
+    fn resolve_interruption(&mut self, real: bool, caller_text: Option<String>) {
+        let Some(i) = self.interruption.take() else { return };
+        let kept = i.stopped_at.map(|s| ms(s.saturating_sub(i.onset)));
+        self.interruptions.push(Interruption {
+            at_ms: ms(i.onset),
+            agent_kept_talking_ms: Some(kept.unwrap_or(0)),
+            false_interruption: !real,
+            caller_text: caller_text.clone().filter(|t| !t.is_empty()),
+        });
+        if real {
+            self.event("interruption", json!({}));
+            if let Some(r) = self.reply.take() {
+                let played = r.played_text();
+                if r.llm_active && !r.llm_done {
+                    self.act(Action::CancelLlm { reply: r.id });
+                }
+                if r.segments.iter().any(|s| !s.done) {
+                    self.act(Action::CancelTts);
+                }
+                self.act(Action::ClearPlayback);
+                if r.played > 0 {
+                    let turn = TurnRecord {
+                        speaker: "agent",
+                        text: played.clone(),
+                        start_ms: ms(r.first_played_at.unwrap_or(i.onset)),
+                        end_ms: ms(r.last_played_at.unwrap_or(i.onset)),
+                        interrupted: true,
+                        words: None,
+                    };
+                    self.turns.push(turn.clone());
+                    self.act(Action::Turn(turn));
+                    if r.kind != ReplyKind::Fallback && !played.is_empty() {
+                        self.messages.push(json!({"role": "assistant", "content": played}));
+                    }
+                }
+            }
+            self.agent = Agent::Idle;
+            self.response_deadline = None;
+        } else {
+            self.event("false_interruption", json!({"text": caller_text}));
+            // The backchannel is not a turn: forget it and resume the agent.
+            self.user = None;
+            self.transcript.clear();
+            self.words.clear();
+            if let Some(r) = self.reply.as_mut() {
+                r.paused = false;
+            }
+            self.act(Action::PausePlayback(false));
+            self.maybe_finish_reply();
+        }
+    }
+
+    fn response_timed_out(&mut self) {
+        let waiting = matches!(self.agent, Agent::AwaitingTranscript | Agent::Replying)
+            && self.reply.as_ref().is_none_or(|r| r.queued == 0 && r.kind == ReplyKind::Llm);
+        if !waiting {
+            return;
+        }
+        let stage = if self.agent == Agent::AwaitingTranscript { "stt" } else { "llm" };
+        self.error(
+            stage,
+            &format!(
+                "no reply audio {} ms after the caller's turn ended",
+                self.cfg.response_timeout.as_millis()
+            ),
+        );
+        self.awaiting = None;
+        self.transcript.clear();
+        self.speak(ReplyKind::Fallback, &self.cfg.fallback_message.clone(), true);
+    }
+
+    fn on_silence(&mut self) {
+        if self.reprompts < self.cfg.max_reprompts {
+            self.reprompts += 1;
+            self.event("reprompt", json!({"n": self.reprompts}));
+            let text = self.cfg.reprompt_message.clone();
+            self.speak(ReplyKind::Reprompt, &text, false);
+        } else {
+            self.event("inactivity", json!({}));
+            self.hangup_after_reply = Some("inactivity");
+            let text = self.cfg.goodbye_message.clone();
+            self.speak(ReplyKind::Goodbye, &text, false);
+        }
+    }
+
+    fn error(&mut self, stage: &'static str, message: &str) {
+        self.errors.push(json!({"stage": stage, "message": message, "at_ms": ms(self.now)}));
+        self.act(Action::Error {
+            stage,
+            message: message.to_string(),
+        });
+    }
+
+    // ---- records -----------------------------------------------------------------------
+
+    pub fn turns(&self) -> &[TurnRecord] {
+        &self.turns
+    }
+
+    pub fn messages(&self) -> &[Value] {
+        &self.messages
+    }
+
+    pub fn interruptions(&self) -> &[Interruption] {
+        &self.interruptions
+    }
+
+    pub fn latencies(&self) -> &[TurnLatency] {
+        &self.latencies
+    }
+
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
+    pub fn turn_events(&self) -> &[Value] {
+        &self.events
+    }
+
+    pub fn errors(&self) -> &[Value] {
+        &self.errors
+    }
+
+    /// The call is over: an agent turn cut by the hang-up is kept with the words played.
+    pub fn finish(&mut self, now: Duration) {
+        self.now = now;
+        if let Some(r) = self.reply.take() {
+            if r.played > 0 {
+                let turn = TurnRecord {
+                    speaker: "agent",
+                    text: r.played_text(),
+                    start_ms: ms(r.first_played_at.unwrap_or(now)),
+                    end_ms: ms(r.last_played_at.unwrap_or(now)),
+                    interrupted: r.played < r.queued || !r.finished(),
+                    words: None,
+                };
+                self.turns.push(turn.clone());
+                self.act(Action::Turn(turn));
+            }
+        }
+        self.ended = true;
+    }
+
+    /// `transcript`: one `Agent: …` / `User: …` line per turn.
+    pub fn transcript_text(&self) -> String {
+        transcript_text(&self.turns)
+    }
+
+    /// `latency_metrics`: per turn and per call (p50, p90, p99, min, max, values).
+    pub fn latency_metrics(&self) -> Value {
+        latency_metrics(&self.latencies)
+    }
+}
+
+pub fn transcript_text(turns: &[TurnRecord]) -> String {
+    let mut s = String::new();
+    for t in turns {
+        if !s.is_empty() {
+            s.push('\n');
+        }
+        s.push_str(if t.speaker == "agent" { "Agent: " } else { "User: " });
+        s.push_str(&t.text);
+    }
+    s
+}
+
+/// Summary statistics of one series (nearest-rank percentiles).
+pub fn stats(values: &[f64]) -> Value {
+    if values.is_empty() {
+        return Value::Null;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| v[((p / 100.0 * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+    json!({
+        "p50": pct(50.0), "p90": pct(90.0), "p99": pct(99.0),
+        "min": v[0], "max": v[v.len() - 1], "values": values,
+    })
+}
+
+pub fn latency_metrics(turns: &[TurnLatency]) -> Value {
+    let series = |f: fn(&TurnLatency) -> Option<f64>| -> Value {
+        stats(&turns.iter().filter_map(f).collect::<Vec<_>>())
+    };
+    json!({
+        "turns": turns,
+        "voice_to_voice_ms": series(|t| t.voice_to_voice_ms),
+        "end_of_turn_ms": series(|t| t.end_of_turn_ms),
+        "stt_ms": series(|t| t.stt_ms),
+        "llm_first_token_ms": series(|t| t.llm_first_token_ms),
+        "llm_first_sentence_ms": series(|t| t.llm_first_sentence_ms),
+        "tts_first_audio_ms": series(|t| t.tts_first_audio_ms),
+        "overhead_ms": series(|t| t.overhead_ms),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scripted world around the core: the caller's voice activity by time, a media queue
+    /// played 160 samples per 20 ms tick, and providers that answer after set delays.
+    struct World {
+        c: Conversation,
+        now: Duration,
+        queue: usize,
+        paused: bool,
+        /// Time ranges (ms) in which the caller speaks.
+        speech: Vec<(u64, u64)>,
+        /// What the STT returns for the next utterances.
+        finals: VecDeque<String>,
+        stt_delay: Duration,
+        llm_reply: Result<Vec<&'static str>, ProviderError>,
+        llm_delay: Duration,
+        tts_delay: Duration,
+        turn_complete: f32,
+        pending: Vec<(Duration, Ev)>,
+        log: Vec<(u64, Action)>,
+        played_total: usize,
+        last_played_at: Option<Duration>,
+    }
+
+    #[derive(Debug, Clone)]
+    enum Ev {
+        Stt(SttEvent),
+        Llm(u64, Result<LlmEvent, ProviderError>),
+        Audio(u64, usize),
+        TtsDone(u64),
+        Prediction(u64, f32),
+    }
+
+    impl World {
+        fn new(cfg: Config) -> World {
+            World {
+                c: Conversation::new(cfg),
+                now: Duration::ZERO,
+                queue: 0,
+                paused: false,
+                speech: Vec::new(),
+                finals: VecDeque::new(),
+                stt_delay: Duration::from_millis(150),
+                llm_reply: Ok(vec!["Sure, ", "I can help. ", "What time ", "works for you?"]),
+                llm_delay: Duration::from_millis(300),
+                tts_delay: Duration::from_millis(100),
+                turn_complete: 0.9,
+                pending: Vec::new(),
+                log: Vec::new(),
+                played_total: 0,
+                last_played_at: None,
+            }
+        }
+
+        fn take_actions(&mut self) {
+            for a in self.c.drain() {
+                let at = self.now;
+                match &a {
+                    Action::Play(s) => self.queue += s.len(),
+                    Action::PausePlayback(p) => self.paused = *p,
+                    Action::ClearPlayback => {
+                        self.queue = 0;
+                        self.paused = false;
+                    }
+                    Action::Stt(SttInput::SpeechEnd) => {
+                        let text = self.finals.pop_front().unwrap_or_default();
+                        self.pending.push((
+                            at + self.stt_delay,
+                            Ev::Stt(SttEvent::Final { text, words: vec![] }),
+                        ));
+                    }
+                    Action::PredictTurn { id, .. } => self
+                        .pending
+                        .push((at + Duration::from_millis(20), Ev::Prediction(*id, self.turn_complete))),
+                    Action::StartLlm { reply, .. } => match &self.llm_reply {
+                        Ok(tokens) => {
+                            for (i, t) in tokens.iter().enumerate() {
+                                self.pending.push((
+                                    at + self.llm_delay + Duration::from_millis(30 * i as u64),
+                                    Ev::Llm(*reply, Ok(LlmEvent::Token(t.to_string()))),
+                                ));
+                            }
+                            self.pending.push((
+                                at + self.llm_delay + Duration::from_millis(30 * tokens.len() as u64),
+                                Ev::Llm(*reply, Ok(LlmEvent::Done { finish_reason: Some("stop".into()), usage: Some(LlmUsage { prompt_tokens: 10, completion_tokens: 5 }) })),
+                            ));
+                        }
+                        Err(e) => self.pending.push((at + self.llm_delay, Ev::Llm(*reply, Err(e.clone())))),
+                    },
+                    Action::CancelLlm { reply } => self.pending.retain(|(_, e)| !matches!(e, Ev::Llm(r, _) if r == reply)),
+                    Action::Synthesize { seg, text, .. } => {
+                        // 60 ms of audio per character, in two chunks.
+                        let n = text.len() * 480;
+                        self.pending.push((at + self.tts_delay, Ev::Audio(*seg, n / 2)));
+                        self.pending.push((at + self.tts_delay + Duration::from_millis(10), Ev::Audio(*seg, n - n / 2)));
+                        self.pending.push((at + self.tts_delay + Duration::from_millis(10), Ev::TtsDone(*seg)));
+                    }
+                    Action::CancelTts => self.pending.retain(|(_, e)| !matches!(e, Ev::Audio(..) | Ev::TtsDone(_))),
+                    _ => {}
+                }
+                self.log.push((ms(at), a));
+            }
+        }
+
+        fn speaking(&self) -> bool {
+            let t = ms(self.now);
+            self.speech.iter().any(|&(a, b)| t >= a && t < b)
+        }
+
+        /// Runs until `until_ms`.
+        fn run(&mut self, until_ms: u64) {
+            while ms(self.now) < until_ms {
+                self.now += FRAME;
+                // Provider events due.
+                self.pending.sort_by_key(|(t, _)| *t);
+                while let Some(pos) = self.pending.iter().position(|(t, _)| *t <= self.now) {
+                    let (_, e) = self.pending.remove(pos);
+                    let now = self.now;
+                    match e {
+                        Ev::Stt(s) => self.c.handle(now, Event::Stt(s)),
+                        Ev::Llm(r, ev) => self.c.handle(now, Event::Llm { reply: r, event: ev }),
+                        Ev::Audio(seg, n) => self.c.handle(now, Event::TtsAudio { seg, samples: vec![3000; n] }),
+                        Ev::TtsDone(seg) => self.c.handle(now, Event::TtsDone { seg, error: None }),
+                        Ev::Prediction(id, p) => self.c.handle(now, Event::TurnPrediction { id, complete: p }),
+                    }
+                    self.take_actions();
+                }
+                // Media tick: agent audio out, then the caller frame.
+                if self.queue > 0 && !self.paused {
+                    let n = self.queue.min(FRAME_SAMPLES);
+                    self.queue -= n;
+                    self.played_total += n;
+                    self.last_played_at = Some(self.now);
+                    self.c.handle(self.now, Event::AgentPlayed(n));
+                    self.take_actions();
+                }
+                let voiced = self.speaking();
+                let frame = vec![if voiced { 4000i16 } else { 0 }; FRAME_SAMPLES];
+                self.c.handle(self.now, Event::Frame { samples: &frame, vad: if voiced { 0.95 } else { 0.02 } });
+                self.take_actions();
+                self.c.tick(self.now);
+                self.take_actions();
+            }
+        }
+
+        fn actions(&self) -> impl Iterator<Item = &(u64, Action)> {
+            self.log.iter()
+        }
+
+        fn first(&self, f: impl Fn(&Action) -> bool) -> Option<u64> {
+            self.log.iter().find(|(_, a)| f(a)).map(|(t, _)| *t)
+        }
+    }
+
+    fn cfg() -> Config {
+        Config {
+            system_message: "You book tables.".into(),
+            initial_message: Some("Hello, this is Ana.".into()),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn greets_listens_answers_and_keeps_the_turns() {
+        let mut w = World::new(cfg());
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        w.speech = vec![(2000, 3500)];
+        w.finals.push_back("I would like a table for two.".into());
+        w.run(8000);
+        let turns = w.c.turns();
+        assert_eq!(turns.len(), 3, "{turns:?}");
+        assert_eq!((turns[0].speaker, turns[0].text.as_str()), ("agent", "Hello, this is Ana."));
+        assert_eq!((turns[1].speaker, turns[1].text.as_str()), ("user", "I would like a table for two."));
+        assert_eq!(turns[1].start_ms, 2000);
+        assert_eq!(turns[1].end_ms, 3480);
+        assert_eq!(turns[2].text, "Sure, I can help. What time works for you?");
+        assert!(!turns[2].interrupted);
+        // The first sentence went to TTS before the LLM had finished.
+        let synth: Vec<u64> = w.actions().filter(|(_, a)| matches!(a, Action::Synthesize { .. })).map(|(t, _)| *t).collect();
+        let done = w.first(|a| matches!(a, Action::Turn(t) if t.speaker == "agent" && t.text.starts_with("Sure"))).unwrap();
+        assert_eq!(synth.len(), 3, "greeting + two sentences");
+        assert!(synth[1] < synth[2]);
+        // The LLM saw the system message and the caller's words.
+        let msgs = w.c.messages();
+        assert_eq!(msgs[0]["role"], "system");
+        assert_eq!(msgs[1]["content"], "Hello, this is Ana.");
+        assert_eq!(msgs[2]["content"], "I would like a table for two.");
+        assert!(done > 3500);
+        // Latency: turn end 200 ms of pause + 20 ms prediction; v2v covers stt + llm + tts.
+        let lat = &w.c.latencies()[0];
+        let eot = lat.end_of_turn_ms.unwrap();
+        assert!((200.0..=260.0).contains(&eot), "{lat:?}");
+        let v2v = lat.voice_to_voice_ms.unwrap();
+        assert!(v2v >= eot + 150.0 + 300.0 + 100.0, "{lat:?}");
+        assert!(lat.overhead_ms.unwrap() < 120.0, "{lat:?}");
+        let m = w.c.latency_metrics();
+        assert_eq!(m["voice_to_voice_ms"]["values"][0], v2v);
+        assert_eq!(w.c.usage().prompt_tokens, 10);
+        assert_eq!(w.c.transcript_text(), "Agent: Hello, this is Ana.\nUser: I would like a table for two.\nAgent: Sure, I can help. What time works for you?");
+    }
+
+    #[test]
+    fn an_incomplete_turn_waits_for_more_speech() {
+        let mut w = World::new(Config { initial_message: None, ..cfg() });
+        w.turn_complete = 0.1;
+        w.c.start(Duration::ZERO);
+        w.speech = vec![(500, 1500), (2100, 2600)];
+        w.finals.push_back("I would like a table for two.".into());
+        w.run(6000);
+        // The 600 ms pause was not the end (the model said incomplete, under max_pause).
+        let ends: Vec<_> = w.c.turn_events().iter().filter(|e| e["type"] == "user_turn_end").collect();
+        assert_eq!(ends.len(), 1, "{:?}", w.c.turn_events());
+        // Without a positive prediction the turn ends at max_pause.
+        assert_eq!(ends[0]["at_ms"], 2580 + 1200);
+        assert_eq!(w.c.turns()[0].start_ms, 500);
+    }
+
+    #[test]
+    fn barge_in_pauses_at_once_then_cuts_the_agent() {
+        let mut w = World::new(cfg());
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        // The greeting is 19 chars * 60 ms ≈ 1.1 s of audio from ~120 ms; talk over it.
+        w.speech = vec![(600, 1800)];
+        w.finals.push_back("Actually I need to cancel my booking".into());
+        w.run(5000);
+        let pause = w.first(|a| *a == Action::PausePlayback(true)).unwrap();
+        assert!(pause <= 600 + 40, "paused at {pause}");
+        let clear = w.first(|a| *a == Action::ClearPlayback).unwrap();
+        assert!((1060..=1120).contains(&clear), "cleared at {clear}");
+        let i = &w.c.interruptions()[0];
+        assert!(!i.false_interruption);
+        assert!(i.agent_kept_talking_ms.unwrap() <= 40, "{i:?}");
+        let greeting = &w.c.turns()[0];
+        assert!(greeting.interrupted);
+        assert!(greeting.text.len() < "Hello, this is Ana.".len(), "{greeting:?}");
+        assert_eq!(w.c.turns()[1].text, "Actually I need to cancel my booking");
+        // The interrupted turn holds only what was played.
+        assert_eq!(w.c.messages()[1]["content"], greeting.text.as_str());
+    }
+
+    #[test]
+    fn a_backchannel_resumes_the_agent() {
+        let mut w = World::new(cfg());
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        w.speech = vec![(500, 760)];
+        w.finals.push_back("uh-huh".into());
+        w.run(4000);
+        assert!(w.first(|a| *a == Action::PausePlayback(true)).is_some());
+        assert!(w.first(|a| *a == Action::PausePlayback(false)).is_some());
+        assert!(w.first(|a| *a == Action::ClearPlayback).is_none());
+        assert!(w.c.interruptions()[0].false_interruption);
+        let t = &w.c.turns()[0];
+        assert_eq!(t.text, "Hello, this is Ana.");
+        assert!(!t.interrupted);
+        assert_eq!(w.c.turns().len(), 1, "the backchannel is no turn");
+        assert_eq!(w.played_total, "Hello, this is Ana.".len() * 480);
+    }
+
+    #[test]
+    fn not_interruptible_plays_through() {
+        let mut w = World::new(Config { interruptible: false, ..cfg() });
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        w.speech = vec![(400, 1500)];
+        w.finals.push_back("hello hello".into());
+        w.run(3000);
+        assert!(w.first(|a| matches!(a, Action::PausePlayback(_) | Action::ClearPlayback)).is_none());
+        assert!(!w.c.turns()[0].interrupted);
+    }
+
+    #[test]
+    fn silence_reprompts_then_hangs_up() {
+        let mut w = World::new(Config { silence_timeout: Duration::from_secs(2), ..cfg() });
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        w.run(20_000);
+        let texts: Vec<&str> = w.c.turns().iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts, ["Hello, this is Ana.", "Are you still there?", "Are you still there?", "I haven't heard from you, so I'll end the call now. Goodbye."]);
+        let hang = w.first(|a| *a == Action::Hangup { reason: "inactivity" }).unwrap();
+        // The goodbye was played to the end before the hang-up.
+        assert!(hang >= ms(w.last_played_at.unwrap()));
+        // Each reprompt came 2 s after the previous agent turn ended.
+        assert_eq!(w.c.turns()[1].start_ms - w.c.turns()[0].end_ms, 2000 + 100);
+    }
+
+    #[test]
+    fn llm_failure_speaks_the_fallback_locally() {
+        let mut w = World::new(cfg());
+        w.llm_reply = Err(ProviderError::Status { provider: "openai", status: 500, message: "boom".into() });
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        w.speech = vec![(2000, 3000)];
+        w.finals.push_back("hello there".into());
+        w.run(8000);
+        assert!(w.first(|a| matches!(a, Action::Error { stage: "llm", .. })).is_some());
+        let fb = w.first(|a| matches!(a, Action::Synthesize { local: true, .. })).unwrap();
+        assert!(fb - 2980 <= 2500, "fallback at {fb}");
+        assert_eq!(w.c.turns().last().unwrap().text, Config::default().fallback_message);
+    }
+
+    #[test]
+    fn a_slow_llm_gets_the_fallback_within_the_budget() {
+        let mut w = World::new(cfg());
+        w.llm_delay = Duration::from_secs(10);
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        w.speech = vec![(2000, 3000)];
+        w.finals.push_back("hello there".into());
+        w.run(8000);
+        let fb = w.first(|a| matches!(a, Action::Synthesize { local: true, .. })).unwrap();
+        assert!(fb > 2980 && fb - 2980 <= 2500, "fallback at {fb}");
+        assert!(w.first(|a| matches!(a, Action::CancelLlm { .. })).is_some());
+    }
+
+    #[test]
+    fn user_speaks_first_waits() {
+        let mut w = World::new(Config { user_speaks_first: true, ..cfg() });
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        w.run(1000);
+        assert!(w.log.is_empty() || w.first(|a| matches!(a, Action::Synthesize { .. })).is_none());
+    }
+
+    #[test]
+    fn without_llm_it_listens_and_transcribes() {
+        let mut w = World::new(Config { has_llm: false, ..cfg() });
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        w.speech = vec![(2000, 3000)];
+        w.finals.push_back("hello there".into());
+        w.run(6000);
+        assert_eq!(w.c.turns().len(), 2);
+        assert!(w.first(|a| matches!(a, Action::StartLlm { .. })).is_none());
+    }
+
+    #[test]
+    fn sentences_are_cut_at_boundaries() {
+        assert_eq!(sentence_end("Hello there. How"), Some(12));
+        assert_eq!(sentence_end("Wait... what"), Some(7));
+        assert_eq!(sentence_end("No end yet"), None);
+        assert_eq!(sentence_end("Ask Dr. Smith. Now"), Some(14));
+        assert_eq!(sentence_end("Is it 3.5 now? yes"), Some(14));
+        assert!(is_backchannel("Uh-huh."));
+        assert!(is_backchannel("okay yeah"));
+        assert!(!is_backchannel("okay but I want to cancel"));
+        assert!(!is_backchannel("stop"));
+    }
+
+    #[test]
+    fn percentiles() {
+        let s = stats(&[5.0, 1.0, 3.0, 2.0, 4.0]);
+        assert_eq!(s["p50"], 3.0);
+        assert_eq!(s["p99"], 5.0);
+        assert_eq!(s["min"], 1.0);
+    }
+}
