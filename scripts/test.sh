@@ -14,6 +14,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-test.txt
 export SWITCHBOARD_TEST_MOTO="$venv/bin/moto_server"
+# The STT server (faster-whisper) of the voice-agent tests runs from this venv.
+export SWITCHBOARD_TEST_VENV="$venv"
 export CONFORMANCE_VENV="$venv"
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked -- --test-threads 2

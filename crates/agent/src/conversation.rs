@@ -80,8 +80,7 @@ impl Default for Config {
             silence_timeout: Duration::from_secs(8),
             max_reprompts: 2,
             reprompt_message: "Are you still there?".into(),
-            goodbye_message: "I haven't heard from you, so I'll end the call now. Goodbye."
-                .into(),
+            goodbye_message: "I haven't heard from you, so I'll end the call now. Goodbye.".into(),
             fallback_message: "Sorry, I'm having trouble right now. Could you say that again?"
                 .into(),
             response_timeout: Duration::from_millis(2000),
@@ -102,18 +101,27 @@ impl Default for Config {
 #[derive(Debug)]
 pub enum Event<'a> {
     /// One 20 ms caller frame and the VAD's speech probability for it.
-    Frame { samples: &'a [i16], vad: f32 },
+    Frame {
+        samples: &'a [i16],
+        vad: f32,
+    },
     /// Agent samples that went out on the wire in this tick.
     AgentPlayed(usize),
     /// The end-of-turn model's answer to [`Action::PredictTurn`].
-    TurnPrediction { id: u64, complete: f32 },
+    TurnPrediction {
+        id: u64,
+        complete: f32,
+    },
     Stt(SttEvent),
     Llm {
         reply: u64,
         event: Result<LlmEvent, ProviderError>,
     },
     /// A chunk of synthesised audio for a segment (segments arrive in order).
-    TtsAudio { seg: u64, samples: Vec<i16> },
+    TtsAudio {
+        seg: u64,
+        samples: Vec<i16>,
+    },
     /// The segment's synthesis finished (or failed).
     TtsDone {
         seg: u64,
@@ -133,20 +141,37 @@ pub enum Action {
     Stt(SttInput),
     /// Ask the end-of-turn model about this turn's audio (8 kHz); answer with
     /// [`Event::TurnPrediction`].
-    PredictTurn { id: u64, audio: Vec<i16> },
-    StartLlm { reply: u64, messages: Vec<Value> },
-    CancelLlm { reply: u64 },
+    PredictTurn {
+        id: u64,
+        audio: Vec<i16>,
+    },
+    StartLlm {
+        reply: u64,
+        messages: Vec<Value>,
+    },
+    CancelLlm {
+        reply: u64,
+    },
     /// Synthesise one segment; `local` = the built-in voice (fallbacks must not depend on the
     /// provider that may be failing). Segments are synthesised and delivered in order.
-    Synthesize { seg: u64, text: String, local: bool },
+    Synthesize {
+        seg: u64,
+        text: String,
+        local: bool,
+    },
     /// Drop every pending and running synthesis.
     CancelTts,
     /// A finished turn, to be kept on the call now (a crash keeps what was said so far).
     Turn(TurnRecord),
     /// A provider failed; record it on the call.
-    Error { stage: &'static str, message: String },
+    Error {
+        stage: &'static str,
+        message: String,
+    },
     /// End the call with this end reason once the audio queued so far has played.
-    Hangup { reason: &'static str },
+    Hangup {
+        reason: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -432,8 +457,10 @@ fn sentence_end(text: &str) -> Option<usize> {
                     .next()
                     .unwrap_or("")
                     .to_ascii_lowercase();
-                if ["mr", "mrs", "ms", "dr", "st", "e.g", "i.e", "vs", "etc", "no"]
-                    .contains(&word.as_str())
+                if [
+                    "mr", "mrs", "ms", "dr", "st", "e.g", "i.e", "vs", "etc", "no",
+                ]
+                .contains(&word.as_str())
                 {
                     continue;
                 }
@@ -535,7 +562,7 @@ impl Conversation {
         };
         take(self.response_deadline);
         take(self.interruption.as_ref().and_then(|i| i.deadline));
-        if self.agent == Agent::Idle && self.user.is_none() && !self.ended {
+        if self.agent == Agent::Idle && self.user.is_none() && !self.ended && self.cfg.has_llm {
             take(self.silence_since.map(|s| s + self.cfg.silence_timeout));
         }
         d
@@ -560,7 +587,8 @@ impl Conversation {
                 self.resolve_interruption(false, None);
             }
         }
-        if self.agent == Agent::Idle && self.user.is_none() && !self.ended {
+        // Without an LLM the agent only listens: nobody to re-prompt with.
+        if self.agent == Agent::Idle && self.user.is_none() && !self.ended && self.cfg.has_llm {
             if let Some(since) = self.silence_since {
                 if now >= since + self.cfg.silence_timeout {
                     self.on_silence();
@@ -596,10 +624,11 @@ impl Conversation {
         let mut voiced = vad >= self.cfg.vad_threshold;
         // Echo suppression: while we talk (and shortly after), caller audio must be clearly
         // louder than an echo of what we sent would be.
-        if voiced && (self.agent_talking() || self.now < self.echo_until) {
-            if level < self.echo_ref * self.cfg.echo_ratio {
-                voiced = false;
-            }
+        if voiced
+            && (self.agent_talking() || self.now < self.echo_until)
+            && level < self.echo_ref * self.cfg.echo_ratio
+        {
+            voiced = false;
         }
 
         // Pre-roll for the onset (the STT gets a little audio before the detector fired).
@@ -669,7 +698,10 @@ impl Conversation {
         match self.agent {
             Agent::Replying if self.agent_talking() || self.reply_has_pending_audio() => {
                 if self.cfg.interruptible
-                    && !matches!(self.reply.as_ref().map(|r| r.kind), Some(ReplyKind::Goodbye))
+                    && !matches!(
+                        self.reply.as_ref().map(|r| r.kind),
+                        Some(ReplyKind::Goodbye)
+                    )
                 {
                     if let Some(r) = self.reply.as_mut() {
                         r.paused = true;
@@ -686,7 +718,11 @@ impl Conversation {
             Agent::Replying => {
                 // Speaking again before any reply audio: the caller was not done. Drop the
                 // reply being prepared; the turn goes on and its text accumulates.
-                if self.reply.as_ref().is_some_and(|r| r.kind == ReplyKind::Llm) {
+                if self
+                    .reply
+                    .as_ref()
+                    .is_some_and(|r| r.kind == ReplyKind::Llm)
+                {
                     self.cancel_reply();
                     self.agent = Agent::Idle;
                     self.response_deadline = None;
@@ -791,8 +827,7 @@ impl Conversation {
     fn end_user_turn(&mut self) {
         let Some(u) = self.user.take() else { return };
         self.end_user_turn_audio();
-        self.usage.stt_audio_seconds +=
-            (u.audio.len() as f64 / RATE * 100.0).round() / 100.0;
+        self.usage.stt_audio_seconds += (u.audio.len() as f64 / RATE * 100.0).round() / 100.0;
         self.turn_ended_at = Some(self.now);
         self.event(
             "user_turn_end",
@@ -820,7 +855,10 @@ impl Conversation {
         match ev {
             SttEvent::Interim { text } => {
                 // A long interim over the agent commits a barge-in early.
-                if self.interruption.is_some() && !is_backchannel(&text) && text.split_whitespace().count() >= 3 {
+                if self.interruption.is_some()
+                    && !is_backchannel(&text)
+                    && text.split_whitespace().count() >= 3
+                {
                     self.resolve_interruption(true, Some(text));
                 }
             }
@@ -856,7 +894,11 @@ impl Conversation {
                         self.awaiting = None;
                         self.response_deadline = None;
                         self.agent = Agent::Idle;
-                        self.speak(ReplyKind::Fallback, &self.cfg.fallback_message.clone(), true);
+                        self.speak(
+                            ReplyKind::Fallback,
+                            &self.cfg.fallback_message.clone(),
+                            true,
+                        );
                     } else {
                         self.finish_turn_with_transcript();
                     }
@@ -869,7 +911,10 @@ impl Conversation {
     fn finish_turn_with_transcript(&mut self) {
         let text = std::mem::take(&mut self.transcript);
         let words = std::mem::take(&mut self.words);
-        let (ended_at, onset, last_voiced) = self.awaiting.take().unwrap_or((self.now, self.now, self.now));
+        let (ended_at, onset, last_voiced) = self
+            .awaiting
+            .take()
+            .unwrap_or((self.now, self.now, self.now));
         if self.stt_final_at.is_none() {
             self.stt_final_at = Some(self.now);
         }
@@ -965,7 +1010,10 @@ impl Conversation {
     }
 
     fn on_llm(&mut self, reply: u64, event: Result<LlmEvent, ProviderError>) {
-        let current = self.reply.as_ref().is_some_and(|r| r.id == reply && r.llm_active);
+        let current = self
+            .reply
+            .as_ref()
+            .is_some_and(|r| r.id == reply && r.llm_active);
         if !current {
             return;
         }
@@ -975,13 +1023,17 @@ impl Conversation {
                 let r = self.reply.as_mut().expect("checked");
                 r.first_token_at.get_or_insert(now);
                 r.pending_text.push_str(&t);
-                while let Some(end) = sentence_end(&self.reply.as_ref().expect("checked").pending_text) {
+                while let Some(end) =
+                    sentence_end(&self.reply.as_ref().expect("checked").pending_text)
+                {
                     let r = self.reply.as_mut().expect("checked");
                     let sentence: String = r.pending_text.drain(..end).collect();
                     self.push_segment(sentence);
                 }
             }
-            Ok(LlmEvent::ToolCall { name, arguments, .. }) => {
+            Ok(LlmEvent::ToolCall {
+                name, arguments, ..
+            }) => {
                 // Tools are not wired to the conversation yet: the call is recorded.
                 if let Some(r) = self.reply.as_mut() {
                     r.tool_text.push(format!("{name}({arguments})"));
@@ -989,7 +1041,11 @@ impl Conversation {
                 self.event("tool_call_ignored", json!({"name": name}));
             }
             Ok(LlmEvent::Done { usage, .. }) => {
-                if let Some(LlmUsage { prompt_tokens, completion_tokens }) = usage {
+                if let Some(LlmUsage {
+                    prompt_tokens,
+                    completion_tokens,
+                }) = usage
+                {
                     self.usage.prompt_tokens += prompt_tokens;
                     self.usage.completion_tokens += completion_tokens;
                 }
@@ -1025,7 +1081,11 @@ impl Conversation {
                     self.maybe_finish_reply();
                 } else {
                     self.response_deadline = None;
-                    self.speak(ReplyKind::Fallback, &self.cfg.fallback_message.clone(), true);
+                    self.speak(
+                        ReplyKind::Fallback,
+                        &self.cfg.fallback_message.clone(),
+                        true,
+                    );
                 }
             }
         }
@@ -1087,12 +1147,21 @@ impl Conversation {
             if !had_audio && kind != ReplyKind::Fallback {
                 self.response_deadline = None;
                 // Keep what the LLM said in the history; the caller hears the fallback.
-                let text = self.reply.as_ref().map(|r| r.full_text()).unwrap_or_default();
+                let text = self
+                    .reply
+                    .as_ref()
+                    .map(|r| r.full_text())
+                    .unwrap_or_default();
                 if !text.is_empty() && kind == ReplyKind::Llm {
-                    self.messages.push(json!({"role": "assistant", "content": text}));
+                    self.messages
+                        .push(json!({"role": "assistant", "content": text}));
                 }
                 self.reply = None;
-                self.speak(ReplyKind::Fallback, &self.cfg.fallback_message.clone(), true);
+                self.speak(
+                    ReplyKind::Fallback,
+                    &self.cfg.fallback_message.clone(),
+                    true,
+                );
                 return;
             }
         }
@@ -1108,7 +1177,10 @@ impl Conversation {
             if r.first_played_at.is_none() {
                 r.first_played_at = Some(now);
                 let kind = r.kind;
-                self.event("agent_speech_start", json!({"kind": format!("{kind:?}").to_lowercase()}));
+                self.event(
+                    "agent_speech_start",
+                    json!({"kind": format!("{kind:?}").to_lowercase()}),
+                );
                 self.record_latency();
             }
         }
@@ -1138,7 +1210,8 @@ impl Conversation {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
         };
-        let providers = eot + stt.unwrap_or_default() + ttfs.unwrap_or_default() + tts.unwrap_or_default();
+        let providers =
+            eot + stt.unwrap_or_default() + ttfs.unwrap_or_default() + tts.unwrap_or_default();
         let overhead = v2v.saturating_sub(providers);
         let turn = self.turns.len();
         self.latencies.push(TurnLatency {
@@ -1155,7 +1228,10 @@ impl Conversation {
     }
 
     fn maybe_finish_reply(&mut self) {
-        let done = self.reply.as_ref().is_some_and(|r| r.finished() && !r.paused);
+        let done = self
+            .reply
+            .as_ref()
+            .is_some_and(|r| r.finished() && !r.paused);
         if !done {
             return;
         }
@@ -1174,7 +1250,8 @@ impl Conversation {
             };
             self.turns.push(turn.clone());
             self.act(Action::Turn(turn));
-            self.messages.push(json!({"role": "assistant", "content": text}));
+            self.messages
+                .push(json!({"role": "assistant", "content": text}));
             self.event("agent_speech_end", json!({}));
         }
         self.silence_since = Some(self.now);
@@ -1187,7 +1264,9 @@ impl Conversation {
     }
 
     fn resolve_interruption(&mut self, real: bool, caller_text: Option<String>) {
-        let Some(i) = self.interruption.take() else { return };
+        let Some(i) = self.interruption.take() else {
+            return;
+        };
         let kept = i.stopped_at.map(|s| ms(s.saturating_sub(i.onset)));
         self.interruptions.push(Interruption {
             at_ms: ms(i.onset),
@@ -1218,7 +1297,8 @@ impl Conversation {
                     self.turns.push(turn.clone());
                     self.act(Action::Turn(turn));
                     if r.kind != ReplyKind::Fallback && !played.is_empty() {
-                        self.messages.push(json!({"role": "assistant", "content": played}));
+                        self.messages
+                            .push(json!({"role": "assistant", "content": played}));
                     }
                 }
             }
@@ -1240,11 +1320,18 @@ impl Conversation {
 
     fn response_timed_out(&mut self) {
         let waiting = matches!(self.agent, Agent::AwaitingTranscript | Agent::Replying)
-            && self.reply.as_ref().is_none_or(|r| r.queued == 0 && r.kind == ReplyKind::Llm);
+            && self
+                .reply
+                .as_ref()
+                .is_none_or(|r| r.queued == 0 && r.kind == ReplyKind::Llm);
         if !waiting {
             return;
         }
-        let stage = if self.agent == Agent::AwaitingTranscript { "stt" } else { "llm" };
+        let stage = if self.agent == Agent::AwaitingTranscript {
+            "stt"
+        } else {
+            "llm"
+        };
         self.error(
             stage,
             &format!(
@@ -1254,7 +1341,11 @@ impl Conversation {
         );
         self.awaiting = None;
         self.transcript.clear();
-        self.speak(ReplyKind::Fallback, &self.cfg.fallback_message.clone(), true);
+        self.speak(
+            ReplyKind::Fallback,
+            &self.cfg.fallback_message.clone(),
+            true,
+        );
     }
 
     fn on_silence(&mut self) {
@@ -1272,7 +1363,8 @@ impl Conversation {
     }
 
     fn error(&mut self, stage: &'static str, message: &str) {
-        self.errors.push(json!({"stage": stage, "message": message, "at_ms": ms(self.now)}));
+        self.errors
+            .push(json!({"stage": stage, "message": message, "at_ms": ms(self.now)}));
         self.act(Action::Error {
             stage,
             message: message.to_string(),
@@ -1346,7 +1438,11 @@ pub fn transcript_text(turns: &[TurnRecord]) -> String {
         if !s.is_empty() {
             s.push('\n');
         }
-        s.push_str(if t.speaker == "agent" { "Agent: " } else { "User: " });
+        s.push_str(if t.speaker == "agent" {
+            "Agent: "
+        } else {
+            "User: "
+        });
         s.push_str(&t.text);
     }
     s
@@ -1427,7 +1523,12 @@ mod tests {
                 speech: Vec::new(),
                 finals: VecDeque::new(),
                 stt_delay: Duration::from_millis(150),
-                llm_reply: Ok(vec!["Sure, ", "I can help. ", "What time ", "works for you?"]),
+                llm_reply: Ok(vec![
+                    "Sure, ",
+                    "I can help. ",
+                    "What time ",
+                    "works for you?",
+                ]),
                 llm_delay: Duration::from_millis(300),
                 tts_delay: Duration::from_millis(100),
                 turn_complete: 0.9,
@@ -1452,12 +1553,16 @@ mod tests {
                         let text = self.finals.pop_front().unwrap_or_default();
                         self.pending.push((
                             at + self.stt_delay,
-                            Ev::Stt(SttEvent::Final { text, words: vec![] }),
+                            Ev::Stt(SttEvent::Final {
+                                text,
+                                words: vec![],
+                            }),
                         ));
                     }
-                    Action::PredictTurn { id, .. } => self
-                        .pending
-                        .push((at + Duration::from_millis(20), Ev::Prediction(*id, self.turn_complete))),
+                    Action::PredictTurn { id, .. } => self.pending.push((
+                        at + Duration::from_millis(20),
+                        Ev::Prediction(*id, self.turn_complete),
+                    )),
                     Action::StartLlm { reply, .. } => match &self.llm_reply {
                         Ok(tokens) => {
                             for (i, t) in tokens.iter().enumerate() {
@@ -1467,21 +1572,44 @@ mod tests {
                                 ));
                             }
                             self.pending.push((
-                                at + self.llm_delay + Duration::from_millis(30 * tokens.len() as u64),
-                                Ev::Llm(*reply, Ok(LlmEvent::Done { finish_reason: Some("stop".into()), usage: Some(LlmUsage { prompt_tokens: 10, completion_tokens: 5 }) })),
+                                at + self.llm_delay
+                                    + Duration::from_millis(30 * tokens.len() as u64),
+                                Ev::Llm(
+                                    *reply,
+                                    Ok(LlmEvent::Done {
+                                        finish_reason: Some("stop".into()),
+                                        usage: Some(LlmUsage {
+                                            prompt_tokens: 10,
+                                            completion_tokens: 5,
+                                        }),
+                                    }),
+                                ),
                             ));
                         }
-                        Err(e) => self.pending.push((at + self.llm_delay, Ev::Llm(*reply, Err(e.clone())))),
+                        Err(e) => self
+                            .pending
+                            .push((at + self.llm_delay, Ev::Llm(*reply, Err(e.clone())))),
                     },
-                    Action::CancelLlm { reply } => self.pending.retain(|(_, e)| !matches!(e, Ev::Llm(r, _) if r == reply)),
+                    Action::CancelLlm { reply } => self
+                        .pending
+                        .retain(|(_, e)| !matches!(e, Ev::Llm(r, _) if r == reply)),
                     Action::Synthesize { seg, text, .. } => {
                         // 60 ms of audio per character, in two chunks.
                         let n = text.len() * 480;
-                        self.pending.push((at + self.tts_delay, Ev::Audio(*seg, n / 2)));
-                        self.pending.push((at + self.tts_delay + Duration::from_millis(10), Ev::Audio(*seg, n - n / 2)));
-                        self.pending.push((at + self.tts_delay + Duration::from_millis(10), Ev::TtsDone(*seg)));
+                        self.pending
+                            .push((at + self.tts_delay, Ev::Audio(*seg, n / 2)));
+                        self.pending.push((
+                            at + self.tts_delay + Duration::from_millis(10),
+                            Ev::Audio(*seg, n - n / 2),
+                        ));
+                        self.pending.push((
+                            at + self.tts_delay + Duration::from_millis(10),
+                            Ev::TtsDone(*seg),
+                        ));
                     }
-                    Action::CancelTts => self.pending.retain(|(_, e)| !matches!(e, Ev::Audio(..) | Ev::TtsDone(_))),
+                    Action::CancelTts => self
+                        .pending
+                        .retain(|(_, e)| !matches!(e, Ev::Audio(..) | Ev::TtsDone(_))),
                     _ => {}
                 }
                 self.log.push((ms(at), a));
@@ -1504,10 +1632,24 @@ mod tests {
                     let now = self.now;
                     match e {
                         Ev::Stt(s) => self.c.handle(now, Event::Stt(s)),
-                        Ev::Llm(r, ev) => self.c.handle(now, Event::Llm { reply: r, event: ev }),
-                        Ev::Audio(seg, n) => self.c.handle(now, Event::TtsAudio { seg, samples: vec![3000; n] }),
+                        Ev::Llm(r, ev) => self.c.handle(
+                            now,
+                            Event::Llm {
+                                reply: r,
+                                event: ev,
+                            },
+                        ),
+                        Ev::Audio(seg, n) => self.c.handle(
+                            now,
+                            Event::TtsAudio {
+                                seg,
+                                samples: vec![3000; n],
+                            },
+                        ),
                         Ev::TtsDone(seg) => self.c.handle(now, Event::TtsDone { seg, error: None }),
-                        Ev::Prediction(id, p) => self.c.handle(now, Event::TurnPrediction { id, complete: p }),
+                        Ev::Prediction(id, p) => self
+                            .c
+                            .handle(now, Event::TurnPrediction { id, complete: p }),
                     }
                     self.take_actions();
                 }
@@ -1522,7 +1664,13 @@ mod tests {
                 }
                 let voiced = self.speaking();
                 let frame = vec![if voiced { 4000i16 } else { 0 }; FRAME_SAMPLES];
-                self.c.handle(self.now, Event::Frame { samples: &frame, vad: if voiced { 0.95 } else { 0.02 } });
+                self.c.handle(
+                    self.now,
+                    Event::Frame {
+                        samples: &frame,
+                        vad: if voiced { 0.95 } else { 0.02 },
+                    },
+                );
                 self.take_actions();
                 self.c.tick(self.now);
                 self.take_actions();
@@ -1556,14 +1704,24 @@ mod tests {
         w.run(8000);
         let turns = w.c.turns();
         assert_eq!(turns.len(), 3, "{turns:?}");
-        assert_eq!((turns[0].speaker, turns[0].text.as_str()), ("agent", "Hello, this is Ana."));
-        assert_eq!((turns[1].speaker, turns[1].text.as_str()), ("user", "I would like a table for two."));
+        assert_eq!(
+            (turns[0].speaker, turns[0].text.as_str()),
+            ("agent", "Hello, this is Ana.")
+        );
+        assert_eq!(
+            (turns[1].speaker, turns[1].text.as_str()),
+            ("user", "I would like a table for two.")
+        );
         assert_eq!(turns[1].start_ms, 2000);
         assert_eq!(turns[1].end_ms, 3480);
         assert_eq!(turns[2].text, "Sure, I can help. What time works for you?");
         assert!(!turns[2].interrupted);
         // The first sentence went to TTS before the LLM had finished.
-        let synth: Vec<u64> = w.actions().filter(|(_, a)| matches!(a, Action::Synthesize { .. })).map(|(t, _)| *t).collect();
+        let synth: Vec<u64> = w
+            .actions()
+            .filter(|(_, a)| matches!(a, Action::Synthesize { .. }))
+            .map(|(t, _)| *t)
+            .collect();
         let done = w.first(|a| matches!(a, Action::Turn(t) if t.speaker == "agent" && t.text.starts_with("Sure"))).unwrap();
         assert_eq!(synth.len(), 3, "greeting + two sentences");
         assert!(synth[1] < synth[2]);
@@ -1588,14 +1746,21 @@ mod tests {
 
     #[test]
     fn an_incomplete_turn_waits_for_more_speech() {
-        let mut w = World::new(Config { initial_message: None, ..cfg() });
+        let mut w = World::new(Config {
+            initial_message: None,
+            ..cfg()
+        });
         w.turn_complete = 0.1;
         w.c.start(Duration::ZERO);
         w.speech = vec![(500, 1500), (2100, 2600)];
         w.finals.push_back("I would like a table for two.".into());
         w.run(6000);
         // The 600 ms pause was not the end (the model said incomplete, under max_pause).
-        let ends: Vec<_> = w.c.turn_events().iter().filter(|e| e["type"] == "user_turn_end").collect();
+        let ends: Vec<_> =
+            w.c.turn_events()
+                .iter()
+                .filter(|e| e["type"] == "user_turn_end")
+                .collect();
         assert_eq!(ends.len(), 1, "{:?}", w.c.turn_events());
         // Without a positive prediction the turn ends at max_pause.
         assert_eq!(ends[0]["at_ms"], 2580 + 1200);
@@ -1609,7 +1774,8 @@ mod tests {
         w.take_actions();
         // The greeting is 19 chars * 60 ms ≈ 1.1 s of audio from ~120 ms; talk over it.
         w.speech = vec![(600, 1800)];
-        w.finals.push_back("Actually I need to cancel my booking".into());
+        w.finals
+            .push_back("Actually I need to cancel my booking".into());
         w.run(5000);
         let pause = w.first(|a| *a == Action::PausePlayback(true)).unwrap();
         assert!(pause <= 600 + 40, "paused at {pause}");
@@ -1620,7 +1786,10 @@ mod tests {
         assert!(i.agent_kept_talking_ms.unwrap() <= 40, "{i:?}");
         let greeting = &w.c.turns()[0];
         assert!(greeting.interrupted);
-        assert!(greeting.text.len() < "Hello, this is Ana.".len(), "{greeting:?}");
+        assert!(
+            greeting.text.len() < "Hello, this is Ana.".len(),
+            "{greeting:?}"
+        );
         assert_eq!(w.c.turns()[1].text, "Actually I need to cancel my booking");
         // The interrupted turn holds only what was played.
         assert_eq!(w.c.messages()[1]["content"], greeting.text.as_str());
@@ -1647,25 +1816,47 @@ mod tests {
 
     #[test]
     fn not_interruptible_plays_through() {
-        let mut w = World::new(Config { interruptible: false, ..cfg() });
+        let mut w = World::new(Config {
+            interruptible: false,
+            ..cfg()
+        });
         w.c.start(Duration::ZERO);
         w.take_actions();
         w.speech = vec![(400, 1500)];
         w.finals.push_back("hello hello".into());
         w.run(3000);
-        assert!(w.first(|a| matches!(a, Action::PausePlayback(_) | Action::ClearPlayback)).is_none());
+        assert!(w
+            .first(|a| matches!(a, Action::PausePlayback(_) | Action::ClearPlayback))
+            .is_none());
         assert!(!w.c.turns()[0].interrupted);
     }
 
     #[test]
     fn silence_reprompts_then_hangs_up() {
-        let mut w = World::new(Config { silence_timeout: Duration::from_secs(2), ..cfg() });
+        let mut w = World::new(Config {
+            silence_timeout: Duration::from_secs(2),
+            ..cfg()
+        });
         w.c.start(Duration::ZERO);
         w.take_actions();
         w.run(20_000);
         let texts: Vec<&str> = w.c.turns().iter().map(|t| t.text.as_str()).collect();
-        assert_eq!(texts, ["Hello, this is Ana.", "Are you still there?", "Are you still there?", "I haven't heard from you, so I'll end the call now. Goodbye."]);
-        let hang = w.first(|a| *a == Action::Hangup { reason: "inactivity" }).unwrap();
+        assert_eq!(
+            texts,
+            [
+                "Hello, this is Ana.",
+                "Are you still there?",
+                "Are you still there?",
+                "I haven't heard from you, so I'll end the call now. Goodbye."
+            ]
+        );
+        let hang = w
+            .first(|a| {
+                *a == Action::Hangup {
+                    reason: "inactivity",
+                }
+            })
+            .unwrap();
         // The goodbye was played to the end before the hang-up.
         assert!(hang >= ms(w.last_played_at.unwrap()));
         // Each reprompt came 2 s after the previous agent turn ended.
@@ -1675,16 +1866,27 @@ mod tests {
     #[test]
     fn llm_failure_speaks_the_fallback_locally() {
         let mut w = World::new(cfg());
-        w.llm_reply = Err(ProviderError::Status { provider: "openai", status: 500, message: "boom".into() });
+        w.llm_reply = Err(ProviderError::Status {
+            provider: "openai",
+            status: 500,
+            message: "boom".into(),
+        });
         w.c.start(Duration::ZERO);
         w.take_actions();
         w.speech = vec![(2000, 3000)];
         w.finals.push_back("hello there".into());
         w.run(8000);
-        assert!(w.first(|a| matches!(a, Action::Error { stage: "llm", .. })).is_some());
-        let fb = w.first(|a| matches!(a, Action::Synthesize { local: true, .. })).unwrap();
+        assert!(w
+            .first(|a| matches!(a, Action::Error { stage: "llm", .. }))
+            .is_some());
+        let fb = w
+            .first(|a| matches!(a, Action::Synthesize { local: true, .. }))
+            .unwrap();
         assert!(fb - 2980 <= 2500, "fallback at {fb}");
-        assert_eq!(w.c.turns().last().unwrap().text, Config::default().fallback_message);
+        assert_eq!(
+            w.c.turns().last().unwrap().text,
+            Config::default().fallback_message
+        );
     }
 
     #[test]
@@ -1696,23 +1898,35 @@ mod tests {
         w.speech = vec![(2000, 3000)];
         w.finals.push_back("hello there".into());
         w.run(8000);
-        let fb = w.first(|a| matches!(a, Action::Synthesize { local: true, .. })).unwrap();
+        let fb = w
+            .first(|a| matches!(a, Action::Synthesize { local: true, .. }))
+            .unwrap();
         assert!(fb > 2980 && fb - 2980 <= 2500, "fallback at {fb}");
         assert!(w.first(|a| matches!(a, Action::CancelLlm { .. })).is_some());
     }
 
     #[test]
     fn user_speaks_first_waits() {
-        let mut w = World::new(Config { user_speaks_first: true, ..cfg() });
+        let mut w = World::new(Config {
+            user_speaks_first: true,
+            ..cfg()
+        });
         w.c.start(Duration::ZERO);
         w.take_actions();
         w.run(1000);
-        assert!(w.log.is_empty() || w.first(|a| matches!(a, Action::Synthesize { .. })).is_none());
+        assert!(
+            w.log.is_empty()
+                || w.first(|a| matches!(a, Action::Synthesize { .. }))
+                    .is_none()
+        );
     }
 
     #[test]
     fn without_llm_it_listens_and_transcribes() {
-        let mut w = World::new(Config { has_llm: false, ..cfg() });
+        let mut w = World::new(Config {
+            has_llm: false,
+            ..cfg()
+        });
         w.c.start(Duration::ZERO);
         w.take_actions();
         w.speech = vec![(2000, 3000)];

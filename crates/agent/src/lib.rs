@@ -9,4 +9,9 @@
 //! - [`providers`]: LLM, STT and TTS clients behind one trait each.
 //! - [`vad`] and [`turn`]: voice activity (energy gate + Silero) and end of turn (Smart Turn v3).
 
+pub mod conversation;
+pub mod driver;
 pub mod providers;
+pub mod template;
+pub mod turn;
+pub mod vad;

@@ -529,6 +529,13 @@ pub struct AgentInput {
     pub max_duration_seconds: Option<i64>,
     #[schema(minimum = 1, maximum = 300)]
     pub ring_timeout_seconds: Option<i64>,
+    /// Conversation settings: `interruptible` (boolean, default true: the caller can talk
+    /// over the agent), `silence_timeout_seconds` (1-3600, default 8: re-prompt after this
+    /// much silence), `max_reprompts` (0-10, default 2: then goodbye and hang-up with
+    /// end_reason `inactivity`), `response_timeout_seconds` (0.5-30, default 2: the fallback is
+    /// spoken when no reply audio is ready this long after the caller's turn),
+    /// `reprompt_message`, `goodbye_message`, `fallback_message`
+    /// (spoken when a provider fails). Other keys are kept as sent.
     #[schema(value_type = Option<Object>)]
     pub settings: Option<Value>,
 }

@@ -214,7 +214,14 @@ pub fn agent_patch(o: &Obj) -> ApiResult<AgentPatch> {
         },
         max_duration_seconds: o.int("max_duration_seconds", 1, 86_400)?,
         ring_timeout_seconds: o.int("ring_timeout_seconds", 1, 300)?,
-        settings: o.object("settings")?,
+        settings: match o.object("settings")? {
+            Some(Some(v)) => {
+                switchboard_domain::check_agent_settings(&v)
+                    .map_err(|e| ApiError::bad_request(e.message))?;
+                Some(Some(v))
+            }
+            other => other,
+        },
     })
 }
 

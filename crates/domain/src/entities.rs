@@ -175,3 +175,84 @@ pub fn parse_name(param: &str, s: &str, max: usize) -> Result<String, ParseError
     }
     Ok(t.to_string())
 }
+
+/// Checks the conversation keys of an agent's `settings` (other keys are the client's own and
+/// kept as sent): `interruptible` (boolean), `silence_timeout_seconds` (number, 1-3600),
+/// `max_reprompts` (integer, 0-10), `response_timeout_seconds` (number, 0.5-30),
+/// `reprompt_message`, `goodbye_message`,
+/// `fallback_message` (strings up to 2000 characters).
+pub fn check_agent_settings(settings: &Value) -> Result<(), ParseError> {
+    let Some(m) = settings.as_object() else {
+        return Err(ParseError::new("settings must be a JSON object"));
+    };
+    if let Some(v) = m.get("interruptible") {
+        if !v.is_boolean() {
+            return Err(ParseError::new(format!(
+                "settings.interruptible must be true or false, got {v}"
+            )));
+        }
+    }
+    if let Some(v) = m.get("silence_timeout_seconds") {
+        match v.as_f64() {
+            Some(t) if (1.0..=3600.0).contains(&t) => {}
+            _ => {
+                return Err(ParseError::new(format!(
+                    "settings.silence_timeout_seconds must be a number from 1 to 3600, got {v}"
+                )))
+            }
+        }
+    }
+    if let Some(v) = m.get("response_timeout_seconds") {
+        match v.as_f64() {
+            Some(t) if (0.5..=30.0).contains(&t) => {}
+            _ => {
+                return Err(ParseError::new(format!(
+                    "settings.response_timeout_seconds must be a number from 0.5 to 30, got {v}"
+                )))
+            }
+        }
+    }
+    if let Some(v) = m.get("max_reprompts") {
+        match v.as_u64() {
+            Some(n) if n <= 10 => {}
+            _ => {
+                return Err(ParseError::new(format!(
+                    "settings.max_reprompts must be an integer from 0 to 10, got {v}"
+                )))
+            }
+        }
+    }
+    for k in ["reprompt_message", "goodbye_message", "fallback_message"] {
+        if let Some(v) = m.get(k) {
+            match v.as_str() {
+                Some(s) if s.chars().count() <= 2000 && !s.trim().is_empty() => {}
+                _ => {
+                    return Err(ParseError::new(format!(
+                        "settings.{k} must be a non-empty string of at most 2000 characters"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn conversation_settings_are_checked() {
+        assert!(check_agent_settings(&json!({"interruptible": false, "silence_timeout_seconds": 2.5, "max_reprompts": 0, "own": [1]})).is_ok());
+        let e = check_agent_settings(&json!({"interruptible": "no"})).unwrap_err();
+        assert_eq!(
+            e.message,
+            "settings.interruptible must be true or false, got \"no\""
+        );
+        assert!(check_agent_settings(&json!({"silence_timeout_seconds": 0})).is_err());
+        assert!(check_agent_settings(&json!({"max_reprompts": 11})).is_err());
+        assert!(check_agent_settings(&json!({"max_reprompts": 1.5})).is_err());
+        assert!(check_agent_settings(&json!({"goodbye_message": ""})).is_err());
+    }
+}

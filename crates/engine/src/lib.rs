@@ -17,6 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use switchboard_agent::driver::{AgentOutput, AgentReport, CallAgent, MediaIn, Providers};
 use switchboard_domain::*;
 use switchboard_media::recorder::CallRecorder;
 use switchboard_media::session::{
@@ -54,8 +55,11 @@ pub struct EngineConfig {
     /// The recordings store. A remote one (S3) gets each call's spool files uploaded when the
     /// call ends (see `upload`); `None` or local: the files in `recordings_dir` are the store.
     pub recordings: Option<Recordings>,
-    /// espeak-ng voice for the greeting.
+    /// espeak-ng voice for the greeting when no agent providers are configured.
     pub tts_voice: String,
+    /// The conversation's providers and models (LLM, STT, TTS, VAD, end of turn), shared by
+    /// every call. `None`: the built-in voice only (greet and listen).
+    pub agent: Option<Providers>,
     /// How often the queue is polled when nothing wakes the dispatcher.
     pub poll_interval: Duration,
     /// This engine's name in the database (`calls.engine_id`, `engines`). Stable across
@@ -82,6 +86,7 @@ impl Default for EngineConfig {
             recordings_dir: PathBuf::from("./switchboard-data/recordings"),
             recordings: None,
             tts_voice: "en".into(),
+            agent: None,
             poll_interval: Duration::from_millis(250),
             engine_id: None,
             heartbeat_interval: Duration::from_secs(5),
@@ -96,6 +101,10 @@ enum LocalEnd {
     Api,
     MaxDuration,
     Shutdown,
+    /// The agent said goodbye after nobody spoke (`inactivity`).
+    Inactivity,
+    /// The agent ended the call.
+    Agent,
 }
 
 struct LiveCall {
@@ -585,6 +594,7 @@ async fn place_call(inner: Arc<Inner>, claim: ClaimedDispatch) {
         hangup_rx,
         transfer_rx,
         answered: None,
+        link: None,
     };
     ctx.drive(handle).await;
 }
@@ -641,7 +651,20 @@ struct CallCtx {
     transfer_rx: mpsc::UnboundedReceiver<String>,
     /// Media already negotiated (inbound calls are answered before the loop starts).
     answered: Option<sdp::MediaParams>,
+    /// The conversation, once media runs and the call has an agent.
+    link: Option<AgentLink>,
 }
+
+/// The call's side of its conversation (see `switchboard_agent::driver`): the media events
+/// go in, what the call keeps comes out, and the task returns the final report.
+struct AgentLink {
+    media: mpsc::Sender<MediaIn>,
+    out: mpsc::UnboundedReceiver<AgentOutput>,
+    task: tokio::task::JoinHandle<AgentReport>,
+}
+
+/// Frames the engine may hold for a conversation that is busy (10 s of audio).
+const AGENT_QUEUE: usize = 1024;
 
 /// Maps a final non-2xx INVITE outcome to status and end_reason.
 fn failure_outcome(code: u16, timed_out: bool, local: Option<LocalEnd>) -> (CallStatus, String) {
@@ -697,7 +720,37 @@ impl CallCtx {
         }
     }
 
-    /// Starts RTP + recorder for negotiated media and speaks the greeting.
+    /// Hands a media event to the conversation without waiting: if it is that far behind,
+    /// the frame is dropped (and the conversation hears a gap) rather than stalling the call.
+    fn to_agent(&self, m: MediaIn) {
+        if let Some(l) = &self.link {
+            if l.media.try_send(m).is_err() {
+                tracing::debug!(call_id = %self.call.id, "conversation behind; media event dropped");
+            }
+        }
+    }
+
+    async fn store_agent_report(&self, r: AgentReport) {
+        let res = self
+            .inner
+            .store
+            .modify_call_details(self.call.id, move |d| {
+                if r.transcript.is_some() {
+                    d.transcript = r.transcript;
+                    d.transcript_formatted = r.transcript_formatted;
+                }
+                d.latency_metrics = r.latency_metrics;
+                d.turn_events = r.turn_events;
+                d.interruptions = r.interruptions;
+                d.quality_metrics = r.quality_metrics;
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::warn!(call_id = %self.call.id, error = %e, "could not store the conversation");
+        }
+    }
+
+    /// Starts RTP + recorder for negotiated media and the conversation (which greets).
     async fn start_media(
         &mut self,
         params: &sdp::MediaParams,
@@ -720,28 +773,44 @@ impl CallCtx {
                 None
             }
         };
+        let providers = self
+            .inner
+            .cfg
+            .agent
+            .clone()
+            .unwrap_or_else(|| Providers::builtin(&self.inner.cfg.tts_voice));
+        if self.agent.is_some() {
+            cfg.emit_caller_audio = true;
+        }
         let (session, events) = RtpSession::start(cfg, rtp, Some(rtcp), recorder);
         if params.on_hold {
             let _ = session.set_hold(true).await;
         }
-        if let Some(text) = self
-            .agent
-            .as_ref()
-            .and_then(|a| a.initial_message.clone())
-            .filter(|t| !t.trim().is_empty())
-        {
-            if !self.call.user_speaks_first {
-                match switchboard_media::tts::synthesize_async(&text, &self.inner.cfg.tts_voice)
-                    .await
-                {
-                    Ok(pcm) => {
-                        let _ = session.play(pcm).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(call_id = %self.call.id, error = %e, "greeting synthesis failed")
-                    }
-                }
-            }
+        if let Some(a) = &self.agent {
+            let call_agent = CallAgent {
+                system_prompt: a.system_prompt.clone(),
+                initial_message: a.initial_message.clone(),
+                user_speaks_first: self.call.user_speaks_first,
+                voice: a.voice.clone(),
+                language: a.language.clone(),
+                llm_model: a.llm_model.clone(),
+                settings: a.settings.clone(),
+                context: self.call.context.clone(),
+                metadata: self.call.metadata.clone(),
+            };
+            let (media_tx, media_rx) = mpsc::channel(AGENT_QUEUE);
+            let (out_tx, out_rx) = mpsc::unbounded_channel();
+            let control = session.control();
+            let span = tracing::info_span!("agent", call_id = %self.call.id);
+            let task = tokio::spawn(tracing::Instrument::instrument(
+                switchboard_agent::driver::run(providers, call_agent, control, media_rx, out_tx),
+                span,
+            ));
+            self.link = Some(AgentLink {
+                media: media_tx,
+                out: out_rx,
+                task,
+            });
         }
         Some((session, events))
     }
@@ -773,6 +842,12 @@ impl CallCtx {
             let timer = async {
                 match max_timer.as_mut() {
                     Some(t) => t.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let agent_out = async {
+                match self.link.as_mut() {
+                    Some(l) => l.out.recv().await,
                     None => std::future::pending().await,
                 }
             };
@@ -838,13 +913,36 @@ impl CallCtx {
                         self.event(json!({"type": "transfer-failed", "code": code, "at": Timestamp::now()})).await;
                     }
                 },
-                Some(me) = media_ev => {
-                    if let MediaEvent::Dtmf(d) = me {
+                Some(me) = media_ev => match me {
+                    MediaEvent::Dtmf(d) => {
                         if let Some(c) = d.digit {
                             self.event(json!({"type": "dtmf", "digit": c.to_string(), "via": "rfc4733", "at": Timestamp::now()})).await;
                         }
                     }
-                }
+                    MediaEvent::CallerAudio(frame) => self.to_agent(MediaIn::Caller(frame)),
+                    MediaEvent::AgentPlayed(n) => self.to_agent(MediaIn::Played(n)),
+                    _ => {}
+                },
+                Some(out) = agent_out => match out {
+                    AgentOutput::Transcript { transcript, transcript_formatted, latency_metrics } => {
+                        // Kept as the call runs: a crash keeps what was said so far.
+                        let r = self.inner.store.modify_call_details(id, move |d| {
+                            d.transcript = Some(transcript);
+                            d.transcript_formatted = Some(transcript_formatted);
+                            d.latency_metrics = Some(latency_metrics);
+                        }).await;
+                        if let Err(e) = r {
+                            tracing::warn!(call_id = %id, error = %e, "could not store the transcript");
+                        }
+                    }
+                    AgentOutput::Error { stage, message } => {
+                        self.event(json!({"type": "agent-error", "stage": stage, "message": message, "at": Timestamp::now()})).await;
+                    }
+                    AgentOutput::Hangup { reason } => {
+                        local_end.get_or_insert(if reason == "inactivity" { LocalEnd::Inactivity } else { LocalEnd::Agent });
+                        sip.hangup();
+                    }
+                },
                 _ = timer => {
                     max_timer = None;
                     local_end = Some(LocalEnd::MaxDuration);
@@ -872,6 +970,8 @@ impl CallCtx {
                     Some(LocalEnd::Api) => "agent-ended-call",
                     Some(LocalEnd::MaxDuration) => "max-duration-reached",
                     Some(LocalEnd::Shutdown) => "server-shutdown",
+                    Some(LocalEnd::Inactivity) => "inactivity",
+                    Some(LocalEnd::Agent) => "agent-ended-call",
                     None => "call-ended",
                 };
                 (CallStatus::Completed, why.to_string(), None)
@@ -887,6 +987,14 @@ impl CallCtx {
         };
         if let Some(s) = started {
             u.duration_seconds = Some(((now.micros() - s.micros()) as f64 / 1e6).round() as i64);
+        }
+        // The conversation ends with the media: what it kept is stored before the final status.
+        if let Some(link) = self.link.take() {
+            drop(link.media);
+            match link.task.await {
+                Ok(report) => self.store_agent_report(report).await,
+                Err(e) => tracing::error!(call_id = %id, error = %e, "conversation task failed"),
+            }
         }
         if let Some((session, _)) = media.take() {
             match session.stop().await {
@@ -1101,6 +1209,7 @@ async fn answer_inbound(inner: Arc<Inner>, inc: IncomingCall) {
         hangup_rx,
         transfer_rx,
         answered: Some(answer.params),
+        link: None,
     };
     ctx.drive(handle).await;
 }

@@ -93,6 +93,8 @@ pub struct ServeConfig {
     pub recordings_options: switchboard_store::StoreOptions,
     #[command(flatten)]
     pub telephony: TelephonyConfig,
+    #[command(flatten)]
+    pub agent: crate::agent_config::AgentConfig,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -183,6 +185,7 @@ impl ServeConfig {
                 engine_heartbeat: 5,
                 engine_stale_after: 30,
             },
+            agent: Default::default(),
         }
     }
 }

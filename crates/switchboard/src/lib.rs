@@ -1,6 +1,7 @@
 //! Wiring: configuration, the application (store + API + engine), startup and shutdown.
 //! `main` stays thin; tests build the same `Application` on port 0.
 
+pub mod agent_config;
 pub mod bench;
 pub mod bench_calls;
 pub mod config;
@@ -69,6 +70,12 @@ impl Application {
         std::fs::create_dir_all(&config.store.data_dir).with_context(|| {
             format!("cannot create data dir {}", config.store.data_dir.display())
         })?;
+        // Settings are checked before anything touches the database or the network.
+        let (providers, agent_summary) = config
+            .agent
+            .providers(&config.telephony.tts_voice)
+            .context("agent settings")?;
+        tracing::info!("agent: {agent_summary}");
         let store = Store::connect(&config.store.url(), config.db_pool)
             .await
             .context("cannot open the database")?;
@@ -107,6 +114,7 @@ impl Application {
             recordings_dir: recordings.write_root().to_path_buf(),
             recordings: Some(recordings.clone()),
             tts_voice: t.tts_voice.clone(),
+            agent: Some(providers),
             poll_interval: Duration::from_millis(250),
             engine_id: t.engine_id.clone(),
             heartbeat_interval: Duration::from_secs(t.engine_heartbeat),

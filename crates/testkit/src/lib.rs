@@ -12,8 +12,11 @@
 //! both!(healthz); // tests `healthz::sqlite` and `healthz::postgres`
 //! ```
 
+pub mod fake_llm;
 pub mod moto;
 mod pg;
+pub mod speech;
+pub mod stt;
 
 pub use pg::postgres_url;
 

@@ -21,7 +21,10 @@ pub mod tts;
 pub enum ProviderError {
     /// Could not connect, or the connection broke.
     #[error("{provider}: connection failed: {message}")]
-    Connect { provider: &'static str, message: String },
+    Connect {
+        provider: &'static str,
+        message: String,
+    },
     /// The service answered with a non-success status.
     #[error("{provider}: HTTP {status}: {message}")]
     Status {
@@ -31,10 +34,16 @@ pub enum ProviderError {
     },
     /// The service answered something we could not understand.
     #[error("{provider}: bad response: {message}")]
-    Protocol { provider: &'static str, message: String },
+    Protocol {
+        provider: &'static str,
+        message: String,
+    },
     /// A local failure (espeak-ng missing, bad configuration).
     #[error("{provider}: {message}")]
-    Local { provider: &'static str, message: String },
+    Local {
+        provider: &'static str,
+        message: String,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,459 @@
+//! The per-call async driver: wires the [`Conversation`] core to the call's media (caller
+//! frames in, agent audio out through [`SessionControl`]), to the providers (one task per LLM
+//! request and a TTS worker, both aborted to cancel), to the VAD and the end-of-turn model,
+//! and reports what the call keeps through [`AgentOutput`]s.
+//!
+//! The engine's per-call task forwards the media events ([`MediaIn`]) and consumes the
+//! outputs; that pair of channels is the one seam between a call and its conversation.
+
+use crate::conversation::{self, Action, Config, Conversation, Event};
+use crate::providers::{
+    Llm, LlmEvent, LlmRequest, ProviderError, Stt, SttEvent, SttOptions, Tts, TtsRequest,
+};
+use crate::turn::TurnModel;
+use crate::vad::{Vad, VadModel};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_media::session::SessionControl;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// What the engine forwards from the media session.
+#[derive(Debug)]
+pub enum MediaIn {
+    /// One 20 ms caller frame (8 kHz).
+    Caller(Vec<i16>),
+    /// Agent samples sent in this tick.
+    Played(usize),
+}
+
+/// What the conversation tells the engine as the call runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentOutput {
+    /// The transcript so far (after each finished turn), to be stored now.
+    Transcript {
+        transcript: String,
+        transcript_formatted: Value,
+        latency_metrics: Value,
+    },
+    /// A provider failed; the call goes on.
+    Error { stage: String, message: String },
+    /// End the call (the audio queued so far has played).
+    Hangup { reason: String },
+}
+
+/// Everything a call keeps from its conversation, returned when the driver ends.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentReport {
+    pub transcript: Option<String>,
+    pub transcript_formatted: Option<Value>,
+    pub latency_metrics: Option<Value>,
+    pub turn_events: Option<Value>,
+    pub interruptions: Option<Value>,
+    /// Usage (tokens, characters, audio seconds) and provider errors.
+    pub quality_metrics: Option<Value>,
+}
+
+/// The providers and models shared by every call of the server.
+#[derive(Clone)]
+pub struct Providers {
+    pub llm: Option<Arc<dyn Llm>>,
+    /// Default model when the agent names none.
+    pub llm_model: String,
+    pub stt: Option<Arc<dyn Stt>>,
+    pub tts: Arc<dyn Tts>,
+    /// The built-in voice, for fallbacks that must not depend on a failing provider.
+    pub local_tts: Arc<dyn Tts>,
+    pub vad: Option<VadModel>,
+    pub turn: Option<TurnModel>,
+}
+
+impl std::fmt::Debug for Providers {
+    // Names only: a provider's settings hold its API key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Providers")
+            .field("llm", &self.llm.is_some())
+            .field("llm_model", &self.llm_model)
+            .field("stt", &self.stt.as_ref().map(|s| s.name()))
+            .field("tts", &self.tts.name())
+            .field("vad", &self.vad.is_some())
+            .field("turn", &self.turn.is_some())
+            .finish()
+    }
+}
+
+impl Providers {
+    /// The built-in voice only: the agent greets with espeak-ng and listens.
+    pub fn builtin(voice: &str) -> Providers {
+        let tts: Arc<dyn Tts> = Arc::new(crate::providers::tts::EspeakTts::new(voice));
+        Providers {
+            llm: None,
+            llm_model: String::new(),
+            stt: None,
+            tts: tts.clone(),
+            local_tts: tts,
+            vad: None,
+            turn: None,
+        }
+    }
+}
+
+/// One call's agent, resolved by the engine.
+#[derive(Debug, Clone, Default)]
+pub struct CallAgent {
+    pub system_prompt: Option<String>,
+    pub initial_message: Option<String>,
+    pub user_speaks_first: bool,
+    pub voice: Option<String>,
+    pub language: Option<String>,
+    pub llm_model: Option<String>,
+    /// The agent's `settings` object (`interruptible`, `silence_timeout_seconds`,
+    /// `max_reprompts`, …).
+    pub settings: Option<Value>,
+    pub context: Option<Value>,
+    pub metadata: Option<Value>,
+}
+
+impl CallAgent {
+    /// The conversation settings of this call.
+    pub fn config(&self, p: &Providers) -> Config {
+        let fill = |t: &Option<String>| {
+            t.as_deref()
+                .map(|t| crate::template::fill(t, self.context.as_ref(), self.metadata.as_ref()))
+        };
+        let mut cfg = Config {
+            system_message: crate::template::system_message(
+                self.system_prompt.as_deref(),
+                self.context.as_ref(),
+                self.metadata.as_ref(),
+            ),
+            initial_message: fill(&self.initial_message),
+            user_speaks_first: self.user_speaks_first,
+            has_llm: p.llm.is_some(),
+            has_stt: p.stt.is_some(),
+            has_turn_model: p.turn.is_some(),
+            ..Config::default()
+        };
+        if let Some(s) = self.settings.as_ref().and_then(Value::as_object) {
+            if let Some(b) = s.get("interruptible").and_then(Value::as_bool) {
+                cfg.interruptible = b;
+            }
+            if let Some(t) = s.get("silence_timeout_seconds").and_then(Value::as_f64) {
+                cfg.silence_timeout = Duration::from_secs_f64(t.clamp(1.0, 3600.0));
+            }
+            if let Some(t) = s.get("response_timeout_seconds").and_then(Value::as_f64) {
+                cfg.response_timeout = Duration::from_secs_f64(t.clamp(0.5, 30.0));
+            }
+            if let Some(n) = s.get("max_reprompts").and_then(Value::as_u64) {
+                cfg.max_reprompts = n.min(100) as u32;
+            }
+            let text = |k: &str| {
+                s.get(k)
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.trim().is_empty())
+                    .map(|t| {
+                        crate::template::fill(t, self.context.as_ref(), self.metadata.as_ref())
+                    })
+            };
+            if let Some(t) = text("reprompt_message") {
+                cfg.reprompt_message = t;
+            }
+            if let Some(t) = text("goodbye_message") {
+                cfg.goodbye_message = t;
+            }
+            if let Some(t) = text("fallback_message") {
+                cfg.fallback_message = t;
+            }
+        }
+        cfg
+    }
+}
+
+/// A frame's speech probability without the neural VAD: a plain energy detector (used when
+/// the model cannot be loaded).
+fn energy_vad(frame: &[i16]) -> f32 {
+    let rms = switchboard_media::audio::rms(frame);
+    // -40 dBFS and up counts as voice.
+    if rms > 327.0 {
+        0.9
+    } else {
+        0.0
+    }
+}
+
+enum Internal {
+    Llm(u64, Result<LlmEvent, ProviderError>),
+    LlmEnded(u64),
+    TtsAudio(u64, Vec<i16>),
+    TtsDone(u64, Option<ProviderError>),
+    Prediction(u64, f32),
+}
+
+/// Runs one call's conversation until `media` closes (the call ended) or the conversation
+/// hangs up. Returns what the call keeps.
+pub async fn run(
+    providers: Providers,
+    agent: CallAgent,
+    control: SessionControl,
+    mut media: mpsc::Receiver<MediaIn>,
+    out: mpsc::UnboundedSender<AgentOutput>,
+) -> AgentReport {
+    let cfg = agent.config(&providers);
+    let start = Instant::now();
+    let mut conv = Conversation::new(cfg);
+    let mut vad = providers.vad.as_ref().map(Vad::new);
+    let (itx, mut irx) = mpsc::unbounded_channel::<Internal>();
+    let mut stt = providers.stt.as_ref().map(|s| {
+        s.open(SttOptions {
+            language: agent.language.clone(),
+            prompt: None,
+        })
+    });
+    let mut llm_task: Option<(u64, JoinHandle<()>)> = None;
+    let tts_job = |itx: mpsc::UnboundedSender<Internal>| {
+        spawn_tts_worker(providers.clone(), agent.clone(), itx)
+    };
+    let (mut tts_tx, mut tts_worker) = tts_job(itx.clone());
+    let model = agent
+        .llm_model
+        .clone()
+        .filter(|m| !m.trim().is_empty())
+        .unwrap_or_else(|| providers.llm_model.clone());
+    let mut stt_dropped = 0u64;
+    let mut turns_written = 0usize;
+
+    conv.start(Duration::ZERO);
+    loop {
+        // Carry out what the core asked for.
+        for a in conv.drain() {
+            match a {
+                Action::Play(s) => {
+                    let _ = control.play(s).await;
+                }
+                Action::PausePlayback(p) => {
+                    let _ = control.pause_playback(p).await;
+                }
+                Action::ClearPlayback => {
+                    let _ = control.clear_playback().await;
+                }
+                Action::Stt(input) => {
+                    if let Some(s) = &stt {
+                        if s.input.try_send(input).is_err() {
+                            stt_dropped += 1;
+                        }
+                    }
+                }
+                Action::PredictTurn { id, audio } => {
+                    if let Some(m) = providers.turn.clone() {
+                        let itx = itx.clone();
+                        // Inference takes milliseconds: off the runtime threads, which carry RTP.
+                        tokio::task::spawn_blocking(move || {
+                            let p = m.predict(&audio).unwrap_or(1.0);
+                            let _ = itx.send(Internal::Prediction(id, p));
+                        });
+                    }
+                }
+                Action::StartLlm { reply, messages } => {
+                    if let Some((_, t)) = llm_task.take() {
+                        t.abort();
+                    }
+                    if let Some(llm) = providers.llm.clone() {
+                        let req = LlmRequest {
+                            model: model.clone(),
+                            messages,
+                            tools: Vec::new(),
+                            temperature: None,
+                            max_tokens: Some(400),
+                        };
+                        let itx = itx.clone();
+                        let task = tokio::spawn(async move {
+                            match llm.stream(req).await {
+                                Ok(mut s) => {
+                                    while let Some(ev) = s.next().await {
+                                        let stop = ev.is_err();
+                                        if itx.send(Internal::Llm(reply, ev)).is_err() || stop {
+                                            return;
+                                        }
+                                    }
+                                    let _ = itx.send(Internal::LlmEnded(reply));
+                                }
+                                Err(e) => {
+                                    let _ = itx.send(Internal::Llm(reply, Err(e)));
+                                }
+                            }
+                        });
+                        llm_task = Some((reply, task));
+                    }
+                }
+                Action::CancelLlm { reply } => {
+                    if let Some((r, t)) = llm_task.take() {
+                        if r == reply {
+                            t.abort();
+                        } else {
+                            llm_task = Some((r, t));
+                        }
+                    }
+                }
+                Action::Synthesize { seg, text, local } => {
+                    let _ = tts_tx.send((seg, text, local));
+                }
+                Action::CancelTts => {
+                    // Aborting the worker drops its stream, which cancels the request.
+                    tts_worker.abort();
+                    (tts_tx, tts_worker) = tts_job(itx.clone());
+                }
+                Action::Turn(_) => {
+                    turns_written += 1;
+                    let turns = conv.turns();
+                    let _ = out.send(AgentOutput::Transcript {
+                        transcript: conversation::transcript_text(turns),
+                        transcript_formatted: serde_json::to_value(turns).unwrap_or(Value::Null),
+                        latency_metrics: conv.latency_metrics(),
+                    });
+                }
+                Action::Error { stage, message } => {
+                    tracing::warn!(stage, error = %message, "agent provider error");
+                    let _ = out.send(AgentOutput::Error {
+                        stage: stage.to_string(),
+                        message,
+                    });
+                }
+                Action::Hangup { reason } => {
+                    let _ = out.send(AgentOutput::Hangup {
+                        reason: reason.to_string(),
+                    });
+                }
+            }
+        }
+        let deadline = conv.next_deadline().map(|d| start + d);
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let stt_ev = async {
+            match stt.as_mut() {
+                Some(s) => s.events.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            m = media.recv() => {
+                let now = start.elapsed();
+                match m {
+                    None => break,
+                    Some(MediaIn::Caller(frame)) => {
+                        let p = match vad.as_mut() {
+                            Some(v) => v.push_frame(&frame),
+                            None => energy_vad(&frame),
+                        };
+                        conv.handle(now, Event::Frame { samples: &frame, vad: p });
+                    }
+                    Some(MediaIn::Played(n)) => conv.handle(now, Event::AgentPlayed(n)),
+                }
+            }
+            ev = stt_ev => match ev {
+                Some(e) => conv.handle(start.elapsed(), Event::Stt(e)),
+                None => {
+                    // The recognition session ended (a streaming provider closed): the
+                    // conversation goes on without it.
+                    stt = None;
+                    conv.handle(start.elapsed(), Event::Stt(SttEvent::Error(ProviderError::Connect {
+                        provider: "stt",
+                        message: "recognition session closed".into(),
+                    })));
+                }
+            },
+            Some(i) = irx.recv() => {
+                let now = start.elapsed();
+                match i {
+                    Internal::Llm(reply, ev) => conv.handle(now, Event::Llm { reply, event: ev }),
+                    Internal::LlmEnded(reply) => {
+                        // A stream that ends without `Done` is a broken one.
+                        conv.handle(now, Event::Llm { reply, event: Err(ProviderError::Protocol {
+                            provider: "llm",
+                            message: "stream ended without a finish".into(),
+                        }) });
+                    }
+                    Internal::TtsAudio(seg, samples) => conv.handle(now, Event::TtsAudio { seg, samples }),
+                    Internal::TtsDone(seg, error) => conv.handle(now, Event::TtsDone { seg, error }),
+                    Internal::Prediction(id, p) => conv.handle(now, Event::TurnPrediction { id, complete: p }),
+                }
+            }
+            _ = timer => conv.tick(start.elapsed()),
+        }
+    }
+    if let Some((_, t)) = llm_task.take() {
+        t.abort();
+    }
+    tts_worker.abort();
+    conv.finish(start.elapsed());
+    let _ = conv.drain();
+    if stt_dropped > 0 {
+        tracing::warn!(stt_dropped, "caller audio frames dropped before the STT");
+    }
+    report(&conv, turns_written, vad.as_ref().map(Vad::model_runs))
+}
+
+fn report(conv: &Conversation, _turns_written: usize, vad_runs: Option<u64>) -> AgentReport {
+    let turns = conv.turns();
+    let has_turns = !turns.is_empty();
+    let usage = conv.usage();
+    AgentReport {
+        transcript: has_turns.then(|| conv.transcript_text()),
+        transcript_formatted: has_turns.then(|| serde_json::to_value(turns).unwrap_or(Value::Null)),
+        latency_metrics: Some(conv.latency_metrics()),
+        turn_events: Some(Value::Array(conv.turn_events().to_vec())),
+        interruptions: Some(serde_json::to_value(conv.interruptions()).unwrap_or(Value::Null)),
+        quality_metrics: Some(json!({
+            "usage": usage,
+            "errors": conv.errors(),
+            "vad_model_runs": vad_runs,
+        })),
+    }
+}
+
+type TtsJob = (u64, String, bool);
+
+/// Synthesises segments one after the other, in order, streaming each one's chunks back.
+fn spawn_tts_worker(
+    p: Providers,
+    agent: CallAgent,
+    itx: mpsc::UnboundedSender<Internal>,
+) -> (mpsc::UnboundedSender<TtsJob>, JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<TtsJob>();
+    let task = tokio::spawn(async move {
+        while let Some((seg, text, local)) = rx.recv().await {
+            let tts = if local { &p.local_tts } else { &p.tts };
+            let req = TtsRequest {
+                text,
+                voice: if local { None } else { agent.voice.clone() },
+                language: agent.language.clone(),
+            };
+            let error = match tts.synthesize(req).await {
+                Ok(mut s) => {
+                    let mut err = None;
+                    while let Some(chunk) = s.next().await {
+                        match chunk {
+                            Ok(samples) => {
+                                let _ = itx.send(Internal::TtsAudio(seg, samples));
+                            }
+                            Err(e) => {
+                                err = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    err
+                }
+                Err(e) => Some(e),
+            };
+            let _ = itx.send(Internal::TtsDone(seg, error));
+        }
+    });
+    (tx, task)
+}

@@ -1,0 +1,245 @@
+//! The conversation's provider settings (`--llm-*`, `--stt-*`, `--tts-*`) and the providers
+//! built from them. Keys are never shown: not in `--help` (env values hidden), not in Debug,
+//! not in logs.
+
+use anyhow::bail;
+use clap::Args;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_agent::driver::Providers;
+use switchboard_agent::providers::{llm, stt, tts, Llm, Stt, Tts};
+
+#[derive(Clone, Args)]
+pub struct AgentConfig {
+    /// Base URL of an OpenAI-compatible chat completions API (OpenAI, Groq, vLLM, llama.cpp,
+    /// Ollama's /v1, OpenRouter, Azure). Setting it or --llm-api-key turns the LLM on.
+    #[arg(long, env = "SWITCHBOARD_LLM_URL")]
+    pub llm_url: Option<String>,
+    /// API key of the LLM.
+    #[arg(long, env = "SWITCHBOARD_LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<String>,
+    /// Default model (an agent's llm_model overrides it).
+    #[arg(long, env = "SWITCHBOARD_LLM_MODEL", default_value = "gpt-4o-mini")]
+    pub llm_model: String,
+    /// Speech recognition: openai (POST {url}/audio/transcriptions per utterance; OpenAI,
+    /// Groq, faster-whisper servers) or deepgram (streaming WebSocket). Setting it, --stt-url
+    /// or --stt-api-key turns recognition on.
+    #[arg(long, env = "SWITCHBOARD_STT_PROVIDER", value_parser = ["openai", "deepgram"])]
+    pub stt_provider: Option<String>,
+    /// Base URL of the STT service (default: the provider's).
+    #[arg(long, env = "SWITCHBOARD_STT_URL")]
+    pub stt_url: Option<String>,
+    /// API key of the STT service.
+    #[arg(long, env = "SWITCHBOARD_STT_API_KEY", hide_env_values = true)]
+    pub stt_api_key: Option<String>,
+    /// STT model (default: whisper-1 for openai, nova-2 for deepgram).
+    #[arg(long, env = "SWITCHBOARD_STT_MODEL")]
+    pub stt_model: Option<String>,
+    /// Speech synthesis: espeak (local espeak-ng), openai (POST {url}/audio/speech, streamed
+    /// PCM) or elevenlabs (streamed ulaw_8000).
+    #[arg(long, env = "SWITCHBOARD_TTS_PROVIDER", default_value = "espeak", value_parser = ["espeak", "openai", "elevenlabs"])]
+    pub tts_provider: String,
+    /// Base URL of the TTS service (default: the provider's).
+    #[arg(long, env = "SWITCHBOARD_TTS_URL")]
+    pub tts_url: Option<String>,
+    /// API key of the TTS service.
+    #[arg(long, env = "SWITCHBOARD_TTS_API_KEY", hide_env_values = true)]
+    pub tts_api_key: Option<String>,
+    /// TTS model (default: tts-1 for openai, eleven_flash_v2_5 for elevenlabs).
+    #[arg(long, env = "SWITCHBOARD_TTS_MODEL")]
+    pub tts_model: Option<String>,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = |k: &Option<String>| k.as_ref().map(|_| "<set>");
+        f.debug_struct("AgentConfig")
+            .field("llm_url", &self.llm_url)
+            .field("llm_api_key", &key(&self.llm_api_key))
+            .field("llm_model", &self.llm_model)
+            .field("stt_provider", &self.stt_provider)
+            .field("stt_url", &self.stt_url)
+            .field("stt_api_key", &key(&self.stt_api_key))
+            .field("stt_model", &self.stt_model)
+            .field("tts_provider", &self.tts_provider)
+            .field("tts_url", &self.tts_url)
+            .field("tts_api_key", &key(&self.tts_api_key))
+            .field("tts_model", &self.tts_model)
+            .finish()
+    }
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            llm_url: None,
+            llm_api_key: None,
+            llm_model: "gpt-4o-mini".into(),
+            stt_provider: None,
+            stt_url: None,
+            stt_api_key: None,
+            stt_model: None,
+            tts_provider: "espeak".into(),
+            tts_url: None,
+            tts_api_key: None,
+            tts_model: None,
+        }
+    }
+}
+
+const OPENAI: &str = "https://api.openai.com/v1";
+
+/// A base URL must be http(s) and is echoed in errors without its query (which may hold keys).
+fn check_url(setting: &str, url: &str) -> anyhow::Result<String> {
+    let u = url.trim();
+    if !(u.starts_with("http://")
+        || u.starts_with("https://")
+        || u.starts_with("ws://")
+        || u.starts_with("wss://"))
+    {
+        let shown: String = u.split('?').next().unwrap_or("").chars().take(80).collect();
+        bail!("{setting} must be an http:// or https:// URL, got {shown:?}");
+    }
+    Ok(u.trim_end_matches('/').to_string())
+}
+
+fn nonempty(k: &Option<String>) -> Option<String> {
+    k.clone().filter(|k| !k.trim().is_empty())
+}
+
+impl AgentConfig {
+    /// Builds the providers, checking every setting before anything else starts. Returns
+    /// them with a one-line description for the start-up log (no keys).
+    pub fn providers(&self, tts_voice: &str) -> anyhow::Result<(Providers, String)> {
+        let timeout = Duration::from_secs(10);
+        let mut said = Vec::new();
+        let llm: Option<Arc<dyn Llm>> =
+            if self.llm_url.is_some() || nonempty(&self.llm_api_key).is_some() {
+                let url = check_url("--llm-url", self.llm_url.as_deref().unwrap_or(OPENAI))?;
+                said.push(format!("LLM {} at {url}", self.llm_model));
+                Some(Arc::new(llm::OpenAiLlm::new(
+                    url,
+                    nonempty(&self.llm_api_key),
+                    timeout,
+                )))
+            } else {
+                said.push("no LLM (set --llm-url or --llm-api-key): calls greet and listen".into());
+                None
+            };
+        let stt_on = self.stt_provider.is_some()
+            || self.stt_url.is_some()
+            || nonempty(&self.stt_api_key).is_some();
+        let stt: Option<Arc<dyn Stt>> = if !stt_on {
+            said.push("no STT (set --stt-provider): nothing the caller says is transcribed".into());
+            None
+        } else {
+            match self.stt_provider.as_deref().unwrap_or("openai") {
+                "deepgram" => {
+                    let Some(key) = nonempty(&self.stt_api_key) else {
+                        bail!("--stt-provider deepgram needs --stt-api-key");
+                    };
+                    let url = self
+                        .stt_url
+                        .as_deref()
+                        .map(|u| check_url("--stt-url", u))
+                        .transpose()?;
+                    let model = self.stt_model.clone().unwrap_or_else(|| "nova-2".into());
+                    said.push(format!("STT deepgram {model}"));
+                    Some(Arc::new(stt::DeepgramStt::new(url, key, model)))
+                }
+                _ => {
+                    let url = check_url("--stt-url", self.stt_url.as_deref().unwrap_or(OPENAI))?;
+                    let model = self.stt_model.clone().unwrap_or_else(|| "whisper-1".into());
+                    said.push(format!("STT openai {model} at {url}"));
+                    Some(Arc::new(stt::OpenAiStt::new(
+                        url,
+                        nonempty(&self.stt_api_key),
+                        model,
+                        timeout,
+                    )))
+                }
+            }
+        };
+        let local: Arc<dyn Tts> = Arc::new(tts::EspeakTts::new(tts_voice));
+        let tts: Arc<dyn Tts> = match self.tts_provider.as_str() {
+            "openai" => {
+                let url = check_url("--tts-url", self.tts_url.as_deref().unwrap_or(OPENAI))?;
+                let model = self.tts_model.clone().unwrap_or_else(|| "tts-1".into());
+                // `--tts-voice` defaults to an espeak voice; OpenAI's default voice is alloy.
+                let voice = if tts_voice == "en" {
+                    "alloy"
+                } else {
+                    tts_voice
+                };
+                said.push(format!("TTS openai {model} at {url}"));
+                Arc::new(tts::OpenAiTts::new(
+                    url,
+                    nonempty(&self.tts_api_key),
+                    model,
+                    voice,
+                ))
+            }
+            "elevenlabs" => {
+                let Some(key) = nonempty(&self.tts_api_key) else {
+                    bail!("--tts-provider elevenlabs needs --tts-api-key");
+                };
+                let url = self
+                    .tts_url
+                    .as_deref()
+                    .map(|u| check_url("--tts-url", u))
+                    .transpose()?;
+                let model = self
+                    .tts_model
+                    .clone()
+                    .unwrap_or_else(|| "eleven_flash_v2_5".into());
+                // ElevenLabs' stock voice "Rachel" unless a voice id is given.
+                let voice = if tts_voice == "en" {
+                    "21m00Tcm4TlvDq8ikWAM"
+                } else {
+                    tts_voice
+                };
+                said.push(format!("TTS elevenlabs {model}"));
+                Arc::new(tts::ElevenLabsTts::new(url, key, model, voice))
+            }
+            _ => {
+                said.push(format!("TTS espeak-ng voice {tts_voice}"));
+                local.clone()
+            }
+        };
+        let vad = match switchboard_agent::vad::VadModel::load() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "Silero VAD did not load; using an energy detector");
+                None
+            }
+        };
+        let turn = match switchboard_agent::turn::TurnModel::load() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "end-of-turn model did not load; using a fixed pause");
+                None
+            }
+        };
+        said.push(format!(
+            "VAD {}, end of turn {}",
+            if vad.is_some() { "silero" } else { "energy" },
+            if turn.is_some() {
+                "smart-turn-v3"
+            } else {
+                "fixed pause"
+            }
+        ));
+        Ok((
+            Providers {
+                llm,
+                llm_model: self.llm_model.clone(),
+                stt,
+                tts,
+                local_tts: local,
+                vad,
+                turn,
+            },
+            said.join("; "),
+        ))
+    }
+}
