@@ -747,7 +747,9 @@ impl Conversation {
     fn check_interruption_commit(&mut self) {
         let Some(i) = &self.interruption else { return };
         let Some(u) = &self.user else { return };
-        if u.voiced >= self.cfg.interrupt_min_speech && i.deadline.is_none() {
+        // Long enough to be a turn, or speaking again after a short pause (a backchannel is
+        // one short burst): real.
+        if u.voiced >= self.cfg.interrupt_min_speech || i.deadline.is_some() {
             self.resolve_interruption(true, None);
         }
     }
@@ -871,8 +873,12 @@ impl Conversation {
                         if real {
                             push_words(&mut self.transcript, &text);
                             self.words.extend(words);
-                            self.resolve_interruption(true, Some(text));
                             // Its speech has already ended: that was the whole turn.
+                            if let Some(u) = self.user.take() {
+                                self.awaiting = Some((self.now, u.onset, u.last_voiced));
+                            }
+                            self.stt_final_at = Some(self.now);
+                            self.resolve_interruption(true, Some(text));
                             self.finish_turn_with_transcript();
                         } else {
                             self.resolve_interruption(false, Some(text));
@@ -1812,6 +1818,46 @@ mod tests {
         assert!(!t.interrupted);
         assert_eq!(w.c.turns().len(), 1, "the backchannel is no turn");
         assert_eq!(w.played_total, "Hello, this is Ana.".len() * 480);
+    }
+
+    #[test]
+    fn a_short_interruption_that_transcribes_to_words_is_real() {
+        let mut w = World::new(cfg());
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        w.speech = vec![(500, 800)];
+        w.finals.push_back("stop".into());
+        w.run(5000);
+        assert!(!w.c.interruptions()[0].false_interruption);
+        assert!(w.c.turns()[0].interrupted);
+        let user: Vec<_> = w.c.turns().iter().filter(|t| t.speaker == "user").collect();
+        assert_eq!(user.len(), 1, "{:?}", w.c.turns());
+        assert_eq!(user[0].text, "stop");
+        assert_eq!((user[0].start_ms, user[0].end_ms), (500, 780));
+        // One SpeechEnd for one utterance, and the LLM answered it.
+        let ends = w
+            .actions()
+            .filter(|(_, a)| *a == Action::Stt(SttInput::SpeechEnd))
+            .count();
+        assert_eq!(ends, 1);
+        assert!(w.first(|a| matches!(a, Action::StartLlm { .. })).is_some());
+    }
+
+    #[test]
+    fn speaking_again_after_a_short_burst_commits_and_keeps_both_parts() {
+        let mut w = World::new(cfg());
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        w.speech = vec![(500, 800), (1100, 2000)];
+        w.finals.push_back("wait".into());
+        w.finals.push_back("I want to cancel".into());
+        w.run(6000);
+        let i = &w.c.interruptions()[0];
+        assert!(!i.false_interruption, "{i:?}");
+        let user: Vec<_> = w.c.turns().iter().filter(|t| t.speaker == "user").collect();
+        assert_eq!(user.len(), 1, "{:?}", w.c.turns());
+        assert_eq!(user[0].text, "wait I want to cancel");
+        assert_eq!((user[0].start_ms, user[0].end_ms), (500, 1980));
     }
 
     #[test]

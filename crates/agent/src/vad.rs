@@ -122,6 +122,18 @@ impl VadModel {
         let mut model = tract_onnx::onnx()
             .model_for_read(&mut std::io::Cursor::new(SILERO_ONNX))
             .map_err(err)?;
+        let names: Vec<&str> = model
+            .input_outlets()
+            .map_err(err)?
+            .iter()
+            .map(|o| model.node(o.node).name.as_str())
+            .collect();
+        if names != ["input", "state", "sr"] {
+            return Err(ModelError::load(
+                MODEL_NAME,
+                format!("unexpected inputs {names:?}"),
+            ));
+        }
         model
             .set_input_fact(0, f32::fact([1, CONTEXT_SAMPLES + WINDOW_SAMPLES]).into())
             .map_err(err)?;
@@ -273,14 +285,16 @@ fn inline_ifs(model: &mut InferenceModel) -> TractResult<()> {
                 facts,
             )?;
             for (slot, input) in body_node.inputs.iter().enumerate() {
-                patch.add_edge(mapping[input], InletId::new(new_id, slot))?;
+                let from = *mapping.get(input).context("unmapped branch edge")?;
+                patch.add_edge(from, InletId::new(new_id, slot))?;
             }
             for slot in 0..body_node.outputs.len() {
                 mapping.insert(OutletId::new(body_id, slot), OutletId::new(new_id, slot));
             }
         }
         for (slot, output) in body.output_outlets()?.iter().enumerate() {
-            patch.shunt_outside(model, OutletId::new(id, slot), mapping[output])?;
+            let by = *mapping.get(output).context("unmapped branch output")?;
+            patch.shunt_outside(model, OutletId::new(id, slot), by)?;
         }
         patch.apply(model)?;
         model.compact()?;
@@ -381,6 +395,7 @@ impl Vad {
 
     /// Score (or skip) the complete window and start the next one with its context.
     fn finish_window(&mut self) {
+        let mut reset = false;
         if self.window_loud {
             match self
                 .model
@@ -405,11 +420,8 @@ impl Vad {
             } else {
                 self.low_windows = 0;
             }
-            if self.windows_since_reset >= RESET_INTERVAL_WINDOWS
-                && self.low_windows >= RESET_LOW_WINDOWS
-            {
-                self.reset_model_state();
-            }
+            reset = self.windows_since_reset >= RESET_INTERVAL_WINDOWS
+                && self.low_windows >= RESET_LOW_WINDOWS;
         } else {
             self.last_prob = 0.0;
         }
@@ -417,6 +429,10 @@ impl Vad {
             .copy_within(WINDOW_SAMPLES..WINDOW_SAMPLES + CONTEXT_SAMPLES, 0);
         self.window.truncate(CONTEXT_SAMPLES);
         self.window_loud = false;
+        if reset {
+            // After the shift, so that the next window starts from a zero context.
+            self.reset_model_state();
+        }
     }
 
     /// Clear the recurrent state and the context, as at the start of a stream.
