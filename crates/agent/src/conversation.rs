@@ -363,8 +363,12 @@ struct UserTurn {
 struct PendingInterruption {
     onset: Duration,
     stopped_at: Option<Duration>,
-    /// Speech of the interruption ended; waiting for its transcript until this deadline.
+    /// Speech of the interruption ended; waiting for its transcript (or, after a blip, for
+    /// more speech) until this deadline.
     deadline: Option<Duration>,
+    /// The speech was a blip (under 120 ms voiced): not transcribed; more speech before the
+    /// deadline makes it real, none makes it a click or a breath.
+    blip: bool,
 }
 
 pub struct Conversation {
@@ -387,6 +391,12 @@ pub struct Conversation {
     turn_ended_at: Option<Duration>,
     stt_final_at: Option<Duration>,
     response_deadline: Option<Duration>,
+    /// The STT is between SpeechStart and SpeechEnd, and how many SpeechEnds still await
+    /// their final transcript.
+    stt_open: bool,
+    stt_pending: u32,
+    /// Finals still to come for speech that was dismissed (drop them).
+    stt_discard: u32,
     /// (last voiced caller frame, turn end) of the turn the reply under way answers.
     pending_latency: Option<(Duration, Duration)>,
     interruption: Option<PendingInterruption>,
@@ -501,6 +511,9 @@ impl Conversation {
             turn_ended_at: None,
             stt_final_at: None,
             response_deadline: None,
+            stt_open: false,
+            stt_pending: 0,
+            stt_discard: 0,
             pending_latency: None,
             interruption: None,
             echo_ref: 0.0,
@@ -583,7 +596,10 @@ impl Conversation {
         }
         if let Some(t) = self.interruption.as_ref().and_then(|i| i.deadline) {
             if now >= t {
-                // No transcript in time: a noise or a backchannel we could not hear; resume.
+                // No more speech after a blip, or no transcript in time: a noise or a
+                // backchannel we could not hear; resume.
+                self.user = None;
+                self.end_user_turn_audio();
                 self.resolve_interruption(false, None);
             }
         }
@@ -669,6 +685,7 @@ impl Conversation {
                         u.asked = None;
                         u.said_incomplete = false;
                     }
+                    self.open_stt();
                     self.check_interruption_commit();
                 } else {
                     self.on_pause();
@@ -692,9 +709,7 @@ impl Conversation {
         });
         self.silence_since = None;
         self.event("user_speech_start", json!({}));
-        if self.cfg.has_stt {
-            self.act(Action::Stt(SttInput::SpeechStart));
-        }
+        self.open_stt();
         match self.agent {
             Agent::Replying if self.agent_talking() || self.reply_has_pending_audio() => {
                 if self.cfg.interruptible
@@ -711,6 +726,7 @@ impl Conversation {
                         onset,
                         stopped_at: None,
                         deadline: None,
+                        blip: false,
                     });
                     self.event("interruption_start", json!({}));
                 }
@@ -765,12 +781,13 @@ impl Conversation {
                 .is_some_and(|i| i.deadline.is_some());
             if !already {
                 if u.voiced < Duration::from_millis(120) || !self.cfg.has_stt {
-                    // A click or a breath: resume at once.
-                    self.user = None;
-                    if self.cfg.has_stt {
-                        self.act(Action::Stt(SttInput::SpeechEnd));
+                    // A click, a breath, or the first syllable of a word whose consonants
+                    // the VAD does not hear: wait briefly for more speech.
+                    let deadline = self.now + Duration::from_millis(300);
+                    if let Some(i) = self.interruption.as_mut() {
+                        i.deadline = Some(deadline);
+                        i.blip = true;
                     }
-                    self.resolve_interruption(false, None);
                     return;
                 }
                 let deadline = self.now + self.cfg.false_interruption_timeout;
@@ -821,8 +838,18 @@ impl Conversation {
 
     /// Tells the STT the utterance ended (without deciding anything about the turn).
     fn end_user_turn_audio(&mut self) {
-        if self.cfg.has_stt {
+        if self.cfg.has_stt && self.stt_open {
+            self.stt_open = false;
+            self.stt_pending += 1;
             self.act(Action::Stt(SttInput::SpeechEnd));
+        }
+    }
+
+    /// Speech (re)starts for the STT: per-utterance providers buffer from here.
+    fn open_stt(&mut self) {
+        if self.cfg.has_stt && !self.stt_open {
+            self.stt_open = true;
+            self.act(Action::Stt(SttInput::SpeechStart));
         }
     }
 
@@ -835,15 +862,16 @@ impl Conversation {
             "user_turn_end",
             json!({"speech_ms": ms(u.voiced), "silence_ms": ms(self.now - u.last_voiced)}),
         );
-        if u.voiced < Duration::from_millis(100) {
-            // Too short to be speech that wants an answer; its transcript (if any) still
-            // arrives and is kept.
-        }
         self.awaiting = Some((self.now, u.onset, u.last_voiced));
         if self.cfg.has_stt {
             self.agent = Agent::AwaitingTranscript;
             if self.cfg.has_llm {
                 self.response_deadline = Some(self.now + self.cfg.response_timeout);
+            }
+            if self.stt_pending == 0 {
+                // Everything said was transcribed already (the turn's last words came back
+                // while it was still open).
+                self.finish_turn_with_transcript();
             }
         } else {
             self.awaiting = None;
@@ -866,36 +894,48 @@ impl Conversation {
             }
             SttEvent::Final { text, words } => {
                 let text = text.trim().to_string();
+                if self.stt_discard > 0 {
+                    // The transcript of a backchannel or a noise already dismissed.
+                    self.stt_discard -= 1;
+                    self.stt_pending = self.stt_pending.saturating_sub(1);
+                    return;
+                }
                 if let Some(i) = &self.interruption {
-                    if i.deadline.is_some() {
+                    if i.deadline.is_some() && !i.blip {
                         // The transcript of a short interruption decides it.
                         let real = !text.is_empty() && !is_backchannel(&text);
+                        self.stt_pending = self.stt_pending.saturating_sub(1);
                         if real {
+                            // The agent stops; the caller's turn goes on until turn-taking
+                            // says it ended (they often go on after "Excuse me.").
                             push_words(&mut self.transcript, &text);
                             self.words.extend(words);
-                            // Its speech has already ended: that was the whole turn.
-                            if let Some(u) = self.user.take() {
-                                self.awaiting = Some((self.now, u.onset, u.last_voiced));
-                            }
                             self.stt_final_at = Some(self.now);
                             self.resolve_interruption(true, Some(text));
-                            self.finish_turn_with_transcript();
                         } else {
                             self.resolve_interruption(false, Some(text));
                         }
                         return;
                     }
                 }
+                self.stt_pending = self.stt_pending.saturating_sub(1);
                 push_words(&mut self.transcript, &text);
                 self.words.extend(words);
                 self.stt_final_at = Some(self.now);
-                if self.agent == Agent::AwaitingTranscript && self.user.is_none() {
+                if self.agent == Agent::AwaitingTranscript
+                    && self.user.is_none()
+                    && self.stt_pending == 0
+                {
                     self.finish_turn_with_transcript();
                 }
             }
             SttEvent::Error(e) => {
+                self.stt_pending = self.stt_pending.saturating_sub(1);
                 self.error("stt", &e.to_string());
-                if self.agent == Agent::AwaitingTranscript && self.user.is_none() {
+                if self.agent == Agent::AwaitingTranscript
+                    && self.user.is_none()
+                    && self.stt_pending == 0
+                {
                     if self.transcript.is_empty() {
                         self.awaiting = None;
                         self.response_deadline = None;
@@ -1312,10 +1352,12 @@ impl Conversation {
             self.response_deadline = None;
         } else {
             self.event("false_interruption", json!({"text": caller_text}));
-            // The backchannel is not a turn: forget it and resume the agent.
+            // The backchannel is not a turn: forget it (and the transcripts still to come for
+            // it) and resume the agent.
             self.user = None;
             self.transcript.clear();
             self.words.clear();
+            self.stt_discard = self.stt_pending;
             if let Some(r) = self.reply.as_mut() {
                 r.paused = false;
             }
@@ -1858,6 +1900,32 @@ mod tests {
         assert_eq!(user.len(), 1, "{:?}", w.c.turns());
         assert_eq!(user[0].text, "wait I want to cancel");
         assert_eq!((user[0].start_ms, user[0].end_ms), (500, 1980));
+    }
+
+    #[test]
+    fn a_blip_resumes_unless_speech_follows() {
+        // A lone 60 ms blip: resumed after a short wait, nothing transcribed is kept.
+        let mut w = World::new(cfg());
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        w.speech = vec![(500, 560)];
+        w.run(4000);
+        assert!(w.c.interruptions()[0].false_interruption);
+        assert_eq!(w.c.turns().len(), 1);
+        assert!(!w.c.turns()[0].interrupted);
+        // A blip followed by speech within 300 ms: one real interruption from the blip on.
+        let mut w = World::new(cfg());
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        w.speech = vec![(500, 560), (820, 1800)];
+        w.finals.push_back("excuse me are you open".into());
+        w.run(5000);
+        assert_eq!(w.c.interruptions().len(), 1, "{:?}", w.c.interruptions());
+        assert!(!w.c.interruptions()[0].false_interruption);
+        assert_eq!(w.c.interruptions()[0].at_ms, 500);
+        let user: Vec<_> = w.c.turns().iter().filter(|t| t.speaker == "user").collect();
+        assert_eq!(user[0].text, "excuse me are you open");
+        assert_eq!(user[0].start_ms, 500);
     }
 
     #[test]

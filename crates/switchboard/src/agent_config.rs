@@ -243,3 +243,48 @@ impl AgentConfig {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_checked_and_keys_never_shown() {
+        let cfg = AgentConfig {
+            llm_api_key: Some("sk-secret-1".into()),
+            stt_provider: Some("deepgram".into()),
+            stt_api_key: Some("dg-secret-2".into()),
+            ..AgentConfig::default()
+        };
+        let (p, said) = cfg.providers("en").unwrap();
+        assert!(p.llm.is_some() && p.stt.is_some());
+        assert!(
+            said.contains("LLM gpt-4o-mini at https://api.openai.com/v1"),
+            "{said}"
+        );
+        let shown = format!("{cfg:?} {said} {p:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+
+        let none = AgentConfig::default().providers("en").unwrap();
+        assert!(none.0.llm.is_none() && none.0.stt.is_none());
+        assert!(none.1.contains("no LLM"), "{}", none.1);
+
+        let bad = AgentConfig {
+            llm_url: Some("ftp://x?key=sk-secret-3".into()),
+            ..AgentConfig::default()
+        };
+        let e = bad.providers("en").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--llm-url must be an http:// or https:// URL, got \"ftp://x\""
+        );
+        let dg = AgentConfig {
+            stt_provider: Some("deepgram".into()),
+            ..AgentConfig::default()
+        };
+        assert_eq!(
+            dg.providers("en").unwrap_err().to_string(),
+            "--stt-provider deepgram needs --stt-api-key"
+        );
+    }
+}
