@@ -1389,6 +1389,9 @@ impl Conversation {
         );
         self.awaiting = None;
         self.transcript.clear();
+        self.words.clear();
+        // A transcript that comes after this belongs to the turn given up on.
+        self.stt_discard = self.stt_pending;
         self.speak(
             ReplyKind::Fallback,
             &self.cfg.fallback_message.clone(),
@@ -2017,6 +2020,26 @@ mod tests {
             .unwrap();
         assert!(fb > 2980 && fb - 2980 <= 2500, "fallback at {fb}");
         assert!(w.first(|a| matches!(a, Action::CancelLlm { .. })).is_some());
+    }
+
+    #[test]
+    fn a_slow_stt_gets_the_fallback_and_its_late_transcript_is_dropped() {
+        let mut w = World::new(cfg());
+        w.stt_delay = Duration::from_secs(4);
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        w.speech = vec![(2000, 3000), (10000, 11000)];
+        w.finals.push_back("too late".into());
+        w.finals.push_back("second turn".into());
+        w.run(9500);
+        w.stt_delay = Duration::from_millis(150);
+        w.run(16000);
+        assert!(w
+            .first(|a| matches!(a, Action::Error { stage: "stt", .. }))
+            .is_some());
+        let user: Vec<_> = w.c.turns().iter().filter(|t| t.speaker == "user").collect();
+        assert_eq!(user.len(), 1, "{:?}", w.c.turns());
+        assert_eq!(user[0].text, "second turn");
     }
 
     #[test]

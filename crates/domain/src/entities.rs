@@ -192,36 +192,24 @@ pub fn check_agent_settings(settings: &Value) -> Result<(), ParseError> {
             )));
         }
     }
-    if let Some(v) = m.get("silence_timeout_seconds") {
-        match v.as_f64() {
-            Some(t) if (1.0..=3600.0).contains(&t) => {}
-            _ => {
-                return Err(ParseError::new(format!(
-                    "settings.silence_timeout_seconds must be a number from 1 to 3600, got {v}"
-                )))
-            }
+    let number = |k: &str, lo: f64, hi: f64, integer: bool| -> Result<(), ParseError> {
+        let Some(v) = m.get(k) else { return Ok(()) };
+        let ok = match (integer, v.as_u64(), v.as_f64()) {
+            (true, Some(n), _) => (lo..=hi).contains(&(n as f64)),
+            (false, _, Some(x)) => (lo..=hi).contains(&x),
+            _ => false,
+        };
+        if ok {
+            return Ok(());
         }
-    }
-    if let Some(v) = m.get("response_timeout_seconds") {
-        match v.as_f64() {
-            Some(t) if (0.5..=30.0).contains(&t) => {}
-            _ => {
-                return Err(ParseError::new(format!(
-                    "settings.response_timeout_seconds must be a number from 0.5 to 30, got {v}"
-                )))
-            }
-        }
-    }
-    if let Some(v) = m.get("max_reprompts") {
-        match v.as_u64() {
-            Some(n) if n <= 10 => {}
-            _ => {
-                return Err(ParseError::new(format!(
-                    "settings.max_reprompts must be an integer from 0 to 10, got {v}"
-                )))
-            }
-        }
-    }
+        let kind = if integer { "an integer" } else { "a number" };
+        Err(ParseError::new(format!(
+            "settings.{k} must be {kind} from {lo} to {hi}, got {v}"
+        )))
+    };
+    number("silence_timeout_seconds", 1.0, 3600.0, false)?;
+    number("response_timeout_seconds", 0.5, 30.0, false)?;
+    number("max_reprompts", 0.0, 10.0, true)?;
     for k in ["reprompt_message", "goodbye_message", "fallback_message"] {
         if let Some(v) = m.get(k) {
             match v.as_str() {
@@ -250,7 +238,12 @@ mod settings_tests {
             e.message,
             "settings.interruptible must be true or false, got \"no\""
         );
-        assert!(check_agent_settings(&json!({"silence_timeout_seconds": 0})).is_err());
+        assert_eq!(
+            check_agent_settings(&json!({"silence_timeout_seconds": 0}))
+                .unwrap_err()
+                .message,
+            "settings.silence_timeout_seconds must be a number from 1 to 3600, got 0"
+        );
         assert!(check_agent_settings(&json!({"max_reprompts": 11})).is_err());
         assert!(check_agent_settings(&json!({"max_reprompts": 1.5})).is_err());
         assert!(check_agent_settings(&json!({"goodbye_message": ""})).is_err());

@@ -193,15 +193,70 @@ enum Command {
 }
 
 /// Control of a running session. Dropping it without [`stop`](Self::stop) also ends the session
-/// (and finishes the recording).
+/// (and finishes the recording). The playback controls are those of [`SessionControl`]
+/// (through `Deref`); this handle adds what only the call's owner does (re-INVITE, hold,
+/// stats, stop).
 #[derive(Debug)]
 pub struct SessionHandle {
-    tx: mpsc::Sender<Command>,
+    control: SessionControl,
     task: JoinHandle<()>,
     local_ssrc: u32,
 }
 
+impl std::ops::Deref for SessionHandle {
+    type Target = SessionControl;
+    fn deref(&self) -> &SessionControl {
+        &self.control
+    }
+}
+
 impl SessionHandle {
+    /// A cheap clonable control for another task (the conversation) to queue, pause and clear
+    /// agent audio and send digits.
+    pub fn control(&self) -> SessionControl {
+        self.control.clone()
+    }
+
+    /// Change the remote address (re-INVITE); latching, if enabled, may happen again.
+    pub async fn set_remote(&self, addr: SocketAddr) -> Result<(), SessionError> {
+        self.control.send(Command::SetRemote(addr)).await
+    }
+
+    /// Hold: stop sending RTP (the timeline and recording continue, agent side silent).
+    pub async fn set_hold(&self, hold: bool) -> Result<(), SessionError> {
+        self.control.send(Command::SetHold(hold)).await
+    }
+
+    /// Current counters.
+    pub async fn stats(&self) -> Result<SessionStats, SessionError> {
+        let (tx, rx) = oneshot::channel();
+        self.control.send(Command::Stats(tx)).await?;
+        rx.await.map_err(|_| SessionError::Closed)
+    }
+
+    /// Our SSRC.
+    pub fn local_ssrc(&self) -> u32 {
+        self.local_ssrc
+    }
+
+    /// Stop the session: send RTCP BYE, finish the recording, return the counters.
+    pub async fn stop(self) -> Result<StopReport, SessionError> {
+        let (tx, rx) = oneshot::channel();
+        self.control.send(Command::Stop(tx)).await?;
+        let report = rx.await.map_err(|_| SessionError::Closed)?;
+        let _ = self.task.await;
+        Ok(report)
+    }
+}
+
+/// The playback side of a session, clonable: what the conversation holds. It does not keep
+/// the session alive once [`SessionHandle::stop`] has run (calls then return `Closed`).
+#[derive(Debug, Clone)]
+pub struct SessionControl {
+    tx: mpsc::Sender<Command>,
+}
+
+impl SessionControl {
     async fn send(&self, cmd: Command) -> Result<(), SessionError> {
         self.tx.send(cmd).await.map_err(|_| SessionError::Closed)
     }
@@ -224,82 +279,7 @@ impl SessionHandle {
         self.send(Command::PausePlayback(pause)).await
     }
 
-    /// A cheap clonable control for another task (the conversation) to queue, pause and clear
-    /// agent audio and send digits.
-    pub fn control(&self) -> SessionControl {
-        SessionControl {
-            tx: self.tx.clone(),
-        }
-    }
-
     /// Send digits as RFC 4733 events, each lasting `duration_ms`.
-    pub async fn send_dtmf(&self, digits: &str, duration_ms: u32) -> Result<(), SessionError> {
-        if let Some(bad) = digits
-            .chars()
-            .find(|c| crate::dtmf::char_to_event(*c).is_none())
-        {
-            return Err(SessionError::BadDigit(bad));
-        }
-        self.send(Command::SendDtmf(digits.to_string(), duration_ms))
-            .await
-    }
-
-    /// Change the remote address (re-INVITE); latching, if enabled, may happen again.
-    pub async fn set_remote(&self, addr: SocketAddr) -> Result<(), SessionError> {
-        self.send(Command::SetRemote(addr)).await
-    }
-
-    /// Hold: stop sending RTP (the timeline and recording continue, agent side silent).
-    pub async fn set_hold(&self, hold: bool) -> Result<(), SessionError> {
-        self.send(Command::SetHold(hold)).await
-    }
-
-    /// Current counters.
-    pub async fn stats(&self) -> Result<SessionStats, SessionError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Stats(tx)).await?;
-        rx.await.map_err(|_| SessionError::Closed)
-    }
-
-    /// Our SSRC.
-    pub fn local_ssrc(&self) -> u32 {
-        self.local_ssrc
-    }
-
-    /// Stop the session: send RTCP BYE, finish the recording, return the counters.
-    pub async fn stop(self) -> Result<StopReport, SessionError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Stop(tx)).await?;
-        let report = rx.await.map_err(|_| SessionError::Closed)?;
-        let _ = self.task.await;
-        Ok(report)
-    }
-}
-
-/// The playback side of a session, clonable: what the conversation holds. It does not keep
-/// the session alive once [`SessionHandle::stop`] has run (calls then return `Closed`).
-#[derive(Debug, Clone)]
-pub struct SessionControl {
-    tx: mpsc::Sender<Command>,
-}
-
-impl SessionControl {
-    async fn send(&self, cmd: Command) -> Result<(), SessionError> {
-        self.tx.send(cmd).await.map_err(|_| SessionError::Closed)
-    }
-    /// See [`SessionHandle::play`].
-    pub async fn play(&self, samples: Vec<i16>) -> Result<(), SessionError> {
-        self.send(Command::Play(samples)).await
-    }
-    /// See [`SessionHandle::clear_playback`].
-    pub async fn clear_playback(&self) -> Result<(), SessionError> {
-        self.send(Command::ClearPlayback).await
-    }
-    /// See [`SessionHandle::pause_playback`].
-    pub async fn pause_playback(&self, pause: bool) -> Result<(), SessionError> {
-        self.send(Command::PausePlayback(pause)).await
-    }
-    /// See [`SessionHandle::send_dtmf`].
     pub async fn send_dtmf(&self, digits: &str, duration_ms: u32) -> Result<(), SessionError> {
         if let Some(bad) = digits
             .chars()
@@ -366,7 +346,7 @@ impl RtpSession {
         let task = tokio::spawn(run(state, cmd_rx));
         (
             SessionHandle {
-                tx: cmd_tx,
+                control: SessionControl { tx: cmd_tx },
                 task,
                 local_ssrc,
             },

@@ -15,7 +15,7 @@ use switchboard::config::ServeConfig;
 use switchboard_domain::CallStatus;
 use switchboard_media::audio;
 use switchboard_media::g711::G711;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
 // ---------------------------------------------------------------------------------------------
@@ -24,6 +24,10 @@ use tokio::process::{Child, Command};
 #[path = "live/server.rs"]
 mod live_server;
 use live_server::Server;
+
+#[path = "live/baresip.rs"]
+mod live_baresip;
+use live_baresip::Ctrl;
 
 fn peers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
@@ -261,8 +265,7 @@ impl Drop for Kamailio {
 /// events out).
 struct Baresip {
     _child: Child,
-    ctrl: tokio::net::TcpStream,
-    buf: Vec<u8>,
+    ctrl: Ctrl,
     _dir: tempfile::TempDir,
 }
 
@@ -292,62 +295,21 @@ impl Baresip {
             .expect("baresip is required: apt-get install baresip");
         let out = Lines::follow(child.stdout.take().unwrap());
         out.wait_for("baresip is ready.", 1).await;
-        let ctrl = tokio::net::TcpStream::connect("127.0.0.1:16929")
-            .await
-            .expect("baresip ctrl_tcp");
+        let ctrl = Ctrl::connect(16929).await;
         Baresip {
             _child: child,
             ctrl,
-            buf: Vec::new(),
             _dir: dir,
         }
     }
 
     async fn command(&mut self, command: &str, params: &str) {
-        let body = json!({"command": command, "params": params, "token": command}).to_string();
-        let ns = format!("{}:{body},", body.len());
-        self.ctrl.write_all(ns.as_bytes()).await.unwrap();
-    }
-
-    /// The next JSON message (response or event) from ctrl_tcp.
-    async fn next_message(&mut self) -> Value {
-        loop {
-            if let Some(colon) = self.buf.iter().position(|&b| b == b':') {
-                let len: usize = std::str::from_utf8(&self.buf[..colon])
-                    .unwrap()
-                    .parse()
-                    .expect("netstring length");
-                if self.buf.len() > colon + len {
-                    let v: Value = serde_json::from_slice(&self.buf[colon + 1..colon + 1 + len])
-                        .expect("ctrl_tcp JSON");
-                    self.buf.drain(..colon + 2 + len); // payload and the trailing ','
-                    return v;
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.ctrl.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "baresip closed its control connection");
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
+        self.ctrl.command(command, params).await
     }
 
     /// Waits (bounded) for a call event of `kind` and returns it; earlier messages are skipped.
     async fn wait_event(&mut self, kind: &str) -> Value {
-        let mut skipped = Vec::new();
-        let found = tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                let m = self.next_message().await;
-                if m["event"] == true && m["type"] == kind {
-                    return m;
-                }
-                skipped.push(m);
-            }
-        })
-        .await;
-        match found {
-            Ok(m) => m,
-            Err(_) => panic!("baresip never reported {kind}; it said: {skipped:?}"),
-        }
+        self.ctrl.wait_event(kind, 20).await
     }
 }
 

@@ -12,10 +12,74 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
+/// baresip's ctrl_tcp connection: JSON netstrings, commands in, responses and events out.
+pub struct Ctrl {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Ctrl {
+    pub async fn connect(port: u16) -> Ctrl {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("baresip ctrl_tcp");
+        Ctrl {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn command(&mut self, command: &str, params: &str) {
+        let body = json!({"command": command, "params": params, "token": command}).to_string();
+        let ns = format!("{}:{body},", body.len());
+        self.stream.write_all(ns.as_bytes()).await.unwrap();
+    }
+
+    /// The next JSON message (response or event).
+    async fn next_message(&mut self) -> Value {
+        loop {
+            if let Some(colon) = self.buf.iter().position(|&b| b == b':') {
+                let len: usize = std::str::from_utf8(&self.buf[..colon])
+                    .unwrap()
+                    .parse()
+                    .expect("netstring length");
+                if self.buf.len() > colon + len {
+                    let v: Value = serde_json::from_slice(&self.buf[colon + 1..colon + 1 + len])
+                        .expect("ctrl_tcp JSON");
+                    self.buf.drain(..colon + 2 + len); // payload and the trailing ','
+                    return v;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "baresip closed its control connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Waits (up to `secs`) for a call event of `kind`; earlier messages are skipped.
+    pub async fn wait_event(&mut self, kind: &str, secs: u64) -> Value {
+        let mut skipped = Vec::new();
+        let found = tokio::time::timeout(Duration::from_secs(secs), async {
+            loop {
+                let m = self.next_message().await;
+                if m["event"] == true && m["type"] == kind {
+                    return m;
+                }
+                skipped.push(m);
+            }
+        })
+        .await;
+        match found {
+            Ok(m) => m,
+            Err(_) => panic!("baresip never reported {kind}; it said: {skipped:?}"),
+        }
+    }
+}
+
 pub struct Phone {
     child: Child,
-    ctrl: tokio::net::TcpStream,
-    buf: Vec<u8>,
+    pub ctrl: Ctrl,
     pub dir: tempfile::TempDir,
     pub sip_port: u16,
 }
@@ -84,62 +148,21 @@ impl Phone {
             .await
             .expect("baresip never said it was ready")
             .expect("baresip exited before it was ready");
-        let ctrl = tokio::net::TcpStream::connect(("127.0.0.1", base + 5))
-            .await
-            .expect("baresip ctrl_tcp");
+        let ctrl = Ctrl::connect(base + 5).await;
         Phone {
             child,
             ctrl,
-            buf: Vec::new(),
             dir,
             sip_port: base,
         }
     }
 
     pub async fn command(&mut self, command: &str, params: &str) {
-        let body = json!({"command": command, "params": params, "token": command}).to_string();
-        let ns = format!("{}:{body},", body.len());
-        self.ctrl.write_all(ns.as_bytes()).await.unwrap();
+        self.ctrl.command(command, params).await
     }
 
-    async fn next_message(&mut self) -> Value {
-        loop {
-            if let Some(colon) = self.buf.iter().position(|&b| b == b':') {
-                let len: usize = std::str::from_utf8(&self.buf[..colon])
-                    .unwrap()
-                    .parse()
-                    .expect("netstring length");
-                if self.buf.len() > colon + len {
-                    let v: Value = serde_json::from_slice(&self.buf[colon + 1..colon + 1 + len])
-                        .expect("ctrl_tcp JSON");
-                    self.buf.drain(..colon + 2 + len);
-                    return v;
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.ctrl.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "baresip closed its control connection");
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// Waits (up to `secs`) for a call event of `kind`; earlier messages are skipped.
     pub async fn wait_event(&mut self, kind: &str, secs: u64) -> Value {
-        let mut skipped = Vec::new();
-        let found = tokio::time::timeout(Duration::from_secs(secs), async {
-            loop {
-                let m = self.next_message().await;
-                if m["event"] == true && m["type"] == kind {
-                    return m;
-                }
-                skipped.push(m);
-            }
-        })
-        .await;
-        match found {
-            Ok(m) => m,
-            Err(_) => panic!("baresip never reported {kind}; it said: {skipped:?}"),
-        }
+        self.ctrl.wait_event(kind, secs).await
     }
 
     /// What the phone heard during its call (the decoded far-end audio), once the call has
