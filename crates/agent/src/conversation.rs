@@ -1553,6 +1553,8 @@ mod tests {
         log: Vec<(u64, Action)>,
         played_total: usize,
         last_played_at: Option<Duration>,
+        /// Amplitude of the caller's voiced frames.
+        caller_level: i16,
     }
 
     #[derive(Debug, Clone)]
@@ -1587,6 +1589,7 @@ mod tests {
                 log: Vec::new(),
                 played_total: 0,
                 last_played_at: None,
+                caller_level: 4000,
             }
         }
 
@@ -1714,7 +1717,7 @@ mod tests {
                     self.take_actions();
                 }
                 let voiced = self.speaking();
-                let frame = vec![if voiced { 4000i16 } else { 0 }; FRAME_SAMPLES];
+                let frame = vec![if voiced { self.caller_level } else { 0 }; FRAME_SAMPLES];
                 self.c.handle(
                     self.now,
                     Event::Frame {
@@ -1929,6 +1932,25 @@ mod tests {
         let user: Vec<_> = w.c.turns().iter().filter(|t| t.speaker == "user").collect();
         assert_eq!(user[0].text, "excuse me are you open");
         assert_eq!(user[0].start_ms, 500);
+    }
+
+    #[test]
+    fn the_agents_own_echo_does_not_interrupt_it() {
+        // The VAD hears speech, but at -20 dB under what the agent sends: an echo.
+        let mut w = World::new(cfg());
+        w.caller_level = 300;
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        w.speech = vec![(400, 1100)];
+        w.run(3000);
+        assert!(w.first(|a| matches!(a, Action::PausePlayback(_))).is_none());
+        assert!(w.c.interruptions().is_empty());
+        assert!(!w.c.turns()[0].interrupted);
+        // The same level once the agent is quiet is a caller speaking.
+        w.speech = vec![(3000, 4000)];
+        w.finals.push_back("hello".into());
+        w.run(6000);
+        assert_eq!(w.c.turns()[1].text, "hello");
     }
 
     #[test]
