@@ -80,7 +80,7 @@ pub struct BenchCallsArgs {
     pub data_dir: Option<PathBuf>,
 }
 
-fn parse_range(s: &str) -> Result<(u16, u16), String> {
+pub(crate) fn parse_range(s: &str) -> Result<(u16, u16), String> {
     let (a, b) = s.split_once('-').ok_or("expected MIN-MAX")?;
     let a: u16 = a.trim().parse().map_err(|_| "MIN must be a port")?;
     let b: u16 = b.trim().parse().map_err(|_| "MAX must be a port")?;
@@ -147,7 +147,7 @@ pub struct DispatchResult {
 
 /// Process CPU time (user + system, all threads) so far, from /proc/self/stat (clock ticks of
 /// 10 ms; the windows are many seconds long).
-fn cpu_time() -> Duration {
+pub(crate) fn cpu_time() -> Duration {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return Duration::ZERO;
     };
@@ -164,7 +164,7 @@ fn cpu_time() -> Duration {
 }
 
 /// Resident set size in KiB (VmRSS).
-fn rss_kib() -> u64 {
+pub(crate) fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -177,7 +177,7 @@ fn rss_kib() -> u64 {
 }
 
 /// The machine's load averages, as `uptime` prints them.
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
@@ -185,7 +185,7 @@ fn loadavg() -> String {
 
 /// Raises the soft open-files limit to the hard limit (each call holds 2 UDP sockets and 2
 /// recording files; sipp, our child, inherits the limit too). Returns the soft limit.
-fn raise_nofile() -> u64 {
+pub(crate) fn raise_nofile() -> u64 {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut l = getrlimit(Resource::Nofile);
     if l.current < l.maximum {
@@ -195,7 +195,7 @@ fn raise_nofile() -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -406,7 +406,7 @@ fn write_tone(path: &Path, seconds: u64) -> anyhow::Result<()> {
 }
 
 /// G.711 mu-law encoding of one sample (ITU-T G.711).
-fn mulaw(sample: i16) -> u8 {
+pub(crate) fn mulaw(sample: i16) -> u8 {
     const BIAS: i32 = 0x84;
     let mut s = i32::from(sample);
     let sign = if s < 0 {
@@ -422,7 +422,7 @@ fn mulaw(sample: i16) -> u8 {
 }
 
 /// sipp's final SuccessfulCall(C) / FailedCall(C) from its -trace_stat file.
-fn sipp_stat(path: &Path) -> (Option<u64>, Option<u64>) {
+pub(crate) fn sipp_stat(path: &Path) -> (Option<u64>, Option<u64>) {
     let Ok(text) = std::fs::read_to_string(path) else {
         return (None, None);
     };

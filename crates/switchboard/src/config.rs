@@ -23,6 +23,9 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Telephony load: concurrent recorded calls against a sipp peer, and dispatch latency.
     BenchCalls(crate::bench_calls::BenchCallsArgs),
+    /// Voice-agent load: concurrent conversing calls against fake providers (overhead, turn
+    /// latency, barge-in, CPU and memory per call), and end of turn on mid-sentence pauses.
+    BenchAgent(crate::bench_agent::BenchAgentArgs),
     /// Manage organizations.
     Org {
         #[command(subcommand)]

@@ -3,6 +3,7 @@
 
 pub mod agent_config;
 pub mod bench;
+pub mod bench_agent;
 pub mod bench_calls;
 pub mod config;
 

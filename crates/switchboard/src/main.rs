@@ -66,6 +66,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bench_logs();
             switchboard::bench_calls::run(args).await
         }
+        Command::BenchAgent(args) => {
+            bench_logs();
+            switchboard::bench_agent::run(args).await
+        }
         Command::Org {
             command: OrgCommand::Create { name, store },
         } => {
