@@ -249,11 +249,14 @@ pub async fn run(
                 Action::PredictTurn { id, audio } => {
                     if let Some(m) = providers.turn.clone() {
                         let itx = itx.clone();
-                        // Inference takes milliseconds: off the runtime threads, which carry RTP.
-                        tokio::task::spawn_blocking(move || {
+                        let queued = turn_pool().try_send(Box::new(move || {
                             let p = m.predict(&audio).unwrap_or(1.0);
                             let _ = itx.send(Internal::Prediction(id, p));
-                        });
+                        }));
+                        if queued.is_err() {
+                            // The pool is behind: no answer, so the pause limit ends the turn.
+                            tracing::debug!("end-of-turn model busy; the pause limit decides");
+                        }
                     }
                 }
                 Action::StartLlm { reply, messages } => {
@@ -418,6 +421,43 @@ fn report(conv: &Conversation, _turns_written: usize, vad_runs: Option<u64>) -> 
 }
 
 type TtsJob = (u64, String, bool);
+
+type TurnJob = Box<dyn FnOnce() + Send>;
+
+/// End-of-turn predictions run on a small pool of their own: ~0.2 s of CPU each, so never on
+/// the runtime threads (which carry RTP), and not on Tokio's blocking pool either, whose
+/// threads grow with demand and each keep the model's working memory (~26 MiB) while they
+/// live. One thread per core, a bounded queue; when it is full the prediction is skipped.
+fn turn_pool() -> &'static std::sync::mpsc::SyncSender<TurnJob> {
+    static POOL: std::sync::OnceLock<std::sync::mpsc::SyncSender<TurnJob>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<TurnJob>(4 * threads);
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("turn-model-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start an end-of-turn model thread");
+            }
+        }
+        tx
+    })
+}
 
 /// Synthesises segments one after the other, in order, streaming each one's chunks back.
 fn spawn_tts_worker(
