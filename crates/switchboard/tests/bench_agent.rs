@@ -1,4 +1,4 @@
-//! Smoke test of `switchboard bench-agent`: 2 conversing calls of 12 s against sipp and the
+//! Smoke test of `switchboard bench-agent`: 2 conversing calls of 20 s against sipp and the
 //! fake providers, in-process, then a one-sentence pause measurement. Checks that it runs and
 //! reports figures, never their values.
 //!
@@ -25,7 +25,7 @@ async fn bench_agent_runs_with_two_calls() {
         "--concurrency",
         "2",
         "--seconds",
-        "12",
+        "20",
         "--idle-ms",
         "200",
         "--settle-ms",
