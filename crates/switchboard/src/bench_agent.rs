@@ -28,6 +28,7 @@
 
 use crate::bench_calls::{
     cpu_time, loadavg, mulaw, parse_range, percentile, raise_nofile, rss_kib, sipp_stat,
+    spawn_sipp_uas,
 };
 use crate::config::ServeConfig;
 use crate::Application;
@@ -1212,41 +1213,14 @@ async fn run_level(
         &scen,
         AGENT_SCENARIO.replace("CALLER_FILE", &caller.display().to_string()),
     )?;
-    let stat = data_dir.join("sipp_stat.csv");
-    let mut sipp = tokio::process::Command::new("sipp")
-        .args([
-            "-sf".into(),
-            scen.display().to_string(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-mi".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            args.sipp_port.to_string(),
-            "-mp".into(),
-            args.sipp_media_port.to_string(),
-            "-cp".into(),
-            (args.sipp_port + 50).to_string(),
-            "-m".into(),
-            n.to_string(),
-            "-l".into(),
-            (n + 10).to_string(),
-            "-nostdin".into(),
-            "-timeout".into(),
-            format!("{}s", args.seconds + 300),
-            "-trace_stat".into(),
-            "-stf".into(),
-            stat.display().to_string(),
-            "-fd".into(),
-            "1".into(),
-        ])
-        .current_dir(data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("sipp is required: apt-get install sip-tester")?;
+    let (mut sipp, stat) = spawn_sipp_uas(
+        &scen,
+        data_dir,
+        args.sipp_port,
+        args.sipp_media_port,
+        n,
+        args.seconds,
+    )?;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Idle baseline: the server running, no calls.

@@ -444,6 +444,54 @@ pub(crate) fn sipp_stat(path: &Path) -> (Option<u64>, Option<u64>) {
     (get("SuccessfulCall(C)"), get("FailedCall(C)"))
 }
 
+/// One sipp UAS running `scen` for all `n` calls of a level (control port `sipp_port + 50`),
+/// with its statistics written to the returned file.
+pub(crate) fn spawn_sipp_uas(
+    scen: &Path,
+    data_dir: &Path,
+    sipp_port: u16,
+    media_port: u16,
+    n: usize,
+    seconds: u64,
+) -> anyhow::Result<(tokio::process::Child, PathBuf)> {
+    let stat = data_dir.join("sipp_stat.csv");
+    let sipp = tokio::process::Command::new("sipp")
+        .args([
+            "-sf".into(),
+            scen.display().to_string(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-mi".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            sipp_port.to_string(),
+            "-mp".into(),
+            media_port.to_string(),
+            "-cp".into(),
+            (sipp_port + 50).to_string(),
+            "-m".into(),
+            n.to_string(),
+            "-l".into(),
+            (n + 10).to_string(),
+            "-nostdin".into(),
+            "-timeout".into(),
+            format!("{}s", seconds + 300),
+            "-trace_stat".into(),
+            "-stf".into(),
+            stat.display().to_string(),
+            "-fd".into(),
+            "1".into(),
+        ])
+        .current_dir(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("sipp is required: apt-get install sip-tester")?;
+    Ok((sipp, stat))
+}
+
 async fn run_level(
     args: &BenchCallsArgs,
     n: usize,
@@ -470,41 +518,14 @@ async fn run_level(
             .replace("TONE_FILE", &tone.display().to_string())
             .replace("HOLD_MS", &(args.seconds * 1000).to_string()),
     )?;
-    let stat = data_dir.join("sipp_stat.csv");
-    let mut sipp = tokio::process::Command::new("sipp")
-        .args([
-            "-sf".into(),
-            scen.display().to_string(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-mi".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            args.sipp_port.to_string(),
-            "-mp".into(),
-            args.sipp_media_port.to_string(),
-            "-cp".into(),
-            (args.sipp_port + 50).to_string(),
-            "-m".into(),
-            n.to_string(),
-            "-l".into(),
-            (n + 10).to_string(),
-            "-nostdin".into(),
-            "-timeout".into(),
-            format!("{}s", args.seconds + 300),
-            "-trace_stat".into(),
-            "-stf".into(),
-            stat.display().to_string(),
-            "-fd".into(),
-            "1".into(),
-        ])
-        .current_dir(data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("sipp is required: apt-get install sip-tester")?;
+    let (mut sipp, stat) = spawn_sipp_uas(
+        &scen,
+        data_dir,
+        args.sipp_port,
+        args.sipp_media_port,
+        n,
+        args.seconds,
+    )?;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Idle baseline: the server running, no calls.
