@@ -121,10 +121,20 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
+/// A fresh scratch directory name for one benchmark run: the process id alone is not enough,
+/// since tests run several benchmarks in one process at once and each removes its own
+/// directory when it ends.
+pub(crate) fn scratch_dir(kind: &str) -> std::path::PathBuf {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("switchboard-{kind}-{}-{n}", std::process::id()))
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("switchboard-bench-{}", std::process::id()))
-    });
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| scratch_dir("bench"));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let url = args

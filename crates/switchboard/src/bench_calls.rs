@@ -943,9 +943,10 @@ pub async fn run(args: BenchCallsArgs) -> anyhow::Result<()> {
 /// Like [`run`], and returns the figures.
 pub async fn measure(args: BenchCallsArgs) -> anyhow::Result<Report> {
     let temp = args.data_dir.is_none();
-    let root = args.data_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("switchboard-bench-calls-{}", std::process::id()))
-    });
+    let root = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| crate::bench::scratch_dir("bench-calls"));
     std::fs::create_dir_all(&root)?;
     let result = measure_in(&args, &root, temp).await;
     if temp {

@@ -9,6 +9,15 @@
 use clap::Parser;
 use switchboard::config::{Cli, Command};
 
+/// Warnings and errors of the in-process server go to the test's output, so a failure shows
+/// its cause (a 500 names only "it has been logged").
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_test_writer()
+        .try_init();
+}
+
 fn args(extra: &[&str]) -> switchboard::bench_agent::BenchAgentArgs {
     let mut argv = vec!["switchboard", "bench-agent"];
     argv.extend_from_slice(extra);
@@ -21,6 +30,7 @@ fn args(extra: &[&str]) -> switchboard::bench_agent::BenchAgentArgs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_agent_runs_with_two_calls() {
+    logs();
     let a = args(&[
         "--concurrency",
         "2",
@@ -65,6 +75,7 @@ async fn bench_agent_runs_with_two_calls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_agent_measures_pauses() {
+    logs();
     let a = args(&[
         "--pauses",
         "--pause-sentences",
