@@ -1,0 +1,165 @@
+//! THE seam between a call and its conversation. Everything that passes between the per-call
+//! task and `switchboard_agent::driver::run` is here:
+//!
+//! - in: the agent as stored plus the call's own settings (`CallAgent`), the media session's
+//!   `SessionControl` (play, pause, clear), and a stream of `MediaIn` (every caller frame and
+//!   every count of agent samples sent), handed over without waiting;
+//! - out: `AgentOutput`s while the call runs (the transcript after each turn, provider errors,
+//!   hang-up), and the final `AgentReport` when the media ends.
+//!
+//! The call task (`call/mod.rs`) only calls [`AgentLink::start`], [`CallCtx::to_agent`],
+//! [`AgentLink::next`], [`CallCtx::on_agent_output`] and [`CallCtx::finish_conversation`].
+
+use super::CallCtx;
+use crate::live::LocalEnd;
+use serde_json::json;
+use switchboard_agent::driver::{AgentOutput, AgentReport, CallAgent, MediaIn, Providers};
+use switchboard_domain::{Agent, Call, Timestamp};
+use switchboard_media::session::SessionControl;
+use tokio::sync::mpsc;
+
+/// Frames the engine may hold for a conversation that is busy (10 s of audio).
+const AGENT_QUEUE: usize = 1024;
+
+/// The call's side of its conversation (see `switchboard_agent::driver`): the media events
+/// go in, what the call keeps comes out, and the task returns the final report.
+pub(super) struct AgentLink {
+    media: mpsc::Sender<MediaIn>,
+    out: mpsc::UnboundedReceiver<AgentOutput>,
+    task: tokio::task::JoinHandle<AgentReport>,
+}
+
+impl AgentLink {
+    /// Starts the conversation of an answered call on its media session (it greets, unless
+    /// the caller speaks first).
+    pub(super) fn start(
+        providers: Providers,
+        agent: &Agent,
+        call: &Call,
+        control: SessionControl,
+    ) -> AgentLink {
+        let call_agent = CallAgent {
+            system_prompt: agent.system_prompt.clone(),
+            initial_message: agent.initial_message.clone(),
+            user_speaks_first: call.user_speaks_first,
+            voice: agent.voice.clone(),
+            language: agent.language.clone(),
+            llm_model: agent.llm_model.clone(),
+            settings: agent.settings.clone(),
+            context: call.context.clone(),
+            metadata: call.metadata.clone(),
+        };
+        let (media_tx, media_rx) = mpsc::channel(AGENT_QUEUE);
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let span = tracing::info_span!("agent", call_id = %call.id);
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            switchboard_agent::driver::run(providers, call_agent, control, media_rx, out_tx),
+            span,
+        ));
+        AgentLink {
+            media: media_tx,
+            out: out_rx,
+            task,
+        }
+    }
+
+    /// The conversation's next output; never resolves when there is no conversation, so it
+    /// can sit in the call task's `select!`.
+    pub(super) async fn next(link: Option<&mut AgentLink>) -> Option<AgentOutput> {
+        match link {
+            Some(l) => l.out.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl CallCtx {
+    /// The conversation's providers: the configured ones, else the built-in voice only.
+    pub(super) fn providers(&self) -> Providers {
+        self.inner
+            .cfg
+            .agent
+            .clone()
+            .unwrap_or_else(|| Providers::builtin(&self.inner.cfg.tts_voice))
+    }
+
+    /// Hands a media event to the conversation without waiting: if it is that far behind,
+    /// the frame is dropped (and the conversation hears a gap) rather than stalling the call.
+    pub(super) fn to_agent(&self, m: MediaIn) {
+        if let Some(l) = &self.link {
+            if l.media.try_send(m).is_err() {
+                tracing::debug!(call_id = %self.call.id, "conversation behind; media event dropped");
+            }
+        }
+    }
+
+    /// Keeps what the conversation reports while the call runs. `Some` when the conversation
+    /// ends the call (the call task then hangs up with that reason).
+    pub(super) async fn on_agent_output(&self, out: AgentOutput) -> Option<LocalEnd> {
+        let id = self.call.id;
+        match out {
+            AgentOutput::Transcript {
+                transcript,
+                transcript_formatted,
+                latency_metrics,
+            } => {
+                // Kept as the call runs: a crash keeps what was said so far.
+                let r = self
+                    .inner
+                    .store
+                    .modify_call_details(id, move |d| {
+                        d.transcript = Some(transcript);
+                        d.transcript_formatted = Some(transcript_formatted);
+                        d.latency_metrics = Some(latency_metrics);
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(call_id = %id, error = %e, "could not store the transcript");
+                }
+                None
+            }
+            AgentOutput::Error { stage, message } => {
+                self.event(json!({"type": "agent-error", "stage": stage, "message": message, "at": Timestamp::now()})).await;
+                None
+            }
+            AgentOutput::Hangup { reason } => Some(if reason == "inactivity" {
+                LocalEnd::Inactivity
+            } else {
+                LocalEnd::Agent
+            }),
+        }
+    }
+
+    /// The conversation ends with the media: its report is stored before the final status.
+    pub(super) async fn finish_conversation(&mut self) {
+        if let Some(link) = self.link.take() {
+            drop(link.media);
+            match link.task.await {
+                Ok(report) => self.store_agent_report(report).await,
+                Err(e) => {
+                    tracing::error!(call_id = %self.call.id, error = %e, "conversation task failed")
+                }
+            }
+        }
+    }
+
+    async fn store_agent_report(&self, r: AgentReport) {
+        let res = self
+            .inner
+            .store
+            .modify_call_details(self.call.id, move |d| {
+                if r.transcript.is_some() {
+                    d.transcript = r.transcript;
+                    d.transcript_formatted = r.transcript_formatted;
+                }
+                d.latency_metrics = r.latency_metrics;
+                d.turn_events = r.turn_events;
+                d.interruptions = r.interruptions;
+                d.quality_metrics = r.quality_metrics;
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::warn!(call_id = %self.call.id, error = %e, "could not store the conversation");
+        }
+    }
+}
