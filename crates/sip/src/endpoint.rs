@@ -178,8 +178,11 @@ pub(crate) fn new_branch() -> String {
 }
 
 /// Server transaction key (§17.2.3). ACK maps to its INVITE transaction; CANCEL
-/// callers compute the INVITE key themselves.
-fn server_key(req: &Request, method: &Method) -> String {
+/// callers compute the INVITE key themselves. The flow the request came in on is
+/// part of the key: a retransmission comes from where the original came from, and
+/// two peers that happen to pick the same branch and sent-by (RFC 4475's
+/// cparam01/cparam02 do) are two transactions, not one answered to the wrong peer.
+fn server_key(req: &Request, method: &Method, flow: Flow) -> String {
     let via = req.top_via();
     let (branch, sent_by) = match &via {
         Some(v) => (
@@ -188,14 +191,17 @@ fn server_key(req: &Request, method: &Method) -> String {
         ),
         None => (String::new(), String::new()),
     };
-    if branch.starts_with("z9hG4bK") {
-        format!("{branch}|{sent_by}|{method}")
+    let from = format!("{}/{}", flow.transport.as_str(), flow.remote);
+    // A bare magic cookie identifies nothing (RFC 4475 §3.2.1): fall back to the
+    // RFC 2543 rule then, as for a branch without the cookie.
+    if branch.starts_with("z9hG4bK") && branch.len() > "z9hG4bK".len() {
+        format!("{branch}|{sent_by}|{method}|{from}")
     } else {
         // RFC 2543 peers: fall back to the §17.2.3 tuple of the request.
         let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
         let from_tag = req.header_from().and_then(|f| f.tag().map(str::to_string));
         format!(
-            "{}|{}|{cseq}|{}|{sent_by}|{method}",
+            "{}|{}|{cseq}|{}|{sent_by}|{method}|{from}",
             req.call_id(),
             from_tag.unwrap_or_default(),
             req.uri
@@ -420,8 +426,10 @@ impl Inner {
         headers.push("From", req.headers.get("From").unwrap_or_default());
         let to = req.headers.get("To").unwrap_or_default().to_string();
         let to = match (to_tag, req.header_to()) {
+            // Copy the To exactly and append the tag (§8.2.6.2): re-printing it
+            // could lose quoted-pairs such as RFC 4475 §3.1.1.2's quoted NUL.
             (Some(tag), Some(na)) if na.tag().is_none() && status > 100 => {
-                na.with_tag(tag).to_string()
+                format!("{to};tag={tag}")
             }
             _ => to,
         };
@@ -576,7 +584,7 @@ impl Inner {
         } else {
             req.method.clone()
         };
-        let key = server_key(&req, &tx_method);
+        let key = server_key(&req, &tx_method, flow);
 
         if req.method == Method::Ack {
             // §17.2.1: ACK for a non-2xx final belongs to the INVITE transaction.
@@ -630,7 +638,7 @@ impl Inner {
         }
 
         match req.method {
-            Method::Cancel => self.handle_cancel(&key, req),
+            Method::Cancel => self.handle_cancel(&key, req, flow),
             _ if req.header_to().is_some_and(|t| t.tag().is_some()) => {
                 self.route_in_dialog(req, key, flow)
             }
@@ -675,9 +683,9 @@ impl Inner {
         }
     }
 
-    fn handle_cancel(self: &Arc<Self>, key: &str, req: Request) {
+    fn handle_cancel(self: &Arc<Self>, key: &str, req: Request, flow: Flow) {
         // §9.2: CANCEL matches the INVITE transaction with the same branch.
-        let invite_key = server_key(&req, &Method::Invite);
+        let invite_key = server_key(&req, &Method::Invite, flow);
         let pending = {
             let map = lock(&self.server_txs);
             map.get(&invite_key).and_then(|tx| tx.invite.clone())
@@ -712,7 +720,11 @@ impl Inner {
         match call::validate_incoming(&req) {
             Ok(()) => {}
             Err((code, reason)) => {
-                let resp = self.make_response(&req, code, reason, Some(&shared.to_tag));
+                let mut resp = self.make_response(&req, code, reason, Some(&shared.to_tag));
+                if code == 415 {
+                    // §21.4.13 / §8.2.3: list the body types we understand.
+                    resp.headers.push("Accept", "application/sdp");
+                }
                 self.send_response(&key, resp);
                 return;
             }
@@ -970,8 +982,11 @@ pub fn frame(buf: &[u8]) -> Framed {
         if let Some((n, v)) = line.split_once(':') {
             let n = n.trim();
             if n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("l") {
+                // Two lengths leave the framing unknowable (RFC 4475 §3.3.9): the
+                // stream cannot be resynchronised, so it is an error like a bad one.
+                let dup = cl.is_some();
                 cl = v.trim().parse::<usize>().ok();
-                if cl.is_none() {
+                if cl.is_none() || dup {
                     return Framed::Invalid(ParseError {
                         status: 400,
                         reason: "Bad Request",
