@@ -483,7 +483,11 @@ fn wsinv_parses_to_the_values_the_rfc_describes() {
     assert_eq!(contact.display.as_deref(), Some("Quoted string \"\""));
     assert_eq!(contact.uri.user.as_deref(), Some("jdrosen"));
     assert_eq!(
-        contact.params.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        contact
+            .params
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>(),
         ["newparam", "secondparam", "q"]
     );
     assert_eq!(r.body.len(), 150);
@@ -500,6 +504,9 @@ fn wsinv_parses_to_the_values_the_rfc_describes() {
     let Ok(SipMessage::Request(r)) = parse_message(&fixture("unksm2.dat")) else {
         panic!("unksm2 must parse")
     };
-    assert_eq!(r.header_from().unwrap().uri.to_string(), "http://www.example.com");
+    assert_eq!(
+        r.header_from().unwrap().uri.to_string(),
+        "http://www.example.com"
+    );
     assert_eq!(r.header_to().unwrap().uri.scheme, "isbn");
 }
