@@ -16,9 +16,10 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{debug, info, warn};
 
 use crate::call::{self, InDialog, IncomingCall};
+use crate::flood::{FloodGuard, FloodStats, Verdict};
 use crate::message::{
-    error_response, find_header_end, parse_message, HeaderAccess, Headers, Method, ParseError,
-    Request, Response, SipMessage, MAX_MESSAGE_SIZE,
+    error_response, error_response_with, find_header_end, parse_message, HeaderAccess, Headers,
+    Method, ParseError, Request, Response, SipMessage, MAX_MESSAGE_SIZE,
 };
 use crate::uri::{NameAddr, Uri};
 
@@ -86,6 +87,9 @@ pub struct EndpointConfig {
     pub timers: Timers,
     /// Incoming calls waiting for the engine; more are answered 503 (§21.5.4).
     pub incoming_queue: usize,
+    /// Per-source flood protection ([`crate::flood`]); when `None`, one attached to
+    /// the UDP socket's address with [`crate::flood::guard_socket`] is used, if any.
+    pub flood: Option<Arc<FloodGuard>>,
 }
 
 impl Default for EndpointConfig {
@@ -95,6 +99,7 @@ impl Default for EndpointConfig {
             user_agent: concat!("switchboard/", env!("CARGO_PKG_VERSION")).to_string(),
             timers: Timers::default(),
             incoming_queue: 64,
+            flood: None,
         }
     }
 }
@@ -233,6 +238,10 @@ impl SipEndpoint {
             None => None,
         };
         let public_ip = config.public_ip.unwrap_or(udp_addr.ip());
+        let mut config = config;
+        if config.flood.is_none() {
+            config.flood = crate::flood::take_guard(udp_addr);
+        }
         let (incoming_tx, incoming_rx) = mpsc::channel(config.incoming_queue.max(1));
         let (shutdown, _) = watch::channel(false);
         let (udp_out, udp_out_rx) = mpsc::unbounded_channel();
@@ -267,6 +276,17 @@ impl SipEndpoint {
     }
     pub fn tcp_port(&self) -> Option<u16> {
         self.inner.tcp_port
+    }
+
+    /// What flood protection refused so far (zeros without it).
+    pub fn flood_stats(&self) -> FloodStats {
+        self.inner.cfg.flood.as_ref().map_or(
+            FloodStats {
+                refused: 0,
+                dropped: 0,
+            },
+            |g| g.stats(),
+        )
     }
 
     /// Stop the receive loops. Calls in progress see no further messages.
@@ -544,6 +564,29 @@ impl Inner {
         // CRLF keep-alives (RFC 5626 §3.5.1) and stray whitespace are ignored.
         if data.iter().all(u8::is_ascii_whitespace) {
             return;
+        }
+        if let Some(guard) = &self.cfg.flood {
+            // Before parsing: a flood of garbage must cost as little as one of requests.
+            match guard.check(flow.remote.ip()) {
+                Verdict::Pass => {}
+                Verdict::Drop => return,
+                Verdict::Refuse { retry_after } => {
+                    // §21.5.4 / §20.33: 503 with Retry-After, once; then silence.
+                    let err = ParseError {
+                        status: 503,
+                        reason: "Service Unavailable",
+                        detail: "rate limit".into(),
+                    };
+                    let extra = [("Retry-After", retry_after.to_string())];
+                    warn!(remote = %flow.remote, retry_after, "SIP source over its rate limit: 503, then ignored while it keeps exceeding");
+                    if let Some(resp) =
+                        error_response_with(data, &err, &self.cfg.user_agent, &extra)
+                    {
+                        let _ = self.send_now(flow, resp);
+                    }
+                    return;
+                }
+            }
         }
         match parse_message(data) {
             Ok(SipMessage::Request(r)) => self.handle_request(r, flow),

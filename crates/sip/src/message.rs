@@ -630,6 +630,16 @@ pub(crate) fn header_value_ok(v: &str) -> bool {
 /// that is not a request at all, or has no Via to match an answer on, get `None`:
 /// the caller drops and logs them.
 pub fn error_response(raw: &[u8], err: &ParseError, server: &str) -> Option<Vec<u8>> {
+    error_response_with(raw, err, server, &[])
+}
+
+/// [`error_response`] with extra header fields (`Retry-After` on a 503).
+pub fn error_response_with(
+    raw: &[u8],
+    err: &ParseError,
+    server: &str,
+    extra: &[(&str, String)],
+) -> Option<Vec<u8>> {
     let raw = &raw[..raw.len().min(MAX_MESSAGE_SIZE)];
     let skip = raw
         .iter()
@@ -683,6 +693,9 @@ pub fn error_response(raw: &[u8], err: &ParseError, server: &str) -> Option<Vec<
     }
     copied.get("Via")?;
     copied.push("Server", server);
+    for (n, v) in extra {
+        copied.push(*n, v.clone());
+    }
     let resp = Response {
         status: err.status,
         reason: err.reason.to_string(),
