@@ -1073,9 +1073,20 @@ fn spawn_tcp_connection(inner: Arc<Inner>, stream: TcpStream, remote: SocketAddr
         let mut stop = inner.shutdown.subscribe();
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
         let mut chunk = vec![0u8; 16 * 1024];
+        // A message begun but not finished within 64*T1 is never coming (RFC 4475
+        // §3.1.2.2: a Content-Length larger than the body on a stream): close, so a
+        // peer cannot hold a connection and its buffer open by never finishing.
+        // The clock runs from the message's first byte, so trickling does not reset it.
+        let incomplete_limit = inner.cfg.timers.t1 * 64;
+        let mut begun: Option<Instant> = None;
         'conn: loop {
+            let deadline = begun.map(|b| b + incomplete_limit);
             let n = tokio::select! {
                 r = rd.read(&mut chunk) => match r { Ok(0) | Err(_) => break, Ok(n) => n },
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    debug!(%remote, "incomplete SIP message timed out; closing");
+                    break;
+                }
                 _ = stop.changed() => break,
             };
             buf.extend_from_slice(&chunk[..n]);
@@ -1097,6 +1108,11 @@ fn spawn_tcp_connection(inner: Arc<Inner>, stream: TcpStream, remote: SocketAddr
                     }
                 }
             }
+            begun = match (buf.is_empty(), begun) {
+                (true, _) => None,
+                (false, None) => Some(Instant::now()),
+                (false, b) => b,
+            };
         }
         lock(&inner.tcp_conns).remove(&remote);
         debug!(%remote, "TCP connection closed");

@@ -510,3 +510,40 @@ fn wsinv_parses_to_the_values_the_rfc_describes() {
     );
     assert_eq!(r.header_to().unwrap().uri.scheme, "isbn");
 }
+
+/// §3.1.2.2 over TCP: "there's not much the receiving party could do but wait for
+/// more data on the stream and close the connection if none is forthcoming within a
+/// reasonable period of time" — 64*T1 (T1 shortened here), without an answer.
+#[tokio::test]
+async fn clerr_over_tcp_waits_then_closes_the_connection() {
+    use std::time::Duration;
+    use switchboard_sip::{EndpointConfig, Timers};
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cfg = EndpointConfig {
+        timers: Timers {
+            t1: Duration::from_millis(10),
+            ..Timers::default()
+        },
+        ..Default::default()
+    };
+    let (ep, incoming) = SipEndpoint::start(cfg, udp, Some(tcp)).unwrap();
+    let _calls = engine(incoming);
+    let to = format!("127.0.0.1:{}", ep.tcp_port().unwrap());
+    let stream = TcpStream::connect(&to).await.unwrap();
+    let mut peer = Tcp {
+        stream,
+        buf: Vec::new(),
+    };
+    peer.send(&fixture("clerr.dat")).await;
+    assert!(peer.recv().await.is_none(), "answered or left open");
+    // The endpoint still serves new connections.
+    let stream = TcpStream::connect(&to).await.unwrap();
+    let via = format!("TCP {}", stream.local_addr().unwrap());
+    let mut peer = Tcp {
+        stream,
+        buf: Vec::new(),
+    };
+    peer.send(&options("after-clerr", &via)).await;
+    assert_eq!(status(&peer.recv().await.unwrap()), 200);
+}
