@@ -184,6 +184,22 @@ fn user_of(na: Option<NameAddr>) -> String {
 
 /// Checks on an out-of-dialog INVITE before the engine sees it.
 pub(crate) fn validate_incoming(req: &Request) -> Result<(), (u16, &'static str)> {
+    // §8.2.3 / §21.4.7: our 2xx carries SDP; a caller whose Accept excludes it
+    // could not take our answer (RFC 4475 §3.3.15).
+    let accept = req.headers.get_all("Accept");
+    if !accept.is_empty()
+        && !accept.iter().any(|a| {
+            let t = a
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            matches!(t.as_str(), "application/sdp" | "application/*" | "*/*")
+        })
+    {
+        return Err((406, "Not Acceptable"));
+    }
     if req.body.is_empty() {
         // Offerless INVITE (offer in our 200, §13.2.1) is not supported by the
         // engine's API, which always answers an offer.

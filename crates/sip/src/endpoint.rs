@@ -16,9 +16,10 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{debug, info, warn};
 
 use crate::call::{self, InDialog, IncomingCall};
+use crate::flood::{FloodGuard, FloodStats, Verdict};
 use crate::message::{
-    error_response, find_header_end, parse_message, HeaderAccess, Headers, Method, ParseError,
-    Request, Response, SipMessage, MAX_MESSAGE_SIZE,
+    error_response, error_response_with, find_header_end, parse_message, HeaderAccess, Headers,
+    Method, ParseError, Request, Response, SipMessage, MAX_MESSAGE_SIZE,
 };
 use crate::uri::{NameAddr, Uri};
 
@@ -86,6 +87,9 @@ pub struct EndpointConfig {
     pub timers: Timers,
     /// Incoming calls waiting for the engine; more are answered 503 (§21.5.4).
     pub incoming_queue: usize,
+    /// Per-source flood protection ([`crate::flood`]); when `None`, one attached to
+    /// the UDP socket's address with [`crate::flood::guard_socket`] is used, if any.
+    pub flood: Option<Arc<FloodGuard>>,
 }
 
 impl Default for EndpointConfig {
@@ -95,6 +99,7 @@ impl Default for EndpointConfig {
             user_agent: concat!("switchboard/", env!("CARGO_PKG_VERSION")).to_string(),
             timers: Timers::default(),
             incoming_queue: 64,
+            flood: None,
         }
     }
 }
@@ -178,8 +183,11 @@ pub(crate) fn new_branch() -> String {
 }
 
 /// Server transaction key (§17.2.3). ACK maps to its INVITE transaction; CANCEL
-/// callers compute the INVITE key themselves.
-fn server_key(req: &Request, method: &Method) -> String {
+/// callers compute the INVITE key themselves. The flow the request came in on is
+/// part of the key: a retransmission comes from where the original came from, and
+/// two peers that happen to pick the same branch and sent-by (RFC 4475's
+/// cparam01/cparam02 do) are two transactions, not one answered to the wrong peer.
+fn server_key(req: &Request, method: &Method, flow: Flow) -> String {
     let via = req.top_via();
     let (branch, sent_by) = match &via {
         Some(v) => (
@@ -188,14 +196,17 @@ fn server_key(req: &Request, method: &Method) -> String {
         ),
         None => (String::new(), String::new()),
     };
-    if branch.starts_with("z9hG4bK") {
-        format!("{branch}|{sent_by}|{method}")
+    let from = format!("{}/{}", flow.transport.as_str(), flow.remote);
+    // A bare magic cookie identifies nothing (RFC 4475 §3.2.1): fall back to the
+    // RFC 2543 rule then, as for a branch without the cookie.
+    if branch.starts_with("z9hG4bK") && branch.len() > "z9hG4bK".len() {
+        format!("{branch}|{sent_by}|{method}|{from}")
     } else {
         // RFC 2543 peers: fall back to the §17.2.3 tuple of the request.
         let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
         let from_tag = req.header_from().and_then(|f| f.tag().map(str::to_string));
         format!(
-            "{}|{}|{cseq}|{}|{sent_by}|{method}",
+            "{}|{}|{cseq}|{}|{sent_by}|{method}|{from}",
             req.call_id(),
             from_tag.unwrap_or_default(),
             req.uri
@@ -227,6 +238,10 @@ impl SipEndpoint {
             None => None,
         };
         let public_ip = config.public_ip.unwrap_or(udp_addr.ip());
+        let mut config = config;
+        if config.flood.is_none() {
+            config.flood = crate::flood::take_guard(udp_addr);
+        }
         let (incoming_tx, incoming_rx) = mpsc::channel(config.incoming_queue.max(1));
         let (shutdown, _) = watch::channel(false);
         let (udp_out, udp_out_rx) = mpsc::unbounded_channel();
@@ -261,6 +276,17 @@ impl SipEndpoint {
     }
     pub fn tcp_port(&self) -> Option<u16> {
         self.inner.tcp_port
+    }
+
+    /// What flood protection refused so far (zeros without it).
+    pub fn flood_stats(&self) -> FloodStats {
+        self.inner.cfg.flood.as_ref().map_or(
+            FloodStats {
+                refused: 0,
+                dropped: 0,
+            },
+            |g| g.stats(),
+        )
     }
 
     /// Stop the receive loops. Calls in progress see no further messages.
@@ -420,8 +446,10 @@ impl Inner {
         headers.push("From", req.headers.get("From").unwrap_or_default());
         let to = req.headers.get("To").unwrap_or_default().to_string();
         let to = match (to_tag, req.header_to()) {
+            // Copy the To exactly and append the tag (§8.2.6.2): re-printing it
+            // could lose quoted-pairs such as RFC 4475 §3.1.1.2's quoted NUL.
             (Some(tag), Some(na)) if na.tag().is_none() && status > 100 => {
-                na.with_tag(tag).to_string()
+                format!("{to};tag={tag}")
             }
             _ => to,
         };
@@ -537,6 +565,29 @@ impl Inner {
         if data.iter().all(u8::is_ascii_whitespace) {
             return;
         }
+        if let Some(guard) = &self.cfg.flood {
+            // Before parsing: a flood of garbage must cost as little as one of requests.
+            match guard.check(flow.remote.ip()) {
+                Verdict::Pass => {}
+                Verdict::Drop => return,
+                Verdict::Refuse { retry_after } => {
+                    // §21.5.4 / §20.33: 503 with Retry-After, once; then silence.
+                    let err = ParseError {
+                        status: 503,
+                        reason: "Service Unavailable",
+                        detail: "rate limit".into(),
+                    };
+                    let extra = [("Retry-After", retry_after.to_string())];
+                    warn!(remote = %flow.remote, retry_after, "SIP source over its rate limit: 503, then ignored while it keeps exceeding");
+                    if let Some(resp) =
+                        error_response_with(data, &err, &self.cfg.user_agent, &extra)
+                    {
+                        let _ = self.send_now(flow, resp);
+                    }
+                    return;
+                }
+            }
+        }
         match parse_message(data) {
             Ok(SipMessage::Request(r)) => self.handle_request(r, flow),
             Ok(SipMessage::Response(r)) => self.handle_response(r),
@@ -576,7 +627,7 @@ impl Inner {
         } else {
             req.method.clone()
         };
-        let key = server_key(&req, &tx_method);
+        let key = server_key(&req, &tx_method, flow);
 
         if req.method == Method::Ack {
             // §17.2.1: ACK for a non-2xx final belongs to the INVITE transaction.
@@ -630,7 +681,7 @@ impl Inner {
         }
 
         match req.method {
-            Method::Cancel => self.handle_cancel(&key, req),
+            Method::Cancel => self.handle_cancel(&key, req, flow),
             _ if req.header_to().is_some_and(|t| t.tag().is_some()) => {
                 self.route_in_dialog(req, key, flow)
             }
@@ -675,9 +726,9 @@ impl Inner {
         }
     }
 
-    fn handle_cancel(self: &Arc<Self>, key: &str, req: Request) {
+    fn handle_cancel(self: &Arc<Self>, key: &str, req: Request, flow: Flow) {
         // §9.2: CANCEL matches the INVITE transaction with the same branch.
-        let invite_key = server_key(&req, &Method::Invite);
+        let invite_key = server_key(&req, &Method::Invite, flow);
         let pending = {
             let map = lock(&self.server_txs);
             map.get(&invite_key).and_then(|tx| tx.invite.clone())
@@ -712,7 +763,11 @@ impl Inner {
         match call::validate_incoming(&req) {
             Ok(()) => {}
             Err((code, reason)) => {
-                let resp = self.make_response(&req, code, reason, Some(&shared.to_tag));
+                let mut resp = self.make_response(&req, code, reason, Some(&shared.to_tag));
+                if code == 415 {
+                    // §21.4.13 / §8.2.3: list the body types we understand.
+                    resp.headers.push("Accept", "application/sdp");
+                }
                 self.send_response(&key, resp);
                 return;
             }
@@ -970,8 +1025,11 @@ pub fn frame(buf: &[u8]) -> Framed {
         if let Some((n, v)) = line.split_once(':') {
             let n = n.trim();
             if n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("l") {
+                // Two lengths leave the framing unknowable (RFC 4475 §3.3.9): the
+                // stream cannot be resynchronised, so it is an error like a bad one.
+                let dup = cl.is_some();
                 cl = v.trim().parse::<usize>().ok();
-                if cl.is_none() {
+                if cl.is_none() || dup {
                     return Framed::Invalid(ParseError {
                         status: 400,
                         reason: "Bad Request",
@@ -1015,9 +1073,20 @@ fn spawn_tcp_connection(inner: Arc<Inner>, stream: TcpStream, remote: SocketAddr
         let mut stop = inner.shutdown.subscribe();
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
         let mut chunk = vec![0u8; 16 * 1024];
+        // A message begun but not finished within 64*T1 is never coming (RFC 4475
+        // §3.1.2.2: a Content-Length larger than the body on a stream): close, so a
+        // peer cannot hold a connection and its buffer open by never finishing.
+        // The clock runs from the message's first byte, so trickling does not reset it.
+        let incomplete_limit = inner.cfg.timers.t1 * 64;
+        let mut begun: Option<Instant> = None;
         'conn: loop {
+            let deadline = begun.map(|b| b + incomplete_limit);
             let n = tokio::select! {
                 r = rd.read(&mut chunk) => match r { Ok(0) | Err(_) => break, Ok(n) => n },
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    debug!(%remote, "incomplete SIP message timed out; closing");
+                    break;
+                }
                 _ = stop.changed() => break,
             };
             buf.extend_from_slice(&chunk[..n]);
@@ -1039,6 +1108,11 @@ fn spawn_tcp_connection(inner: Arc<Inner>, stream: TcpStream, remote: SocketAddr
                     }
                 }
             }
+            begun = match (buf.is_empty(), begun) {
+                (true, _) => None,
+                (false, None) => Some(Instant::now()),
+                (false, b) => b,
+            };
         }
         lock(&inner.tcp_conns).remove(&remote);
         debug!(%remote, "TCP connection closed");

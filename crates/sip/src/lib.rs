@@ -8,6 +8,7 @@
 pub mod call;
 pub mod digest;
 pub mod endpoint;
+pub mod flood;
 pub mod message;
 pub mod register;
 pub mod sdp;
@@ -15,5 +16,6 @@ pub mod uri;
 
 pub use call::{CallControl, CallEvent, CallHandle, IncomingCall, OutboundInvite};
 pub use endpoint::{EndpointConfig, SipEndpoint, SipError, Target, Timers, Transport};
+pub use flood::{FloodGuard, FloodStats, RateLimit};
 pub use message::{parse_message, ParseError, SipMessage};
 pub use register::{RegisterConfig, Registration, RegistrationState};

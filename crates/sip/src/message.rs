@@ -174,6 +174,13 @@ impl ParseError {
             detail: detail.into(),
         }
     }
+    fn version(detail: impl Into<String>) -> Self {
+        ParseError {
+            status: 505,
+            reason: "Version Not Supported",
+            detail: detail.into(),
+        }
+    }
     fn too_large(detail: impl Into<String>) -> Self {
         ParseError {
             status: 513,
@@ -413,6 +420,37 @@ pub fn parse_message(bytes: &[u8]) -> Result<SipMessage, ParseError> {
         return Err(ParseError::bad("control characters in start line"));
     }
 
+    // The start line decides first: a request for another SIP version is
+    // answered 505 whatever else is wrong with it (§8.2.2, RFC 4475 §3.1.2.16).
+    let request_line = if start_line.starts_with("SIP/") {
+        None
+    } else {
+        // Request-Line = Method SP Request-URI SP SIP-Version CRLF: exactly one SP
+        // between the elements and none after (§7.1; RFC 4475 §3.1.2.8-§3.1.2.10).
+        let mut parts = start_line.split(' ');
+        let (Some(m), Some(u), Some(v), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(ParseError::bad("malformed request line"));
+        };
+        if v != "SIP/2.0" {
+            let numeric = v.strip_prefix("SIP/").is_some_and(|n| {
+                n.split_once('.').is_some_and(|(a, b)| {
+                    !a.is_empty()
+                        && !b.is_empty()
+                        && a.bytes().all(|c| c.is_ascii_digit())
+                        && b.bytes().all(|c| c.is_ascii_digit())
+                })
+            });
+            return Err(if numeric {
+                ParseError::version(format!("{v} is not supported"))
+            } else {
+                ParseError::bad("malformed SIP version")
+            });
+        }
+        Some((m, u))
+    };
+
     // Unfold continuation lines (§7.3.1) and split name: value.
     let mut headers = Headers::new();
     for line in lines {
@@ -434,7 +472,7 @@ pub fn parse_message(bytes: &[u8]) -> Result<SipMessage, ParseError> {
         if name.is_empty() || !name.bytes().all(is_token_char) {
             return Err(ParseError::bad("invalid header name"));
         }
-        if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+        if !header_value_ok(value) {
             return Err(ParseError::bad("control characters in header value"));
         }
         if headers.0.len() >= MAX_HEADERS {
@@ -477,7 +515,9 @@ pub fn parse_message(bytes: &[u8]) -> Result<SipMessage, ParseError> {
         }
     }
     if let Some(mf) = headers.get("Max-Forwards") {
-        if mf.is_empty() || mf.len() > 3 || !mf.bytes().all(|b| b.is_ascii_digit()) {
+        // 1*DIGIT (§25.1); leading zeros are legal ("0068", RFC 4475 §3.1.1.1). A
+        // UA never forwards, so an out-of-range value is otherwise ignored (§3.1.2.4).
+        if mf.is_empty() || mf.len() > 10 || !mf.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ParseError::bad("malformed Max-Forwards"));
         }
     }
@@ -523,33 +563,28 @@ pub fn parse_message(bytes: &[u8]) -> Result<SipMessage, ParseError> {
         }));
     }
 
-    let mut parts = start_line.split(' ');
-    let (Some(m), Some(u), Some(v), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ParseError::bad("malformed request line"));
+    let Some((m, u)) = request_line else {
+        return Err(ParseError::bad("malformed status line"));
     };
-    if v != "SIP/2.0" {
-        // §8.2.2 would allow 505, but a wrong version string here is almost always
-        // garbage rather than a future SIP version.
-        return Err(ParseError::bad("unsupported SIP version"));
-    }
     let method = Method::parse(m).ok_or_else(|| ParseError::bad("malformed method"))?;
-    let uri = Uri::parse(u).map_err(|e| {
-        if e.contains("scheme") {
-            // §8.2.2.1: unsupported Request-URI scheme → 416.
-            ParseError {
-                status: 416,
-                reason: "Unsupported URI Scheme",
-                detail: e,
-            }
-        } else {
-            ParseError::bad(format!("Request-URI: {e}"))
-        }
-    })?;
-    // §8.2.3 / §20.16: CSeq method must match the request method (ACK and CANCEL
-    // carry their own method names).
-    if cseq.method != method {
+    let uri = Uri::parse(u).map_err(|e| ParseError::bad(format!("Request-URI: {e}")))?;
+    if !uri.is_sip_or_tel() {
+        // §8.2.2.1: a well-formed URI of a scheme we do not serve → 416
+        // (RFC 4475 §3.3.2, §3.3.3).
+        return Err(ParseError {
+            status: 416,
+            reason: "Unsupported URI Scheme",
+            detail: format!("unsupported scheme {}", uri.scheme),
+        });
+    }
+    if uri.headers.is_some() {
+        // §19.1.5: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
+        return Err(ParseError::bad("Request-URI carries headers"));
+    }
+    // §8.2.3 / §20.16: CSeq method must match the request method. An unknown
+    // method is answered 501 whatever its CSeq says (RFC 4475 §3.1.2.18 prefers
+    // 501 to 400 there), so only known methods are held to it.
+    if cseq.method != method && !matches!(method, Method::Other(_)) {
         return Err(ParseError::bad("CSeq method does not match request method"));
     }
     Ok(SipMessage::Request(Request {
@@ -560,48 +595,114 @@ pub fn parse_message(bytes: &[u8]) -> Result<SipMessage, ParseError> {
     }))
 }
 
-/// Build the error response for a request that failed to parse, if the raw text
-/// still has the headers needed to route it back (§8.2.6.2: Via, From, To, Call-ID
-/// and CSeq are copied). Responses, ACKs and hopeless input get `None`: they are
-/// dropped and logged by the caller (§8.2: never answer an ACK or a response).
+/// Whether a header value is free of control characters, except HTAB and the
+/// quoted-pairs of a quoted-string (§25.1: `quoted-pair = "\\" (%x00-09 /
+/// %x0B-0C / %x0E-7F)`, so a quoted NUL, BEL or DEL is legal — RFC 4475
+/// §3.1.1.2 — while CR and LF never are).
+pub(crate) fn header_value_ok(v: &str) -> bool {
+    let (mut in_quote, mut escaped) = (false, false);
+    for b in v.bytes() {
+        if escaped {
+            escaped = false;
+            if b == b'\r' || b == b'\n' {
+                return false;
+            }
+            continue;
+        }
+        match b {
+            b'\\' if in_quote => escaped = true,
+            b'"' => in_quote = !in_quote,
+            b'\t' => {}
+            b if b.is_ascii_control() => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// Build the error response for a request that failed to parse (§8.2.6.2: Via,
+/// From, To, Call-ID and CSeq are copied), from whatever of those headers did
+/// survive: a message is never left unanswered because one of them is itself
+/// what was malformed (RFC 4475 §3.3.1 has no From, To or Call-ID and still
+/// expects its 400). The caller sends it to where the message came from (the
+/// datagram's source, or back down the connection), so the copied Via does not
+/// need to be routable. Responses, ACKs (§17.1.1.3: never answered) and input
+/// that is not a request at all, or has no Via to match an answer on, get `None`:
+/// the caller drops and logs them.
 pub fn error_response(raw: &[u8], err: &ParseError, server: &str) -> Option<Vec<u8>> {
-    let head_end = find_header_end(raw).unwrap_or(raw.len().min(MAX_MESSAGE_SIZE));
-    let head = String::from_utf8_lossy(&raw[..head_end.min(raw.len())]);
+    error_response_with(raw, err, server, &[])
+}
+
+/// [`error_response`] with extra header fields (`Retry-After` on a 503).
+pub fn error_response_with(
+    raw: &[u8],
+    err: &ParseError,
+    server: &str,
+    extra: &[(&str, String)],
+) -> Option<Vec<u8>> {
+    let raw = &raw[..raw.len().min(MAX_MESSAGE_SIZE)];
+    let skip = raw
+        .iter()
+        .position(|b| *b != b'\r' && *b != b'\n')
+        .unwrap_or(raw.len());
+    let raw = &raw[skip..];
+    let head_end = find_header_end(raw).map_or(raw.len(), |e| e - 4);
+    let head = String::from_utf8_lossy(&raw[..head_end]);
     let mut lines = head.split("\r\n");
-    let start = lines.next()?.trim_start();
-    if start.starts_with("SIP/") || start.starts_with("ACK ") || !start.ends_with(" SIP/2.0") {
+    let start = lines.next()?;
+    // A request line: a method token first and a SIP version last.
+    let mut words = start.split_whitespace();
+    let method = words.next()?;
+    if start.starts_with("SIP/")
+        || method == "ACK"
+        || !method.bytes().all(is_token_char)
+        || !words.last().is_some_and(|v| v.starts_with("SIP/"))
+    {
         return None;
     }
-    let mut copied = Headers::new();
+    // Unfold (§7.3.1) before picking the headers.
+    let mut unfolded: Vec<(String, String)> = Vec::new();
     for line in lines {
-        let Some((n, v)) = line.split_once(':') else {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = unfolded.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
             continue;
-        };
-        let n = canonical_name(n.trim());
-        if ["Via", "From", "To", "Call-ID", "CSeq"].contains(&n.as_str())
-            && !v.bytes().any(|b| b.is_ascii_control() && b != b'\t')
-        {
-            copied.push(n, v.trim());
+        }
+        if let Some((n, v)) = line.split_once(':') {
+            unfolded.push((canonical_name(n.trim()), v.trim().to_string()));
         }
     }
-    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
-        if copied.get(name).is_none_or(str::is_empty) {
-            return None;
+    let mut copied = Headers::new();
+    for (n, v) in &unfolded {
+        let wanted = n == "Via"
+            || (["From", "To", "Call-ID", "CSeq"].contains(&n.as_str())
+            // single-valued: the first one only (RFC 4475 §3.3.8 repeats them all)
+            && copied.get(n).is_none());
+        if wanted && !v.is_empty() && header_value_ok(v) && !v.contains(['\r', '\n']) {
+            let v = match (n.as_str(), NameAddr::parse(v)) {
+                // §8.2.6.2: a UAS adds a To tag to a final response.
+                ("To", Ok(na)) if na.tag().is_none() && err.status > 100 => {
+                    format!("{v};tag={:016x}", rand::random::<u64>())
+                }
+                _ => v.clone(),
+            };
+            copied.push(n.clone(), v);
         }
     }
-    // The copied Via must itself be routable, or the answer cannot reach anyone.
-    Via::parse(copied.get_all("Via").first()?).ok()?;
+    copied.get("Via")?;
     copied.push("Server", server);
+    for (n, v) in extra {
+        copied.push(*n, v.clone());
+    }
     let resp = Response {
         status: err.status,
         reason: err.reason.to_string(),
         headers: copied,
         body: Vec::new(),
     };
-    let bytes = resp.to_bytes();
-    // Only ever send a well-formed answer: if a copied header is itself what was
-    // malformed, nobody could match the response anyway, so drop instead.
-    matches!(parse_message(&bytes), Ok(SipMessage::Response(_))).then_some(bytes)
+    Some(resp.to_bytes())
 }
 
 #[cfg(test)]
@@ -638,8 +739,12 @@ Content-Length: 4\r\n\r\nv=0\nEXTRA";
         let missing_callid = INVITE.replace("i: a84b4c76e66710@pc33\r\n", "");
         let e = parse_message(missing_callid.as_bytes()).unwrap_err();
         assert_eq!(e.status, 400);
-        // Without Call-ID no routable answer can be built: drop.
-        assert!(error_response(missing_callid.as_bytes(), &e, "x").is_none());
+        // Without a Call-ID the answer still goes out, with what there is.
+        let resp = error_response(missing_callid.as_bytes(), &e, "x").unwrap();
+        let text = String::from_utf8(resp).unwrap();
+        assert!(text.starts_with("SIP/2.0 400 Bad Request\r\n"), "{text}");
+        assert!(text.contains("CSeq: 314159 INVITE\r\n"), "{text}");
+        assert!(!text.contains("Call-ID"), "{text}");
 
         let long_cl = INVITE.replace("Content-Length: 4", "Content-Length: 400");
         let e = parse_message(long_cl.as_bytes()).unwrap_err();
@@ -659,7 +764,7 @@ Content-Length: 4\r\n\r\nv=0\nEXTRA";
         assert_eq!(parse_message(huge.as_bytes()).unwrap_err().status, 513);
         let huge_cl = INVITE.replace("Content-Length: 4", "Content-Length: 99999999");
         assert_eq!(parse_message(huge_cl.as_bytes()).unwrap_err().status, 513);
-        let scheme = INVITE.replace("INVITE sip:+1", "INVITE http:+1");
+        let scheme = INVITE.replace("INVITE sip:+1", "INVITE http://x/+1");
         assert_eq!(parse_message(scheme.as_bytes()).unwrap_err().status, 416);
         let dup = INVITE.replace(
             "CSeq: 314159 INVITE\r\n",

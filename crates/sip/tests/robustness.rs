@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use switchboard_sip::endpoint::frame;
+use switchboard_sip::endpoint::{frame, Framed};
 use switchboard_sip::message::{error_response, parse_message, HeaderAccess, SipMessage};
 use switchboard_sip::{sdp, IncomingCall};
 use tokio::net::UdpSocket;
@@ -43,9 +43,6 @@ async fn malformed_datagrams_get_4xx_and_endpoint_survives() {
     // is followed by a probe so we know the drop happened without waiting.
     let droppable = [
         b"\x00\x01garbage\xff".to_vec(),
-        options("x1", "Content-Length: 0\r\n\r\n")
-            .replace("Call-ID: x1\r\n", "")
-            .into_bytes(),
         b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec(),
         b"\r\n\r\n".to_vec(),
     ];
@@ -58,6 +55,27 @@ async fn malformed_datagrams_get_4xx_and_endpoint_survives() {
         let r = recv_response(&sock).await;
         assert_eq!((r.status, r.call_id()), (200, probe.as_str()), "case {i}");
     }
+
+    // A request missing Call-ID is still answered, from the headers it has
+    // (RFC 4475 §3.3.1): our strict parser would refuse that answer (no
+    // Call-ID), so it is read raw here.
+    sock.send_to(
+        options("x1", "Content-Length: 0\r\n\r\n")
+            .replace("Call-ID: x1\r\n", "")
+            .as_bytes(),
+        &to,
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = tokio::time::timeout(EVENT_TIMEOUT, sock.recv_from(&mut buf))
+        .await
+        .expect("no answer to a request without Call-ID")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("SIP/2.0 400 Bad Request\r\n"), "{text}");
+    assert!(text.contains("\r\nCSeq: 1 OPTIONS\r\n"), "{text}");
+    assert!(!text.contains("Call-ID"), "{text}");
 
     let cases: Vec<(String, Vec<u8>, u16)> = vec![
         // Content-Length larger than the body (§18.3).
@@ -231,12 +249,60 @@ Content-Type: application/sdp\r\nContent-Length: 129\r\n\r\n\
 v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
 m=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n";
 
+/// `input` with a plain request line (for the method its CSeq names) and no
+/// body, so a message whose only flaw was that line or its body parses: its
+/// answer, copying the rest, must then parse too.
+fn fix_start_line(input: &[u8]) -> Vec<u8> {
+    let Some(eol) = input.windows(2).position(|w| w == b"\r\n") else {
+        return Vec::new();
+    };
+    let rest = &input[eol..];
+    let head_end = rest
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(rest.len(), |p| p + 4);
+    let head = String::from_utf8_lossy(&rest[..head_end]);
+    let method = head.split("\r\n").find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case("cseq")
+            .then(|| v.split_whitespace().nth(1).unwrap_or("").to_string())
+    });
+    let Some(method) = method.filter(|m| !m.is_empty() && m != "ACK") else {
+        return Vec::new();
+    };
+    let head: String = head
+        .split("\r\n")
+        .map(|l| match l.split_once(':') {
+            Some((n, _)) if n.trim().eq_ignore_ascii_case("content-length") || n.trim() == "l" => {
+                "Content-Length: 0".to_string()
+            }
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    format!("{method} sip:x@127.0.0.1 SIP/2.0{head}").into_bytes()
+}
+
 fn exercise(input: &[u8]) {
     let parsed = parse_message(input);
     if let Err(e) = &parsed {
         if let Some(resp) = error_response(input, e, "fuzz") {
-            // Whatever we answer must itself be a well-formed response.
-            assert!(matches!(parse_message(&resp), Ok(SipMessage::Response(_))));
+            // Whatever we answer is one framed response whose lines cannot smuggle
+            // a header or a second message in (no bare CR/LF), carrying a Via…
+            assert_eq!(frame(&resp), Framed::Message(resp.len()), "{input:?}");
+            let text = String::from_utf8_lossy(&resp);
+            assert!(text.starts_with("SIP/2.0 "), "{text}");
+            let head = &text[..text.find("\r\n\r\n").unwrap()];
+            assert!(head.split("\r\n").all(|l| !l.contains(['\r', '\n'])));
+            assert!(head.contains("\r\nVia: "), "{text}");
+            // …and is well-formed SIP whenever the headers it copies were.
+            if let Ok(SipMessage::Request(_)) = parse_message(&fix_start_line(input)) {
+                assert!(
+                    matches!(parse_message(&resp), Ok(SipMessage::Response(_))),
+                    "{text}"
+                );
+            }
         }
     }
     if let Ok(SipMessage::Request(r)) = &parsed {

@@ -128,6 +128,14 @@ pub struct TelephonyConfig {
         value_delimiter = ','
     )]
     pub sip_trusted: Vec<std::net::IpAddr>,
+    /// SIP messages per second each source IP may send; a source over it is answered 503
+    /// with Retry-After, then ignored while it keeps exceeding. The trunks' addresses and
+    /// --sip-trusted are never limited. 0 turns it off.
+    #[arg(long, env = "SWITCHBOARD_SIP_RATE_LIMIT", default_value_t = 50)]
+    pub sip_rate_limit: u32,
+    /// SIP messages a source IP may send at once above --sip-rate-limit (the bucket size).
+    #[arg(long, env = "SWITCHBOARD_SIP_RATE_BURST", default_value_t = 100)]
+    pub sip_rate_burst: u32,
     /// Seconds graceful shutdown lets live calls finish before hanging up.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
@@ -182,6 +190,8 @@ impl ServeConfig {
                 ring_timeout: 30,
                 max_calls_per_org: 50,
                 sip_trusted: vec!["127.0.0.1".parse().expect("literal address")],
+                sip_rate_limit: 50,
+                sip_rate_burst: 100,
                 shutdown_grace: 5,
                 tts_voice: "en".into(),
                 engine_id: None,

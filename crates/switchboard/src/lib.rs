@@ -15,11 +15,55 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_api::AppState;
 use switchboard_engine::{Engine, EngineConfig};
+use switchboard_sip::{FloodGuard, RateLimit};
 use switchboard_store::{Recordings, Store};
 use tokio::net::{TcpListener, UdpSocket};
 
-/// The engine as the API sees it: hang-up and dispatch wake-up.
-struct EngineControl(Engine);
+/// The engine as the API sees it: hang-up and dispatch wake-up (and the SIP flood
+/// guard's exempt set, which follows the trunks).
+struct EngineControl(Engine, Option<Arc<FloodExempt>>);
+
+/// Keeps the SIP flood guard's exempt set equal to --sip-trusted plus every trunk's
+/// inbound sources and (resolved) host.
+struct FloodExempt {
+    guard: Arc<FloodGuard>,
+    store: Store,
+    trusted: Vec<std::net::IpAddr>,
+}
+
+impl FloodExempt {
+    async fn refresh(&self) {
+        let mut exempt = self.trusted.clone();
+        match self.store.all_trunks().await {
+            Ok(trunks) => {
+                for trunk in trunks {
+                    exempt.extend(
+                        trunk
+                            .inbound_sources
+                            .iter()
+                            .filter_map(|s| s.parse::<std::net::IpAddr>().ok()),
+                    );
+                    match trunk.host.trim_matches(['[', ']']).parse() {
+                        Ok(ip) => exempt.push(ip),
+                        Err(_) => {
+                            let lookup = tokio::net::lookup_host((trunk.host.as_str(), trunk.port));
+                            match tokio::time::timeout(Duration::from_secs(2), lookup).await {
+                                Ok(Ok(addrs)) => exempt.extend(addrs.map(|a| a.ip())),
+                                _ => {
+                                    tracing::warn!(trunk = %trunk.id, "trunk host does not resolve; not exempt from the SIP rate limit")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read trunks for the SIP rate limit's exempt list")
+            }
+        }
+        self.guard.set_exempt(exempt);
+    }
+}
 
 impl switchboard_api::CallControl for EngineControl {
     fn hangup(
@@ -35,6 +79,9 @@ impl switchboard_api::CallControl for EngineControl {
         self.0.transfer(call, to)
     }
     fn trunks_changed(&self) {
+        if let Some(f) = self.1.clone() {
+            tokio::spawn(async move { f.refresh().await });
+        }
         let engine = self.0.clone();
         tokio::spawn(async move {
             if let Err(e) = engine.sync_registrations().await {
@@ -57,6 +104,56 @@ impl switchboard_api::CallControl for EngineControl {
     }
 }
 
+/// Checks of settings clap cannot make alone (their form, and how they combine),
+/// run before the store is opened. Each error names the flag.
+pub fn validate_settings(config: &ServeConfig) -> anyhow::Result<()> {
+    use anyhow::bail;
+    if let Some(url) = &config.store.database_url {
+        let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+        if !matches!(
+            scheme.as_deref(),
+            Some("sqlite" | "postgres" | "postgresql")
+        ) {
+            bail!("--database-url must be a sqlite:… or postgres://… URL");
+        }
+    }
+    if let Some(url) = &config.public_url {
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        if rest
+            .is_none_or(|r| r.is_empty() || r.starts_with('/') || r.contains(char::is_whitespace))
+        {
+            bail!("--public-url must be an absolute http:// or https:// URL, e.g. https://calls.example.com");
+        }
+    }
+    if config.db_pool == 0 {
+        bail!("--db-pool must be at least 1");
+    }
+    let t = &config.telephony;
+    if t.public_ip.is_some_and(|ip| ip.is_unspecified()) {
+        bail!(
+            "--public-ip must be an address peers can reach, not {}",
+            t.public_ip.unwrap_or(t.sip_listen.ip())
+        );
+    }
+    if t.public_ip.is_none() && t.sip_listen.ip().is_unspecified() {
+        // The listen address would end up in Via, Contact and SDP, where 0.0.0.0 means nothing.
+        bail!("--sip-listen {} listens on every interface: set --public-ip to the address peers reach", t.sip_listen);
+    }
+    if t.sip_rate_limit > 0 && t.sip_rate_burst == 0 {
+        bail!("--sip-rate-burst must be at least 1 when --sip-rate-limit is on");
+    }
+    if t.engine_stale_after <= t.engine_heartbeat {
+        bail!(
+            "--engine-stale-after ({} s) must be longer than --engine-heartbeat ({} s), or live engines are taken for dead",
+            t.engine_stale_after,
+            t.engine_heartbeat
+        );
+    }
+    Ok(())
+}
+
 pub struct Application {
     listener: TcpListener,
     state: AppState,
@@ -68,23 +165,27 @@ pub struct Application {
 impl Application {
     /// Connects the store (migrating it), prepares recordings storage and binds the listener.
     pub async fn build(config: &ServeConfig) -> anyhow::Result<Application> {
-        std::fs::create_dir_all(&config.store.data_dir).with_context(|| {
-            format!("cannot create data dir {}", config.store.data_dir.display())
-        })?;
-        // Settings are checked before anything touches the database or the network.
+        // Every setting is checked before anything touches the database or the network
+        // (migrations included): a typo is reported at once, not after a connect timeout.
+        validate_settings(config)?;
         let (providers, agent_summary) = config
             .agent
             .providers(&config.telephony.tts_voice)
             .context("agent settings")?;
-        tracing::info!("agent: {agent_summary}");
-        let store = Store::connect(&config.store.url(), config.db_pool)
-            .await
-            .context("cannot open the database")?;
+        // A bad URL is refused before anything is created; a good one creates its folders.
         let recordings = Recordings::from_url(
             config.recordings_url.as_deref(),
             &config.store.data_dir,
             &config.recordings_options,
-        )?;
+        )
+        .context("--recordings-url")?;
+        std::fs::create_dir_all(&config.store.data_dir).with_context(|| {
+            format!("cannot create data dir {}", config.store.data_dir.display())
+        })?;
+        tracing::info!("agent: {agent_summary}");
+        let store = Store::connect(&config.store.url(), config.db_pool)
+            .await
+            .context("cannot open the database")?;
         tracing::info!(recordings = %recordings, "recordings store");
         if let Err(e) = recordings.check().await {
             // Not fatal: calls are recorded into the spool and uploaded once it answers.
@@ -103,6 +204,26 @@ impl Application {
         // TCP on the same port as UDP (port 0 in tests: take the port UDP got).
         let (sip_udp, sip_tcp) = bind_sip(t.sip_listen).await?;
         let sip_addr = sip_udp.local_addr()?;
+        // Flood protection for the SIP listener, attached to the socket the engine's
+        // endpoint will run on; trunks and --sip-trusted are exempt.
+        let flood = (t.sip_rate_limit > 0).then(|| {
+            let guard = FloodGuard::new(
+                RateLimit {
+                    per_second: f64::from(t.sip_rate_limit),
+                    burst: t.sip_rate_burst,
+                },
+                t.sip_trusted.iter().copied(),
+            );
+            switchboard_sip::flood::guard_socket(sip_addr, guard.clone());
+            Arc::new(FloodExempt {
+                guard,
+                store: store.clone(),
+                trusted: t.sip_trusted.clone(),
+            })
+        });
+        if let Some(f) = &flood {
+            f.refresh().await;
+        }
         let engine_cfg = EngineConfig {
             public_ip: t.public_ip,
             rtp_ip: t.rtp_ip.unwrap_or(sip_addr.ip()),
@@ -128,7 +249,7 @@ impl Application {
             config.rate_limit,
             config.public_url.clone(),
         );
-        state.control = Some(Arc::new(EngineControl(engine.clone())));
+        state.control = Some(Arc::new(EngineControl(engine.clone(), flood)));
         Ok(Application {
             listener,
             state,
