@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use switchboard_domain::ParseError;
 use switchboard_store::StoreError;
+use utoipa::ToSchema;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -80,3 +81,13 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The one error envelope of every endpoint.
+#[derive(ToSchema)]
+#[schema(example = json!({"error": "Bad Request", "message": "limit must be an integer between 1 and 100, got \"0\""}))]
+pub struct ErrorBody {
+    /// The HTTP status reason, e.g. `Bad Request`.
+    pub error: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}

@@ -14,8 +14,9 @@ pub mod listing;
 mod omnidim;
 pub mod openapi;
 mod recording;
-mod resources;
-mod v1;
+pub mod resource;
+pub mod resources;
+pub mod v1;
 pub mod views;
 
 use auth::{AuthFailureMessage, KeyCache, RateLimiter};

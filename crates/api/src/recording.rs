@@ -55,9 +55,9 @@ fn parse_range(h: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
     responses(
         (status = 200, description = "The whole MP3", content_type = "audio/mpeg", body = String),
         (status = 206, description = "The requested range (Content-Range set)", content_type = "audio/mpeg", body = String),
-        (status = 400, description = "Not a recording file name", body = crate::openapi::ErrorBody),
-        (status = 404, description = "Recording not found", body = crate::openapi::ErrorBody),
-        (status = 416, description = "Range cannot be served", body = crate::openapi::ErrorBody)
+        (status = 400, description = "Not a recording file name", body = crate::error::ErrorBody),
+        (status = 404, description = "Recording not found", body = crate::error::ErrorBody),
+        (status = 416, description = "Range cannot be served", body = crate::error::ErrorBody)
     )
 )]
 pub async fn get_recording(

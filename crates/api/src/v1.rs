@@ -66,15 +66,15 @@ pub(crate) struct CreateCallBody {
     summary = "Dispatch an outbound call",
     description = "Queues an outbound call from `from` (a number bound to an agent) or with `agent_id`. With an `Idempotency-Key` header a repeat with the same body returns the original call (header `idempotent-replayed: true`); the same key with another body is a 422.",
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
-    request_body(content = crate::openapi::CreateCallBody, content_type = "application/json"),
+    request_body(content = schema::CreateCallBody, content_type = "application/json"),
     responses(
-        (status = 201, description = "The call, queued (or the original call on an idempotent replay)", body = crate::openapi::CallV1),
-        (status = 400, description = "Invalid field", body = crate::openapi::ErrorBody),
-        (status = 404, description = "Agent or number not found", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Concurrency limit reached", body = crate::openapi::ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Content-Type is not JSON", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Idempotency-Key reused with another body, or a reference that does not exist", body = crate::openapi::ErrorBody)
+        (status = 201, description = "The call, queued (or the original call on an idempotent replay)", body = schema::CallV1),
+        (status = 400, description = "Invalid field", body = crate::error::ErrorBody),
+        (status = 404, description = "Agent or number not found", body = crate::error::ErrorBody),
+        (status = 409, description = "Concurrency limit reached", body = crate::error::ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = crate::error::ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = crate::error::ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another body, or a reference that does not exist", body = crate::error::ErrorBody)
     )
 )]
 pub(crate) async fn create_call(
@@ -141,11 +141,11 @@ pub(crate) async fn create_call(
     get, path = "/v1/calls", tag = "calls",
     summary = "List calls",
     description = "Keyset-paged list of the organization's calls with filters; `most_recent=true` returns the single most recent matching call instead of a page.",
-    params(crate::openapi::ListCallsQuery),
+    params(schema::ListCallsQuery),
     responses(
-        (status = 200, description = "A page of calls (or one call with most_recent=true)", body = crate::openapi::CallList),
-        (status = 400, description = "Invalid parameter; the message names it and its allowed values", body = crate::openapi::ErrorBody),
-        (status = 404, description = "most_recent=true and no call matches", body = crate::openapi::ErrorBody)
+        (status = 200, description = "A page of calls (or one call with most_recent=true)", body = schema::CallList),
+        (status = 400, description = "Invalid parameter; the message names it and its allowed values", body = crate::error::ErrorBody),
+        (status = 404, description = "most_recent=true and no call matches", body = crate::error::ErrorBody)
     )
 )]
 pub(crate) async fn list_calls(
@@ -233,11 +233,11 @@ async fn render_one(
 #[utoipa::path(
     get, path = "/v1/call/{id}", tag = "calls",
     summary = "Get a call",
-    params(("id" = uuid::Uuid, Path, description = "The call's id"), crate::openapi::CallShapeQuery),
+    params(("id" = uuid::Uuid, Path, description = "The call's id"), schema::CallShapeQuery),
     responses(
-        (status = 200, description = "The call", body = crate::openapi::CallV1),
-        (status = 400, description = "Invalid id or shape parameter", body = crate::openapi::ErrorBody),
-        (status = 404, description = "Call not found", body = crate::openapi::ErrorBody)
+        (status = 200, description = "The call", body = schema::CallV1),
+        (status = 400, description = "Invalid id or shape parameter", body = crate::error::ErrorBody),
+        (status = 404, description = "Call not found", body = crate::error::ErrorBody)
     )
 )]
 pub(crate) async fn get_call(
@@ -253,11 +253,11 @@ pub(crate) async fn get_call(
 #[utoipa::path(
     get, path = "/v1/call", tag = "calls",
     summary = "Get a call by ?id=",
-    params(crate::openapi::CallByIdQuery),
+    params(schema::CallByIdQuery),
     responses(
-        (status = 200, description = "The call", body = crate::openapi::CallV1),
-        (status = 400, description = "Missing or invalid id", body = crate::openapi::ErrorBody),
-        (status = 404, description = "Call not found", body = crate::openapi::ErrorBody)
+        (status = 200, description = "The call", body = schema::CallV1),
+        (status = 400, description = "Missing or invalid id", body = crate::error::ErrorBody),
+        (status = 404, description = "Call not found", body = crate::error::ErrorBody)
     )
 )]
 pub(crate) async fn get_call_by_query(
@@ -282,9 +282,9 @@ const HANGUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
     description = "Hangs the call up if it is live, then deletes it with its transcript, details and recordings.",
     params(("id" = uuid::Uuid, Path, description = "The call's id")),
     responses(
-        (status = 200, description = "Deleted", body = crate::openapi::Deleted),
-        (status = 400, description = "Invalid id", body = crate::openapi::ErrorBody),
-        (status = 404, description = "Call not found", body = crate::openapi::ErrorBody)
+        (status = 200, description = "Deleted", body = crate::resource::Deleted),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorBody),
+        (status = 404, description = "Call not found", body = crate::error::ErrorBody)
     )
 )]
 pub(crate) async fn delete_call(
@@ -334,11 +334,11 @@ pub(crate) struct ContextBody {
 #[utoipa::path(
     post, path = "/v1/call/context", tag = "calls",
     summary = "Replace a call's context",
-    request_body(content = crate::openapi::ContextBody, content_type = "application/json"),
+    request_body(content = schema::ContextBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "The updated call", body = crate::openapi::CallV1),
-        (status = 400, description = "Invalid body", body = crate::openapi::ErrorBody),
-        (status = 404, description = "Call not found", body = crate::openapi::ErrorBody)
+        (status = 200, description = "The updated call", body = schema::CallV1),
+        (status = 400, description = "Invalid body", body = crate::error::ErrorBody),
+        (status = 404, description = "Call not found", body = crate::error::ErrorBody)
     )
 )]
 pub(crate) async fn set_context(
@@ -371,10 +371,10 @@ pub(crate) async fn set_context(
     description = "CANCEL while ringing, BYE once answered.",
     params(("id" = uuid::Uuid, Path, description = "The call's id")),
     responses(
-        (status = 202, description = "Hang-up started", body = crate::openapi::CallV1),
-        (status = 400, description = "Invalid id", body = crate::openapi::ErrorBody),
-        (status = 404, description = "Call not found", body = crate::openapi::ErrorBody),
-        (status = 409, description = "The call already ended, or is not live on this server yet", body = crate::openapi::ErrorBody)
+        (status = 202, description = "Hang-up started", body = schema::CallV1),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorBody),
+        (status = 404, description = "Call not found", body = crate::error::ErrorBody),
+        (status = 409, description = "The call already ended, or is not live on this server yet", body = crate::error::ErrorBody)
     )
 )]
 pub(crate) async fn hangup(
@@ -459,12 +459,12 @@ fn parse_transfer_target(to: Option<String>) -> ApiResult<String> {
     summary = "Transfer an answered call",
     description = "Blind transfer (SIP REFER, RFC 3515) to an E.164 number, sent to the call's trunk (or the peer an inbound call came from), or to a sip: URI. The call ends as `transferred` once the far end reports success; a refusal is recorded in the call's events and the call goes on.",
     params(("id" = uuid::Uuid, Path, description = "The call's id")),
-    request_body(content = crate::openapi::TransferBody, content_type = "application/json"),
+    request_body(content = schema::TransferBody, content_type = "application/json"),
     responses(
-        (status = 202, description = "Transfer requested", body = crate::openapi::CallV1),
-        (status = 400, description = "Invalid id or target", body = crate::openapi::ErrorBody),
-        (status = 404, description = "Call not found", body = crate::openapi::ErrorBody),
-        (status = 409, description = "The call is not answered, already ended, or not live on this server", body = crate::openapi::ErrorBody)
+        (status = 202, description = "Transfer requested", body = schema::CallV1),
+        (status = 400, description = "Invalid id or target", body = crate::error::ErrorBody),
+        (status = 404, description = "Call not found", body = crate::error::ErrorBody),
+        (status = 409, description = "The call is not answered, already ended, or not live on this server", body = crate::error::ErrorBody)
     )
 )]
 pub(crate) async fn transfer(
@@ -498,4 +498,251 @@ pub(crate) async fn transfer(
         ));
     }
     Ok(accepted(&state, &headers, &call))
+}
+
+// ----- OpenAPI schema -----
+
+/// The shapes of the calls API's requests and of the call JSON `views` renders.
+pub mod schema {
+    use serde_json::Value;
+    use utoipa::{IntoParams, ToSchema};
+
+    /// The status of a call.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum CallStatus {
+        Dialing,
+        InProgress,
+        Completed,
+        Failed,
+        Transferred,
+        NoAnswer,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum CallType {
+        Inbound,
+        Outbound,
+    }
+
+    /// Sort key of a calls listing.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum OrderBy {
+        StartedAt,
+        EndedAt,
+        CreatedAt,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum Order {
+        Asc,
+        Desc,
+    }
+
+    /// Payload size: `light` (default) or `full` (adds transcript, analysis, metrics, actions).
+    #[derive(ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum Fields {
+        Light,
+        Full,
+    }
+
+    /// Query parameters of `GET /v1/calls`.
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct ListCallsQuery {
+        /// Only calls of this agent.
+        pub agent_id: Option<uuid::Uuid>,
+        /// Only calls with this customer number (E.164, e.g. +14155551234).
+        #[param(pattern = r"^\+[1-9][0-9]{1,14}$")]
+        pub client_number: Option<String>,
+        /// Same as `client_number` (AgentVoice's name for it).
+        #[param(pattern = r"^\+[1-9][0-9]{1,14}$")]
+        pub phone_number: Option<String>,
+        /// Only calls with this contact.
+        pub contact_id: Option<uuid::Uuid>,
+        /// Only calls of this campaign.
+        pub campaign_id: Option<uuid::Uuid>,
+        #[param(inline)]
+        pub status: Option<CallStatus>,
+        #[param(inline)]
+        pub call_type: Option<CallType>,
+        /// Calls starting at or after this instant (ISO 8601 date or date-time; UTC if no offset).
+        pub from: Option<String>,
+        /// Calls starting at or before this instant; not earlier than `from`.
+        pub to: Option<String>,
+        /// Sort key (default `created_at`).
+        #[param(inline)]
+        pub order_by: Option<OrderBy>,
+        /// Sort direction (default `desc`).
+        #[param(inline)]
+        pub order: Option<Order>,
+        #[param(inline)]
+        pub fields: Option<Fields>,
+        /// Comma-separated detail groups: `transcript`, `metrics`, `diagnostics`, `actions`.
+        #[param(
+            pattern = r"^(transcript|metrics|diagnostics|actions)(,(transcript|metrics|diagnostics|actions))*$"
+        )]
+        pub include: Option<String>,
+        /// Return the single most recent matching call (by start time) instead of a page; 404 if none.
+        pub most_recent: Option<bool>,
+        /// Page size, 1 to 100 (default 10).
+        #[param(minimum = 1, maximum = 100)]
+        pub limit: Option<u32>,
+        /// The `cursor` of the previous page, unchanged; pass the same `order_by` and `order`.
+        pub cursor: Option<String>,
+    }
+
+    /// Payload shape of a single call.
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct CallShapeQuery {
+        #[param(inline)]
+        pub fields: Option<Fields>,
+        /// Comma-separated detail groups: `transcript`, `metrics`, `diagnostics`, `actions`.
+        #[param(
+            pattern = r"^(transcript|metrics|diagnostics|actions)(,(transcript|metrics|diagnostics|actions))*$"
+        )]
+        pub include: Option<String>,
+    }
+
+    /// `GET /v1/call?id=`: the call id plus the payload shape.
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct CallByIdQuery {
+        /// The call's id.
+        pub id: uuid::Uuid,
+        #[param(inline)]
+        pub fields: Option<Fields>,
+        /// Comma-separated detail groups: `transcript`, `metrics`, `diagnostics`, `actions`.
+        pub include: Option<String>,
+    }
+
+    /// `POST /v1/call`. Pass `from` (a number bound to an agent) or `agent_id`, or both.
+    #[derive(ToSchema)]
+    pub struct CreateCallBody {
+        /// The E.164 number to call.
+        #[schema(example = "+14155551234", pattern = r"^\+[1-9][0-9]{1,14}$")]
+        pub to: String,
+        /// One of the organization's numbers; its agent answers unless `agent_id` is given.
+        pub from: Option<String>,
+        pub agent_id: Option<uuid::Uuid>,
+        /// Free-form JSON object handed to the agent.
+        #[schema(value_type = Option<Object>)]
+        pub context: Option<Value>,
+        /// Free-form JSON object kept with the call.
+        #[schema(value_type = Option<Object>)]
+        pub metadata: Option<Value>,
+        /// Wait for the callee to speak first (default false).
+        pub user_speaks_first: Option<bool>,
+        pub campaign_id: Option<uuid::Uuid>,
+        /// Seconds to let it ring, 1 to 300.
+        #[schema(minimum = 1, maximum = 300)]
+        pub ring_timeout: Option<i64>,
+    }
+
+    /// `POST /v1/call/context`.
+    #[derive(ToSchema)]
+    pub struct ContextBody {
+        /// The call whose context to replace.
+        pub id: uuid::Uuid,
+        /// The new context (a JSON object) or null to clear it.
+        #[schema(value_type = Option<Object>)]
+        pub context: Option<Value>,
+    }
+
+    /// Where to transfer the call.
+    #[derive(ToSchema)]
+    pub struct TransferBody {
+        /// An E.164 number (`+14155550123`) or a SIP URI (`sip:desk@pbx.example.com`).
+        pub to: String,
+    }
+
+    /// The contact embedded in a call.
+    #[derive(ToSchema)]
+    pub struct CallContact {
+        pub id: uuid::Uuid,
+        pub created_date: String,
+        pub identifier: String,
+        pub contact_type: String,
+        pub first_name: Option<String>,
+        pub last_name: Option<String>,
+        pub email: Option<String>,
+    }
+
+    /// Facts of a call's recording.
+    #[derive(ToSchema)]
+    pub struct RecordingInfo {
+        /// Mono MP3.
+        pub url: String,
+        /// Dual-channel MP3 (caller left, agent right), if written.
+        pub stereo_url: Option<String>,
+        pub duration_ms: Option<i64>,
+        pub size_bytes: Option<i64>,
+        pub sha256: Option<String>,
+    }
+
+    /// A call. The light payload always has the fields up to `events`; `fields=full` and the
+    /// `include` groups add the heavy fields below it (null until something fills them).
+    #[derive(ToSchema)]
+    pub struct CallV1 {
+        pub id: uuid::Uuid,
+        pub agent_id: Option<uuid::Uuid>,
+        pub status: CallStatus,
+        #[schema(rename = "type")]
+        pub call_type: CallType,
+        pub contact: Option<CallContact>,
+        pub phone_id: Option<uuid::Uuid>,
+        /// Creation time, RFC 3339 UTC.
+        pub created_date: String,
+        pub created_at: String,
+        pub recording_url: Option<String>,
+        pub start_time: Option<String>,
+        pub end_time: Option<String>,
+        /// Seconds.
+        pub duration: Option<i64>,
+        pub end_reason: Option<String>,
+        pub client_number: String,
+        pub from_number: Option<String>,
+        pub to_number: Option<String>,
+        #[schema(value_type = Option<Object>)]
+        pub context: Option<Value>,
+        #[schema(value_type = Option<Object>)]
+        pub metadata: Option<Value>,
+        pub user_speaks_first: bool,
+        pub campaign_id: Option<uuid::Uuid>,
+        /// Final SIP response code.
+        pub sip_code: Option<i64>,
+        pub recording: Option<RecordingInfo>,
+        #[schema(value_type = Option<Vec<Object>>)]
+        pub events: Option<Value>,
+        pub transcript: Option<String>,
+        pub transcript_formatted: Option<Value>,
+        pub post_call_analysis: Option<Value>,
+        pub call_description: Option<String>,
+        pub custom_analysis: Option<Value>,
+        pub structured_data_results: Option<Value>,
+        pub notes: Option<Value>,
+        pub action_executions: Option<Value>,
+        pub action_summary: Option<Value>,
+        pub quality_metrics: Option<Value>,
+        pub latency_metrics: Option<Value>,
+        pub audio_metrics: Option<Value>,
+        pub enhanced_context: Option<Value>,
+        pub turn_events: Option<Value>,
+        pub interruptions: Option<Value>,
+        pub tool_usage: Option<Value>,
+    }
+
+    /// A page of calls.
+    #[derive(ToSchema)]
+    pub struct CallList {
+        pub num_items: u32,
+        /// Pass as `cursor` for the next page; null on the last page.
+        pub cursor: Option<String>,
+        pub calls: Vec<CallV1>,
+    }
 }

@@ -81,7 +81,7 @@ impl Params {
 
 /// Column access by name over a fetched row, whichever driver fetched it. A value of the
 /// wrong type is corrupt data, never silently converted.
-pub(crate) trait Cols {
+pub trait Cols {
     fn text(&self, col: &str) -> Result<Option<String>, StoreError>;
     fn int(&self, col: &str) -> Result<Option<i64>, StoreError>;
 }
