@@ -4,6 +4,7 @@
 //! from these types; business rules live here once. Values are parsed, not validated: a
 //! `PhoneNumber` or a `CallStatus` that exists is valid.
 
+pub mod analysis;
 pub mod call;
 pub mod entities;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod ids;
 pub mod phone;
 pub mod query;
 pub mod time;
+pub mod tools;
 
 pub use call::*;
 pub use entities::*;
