@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Conformance: drives the real server binary with the published Python clients
-# (flyflowclient 1.14.21, omnidimension 0.6.0). Creates a venv, builds and starts
+# (flyflowclient 1.14.21, omnidimension 0.6.0), and checks webhook signatures with the
+# published Standard Webhooks library (standardwebhooks 1.1.0; --webhook-allow-private lets
+# the server deliver to the test's loopback receiver). Creates a venv, builds and starts
 # `switchboard serve` on a free loopback port over a fresh data dir, runs
 # conformance/test_clients.py, and stops the server it started. Exits non-zero on failure.
 #
@@ -41,7 +43,7 @@ port="$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.
 # dispatched call stays queued in `dialing` until the test plays the engine's part with the
 # conformance_seed example (complete it, transcript, MP3 recording).
 "$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --sip-listen 127.0.0.1:0 \
-    --max-calls-per-org 0 >"$work/stdout" 2>"$work/stderr" &
+    --max-calls-per-org 0 --webhook-allow-private >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!
 
 # The first start prints the default organization's key as one JSON line on stdout.
@@ -76,7 +78,7 @@ fi
 
 export SB_BASE="http://127.0.0.1:$port" SB_KEY="$key" SB_ORG="$org" SB_DATA_DIR="$work/data" SB_SEED="$seed" SB_MP3="$mp3"
 status=0
-"$venv/bin/python" -m pytest -q -p no:cacheprovider "$here/test_clients.py" "$@" || status=$?
+"$venv/bin/python" -m pytest -q -p no:cacheprovider "$here/test_clients.py" "$here/test_webhooks.py" "$@" || status=$?
 if [ "$status" -ne 0 ]; then
     echo "--- server log (tail) ---" >&2
     tail -n 40 "$work/stderr" >&2

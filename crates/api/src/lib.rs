@@ -9,6 +9,7 @@ mod agentvoice;
 pub mod auth;
 pub mod dispatch;
 pub mod error;
+mod events;
 pub mod extract;
 pub mod listing;
 mod omnidim;
@@ -18,6 +19,7 @@ pub mod resource;
 pub mod resources;
 pub mod v1;
 pub mod views;
+mod webhooks;
 
 use auth::{AuthFailureMessage, KeyCache, RateLimiter};
 use axum::extract::Request;
@@ -70,6 +72,8 @@ pub struct AppState {
     /// when not configured.
     pub public_url: Option<String>,
     pub control: Option<Arc<dyn CallControl>>,
+    /// `--webhook-allow-private`: webhook URLs may point at private addresses.
+    pub webhook_allow_private: bool,
 }
 
 impl AppState {
@@ -86,6 +90,7 @@ impl AppState {
             limiter: Arc::new(RateLimiter::new(rate_limit_per_sec)),
             public_url,
             control: None,
+            webhook_allow_private: false,
         }
     }
 }
@@ -99,11 +104,26 @@ fn authed(router: Router<AppState>, state: &AppState, msg: &'static str) -> Rout
         .layer(axum::Extension(AuthFailureMessage(msg)))
 }
 
+/// Event data shows calls as `GET /v1/call/{id}` does with every field: the `/v1` call object
+/// with the full details and the transcript. Links are absolute with `--public-url`, else
+/// relative to the API root (an event outlives the request that caused it).
+pub fn install_event_renderer(store: &Store, public_url: Option<&str>) {
+    let base = public_url.unwrap_or("").trim_end_matches('/').to_string();
+    let shape = listing::Shape {
+        fields: switchboard_domain::Fields::Full,
+        include: vec![switchboard_domain::IncludeGroup::Transcript],
+    };
+    store.set_call_renderer(Arc::new(move |call| views::call_v1(call, &base, &shape)));
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     let v1 = authed(
-        v1::routes().merge(resources::routes()),
+        v1::routes()
+            .merge(resources::routes())
+            .merge(events::routes())
+            .merge(webhooks::routes()),
         &state,
         "Invalid API key",
     );

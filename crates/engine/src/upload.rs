@@ -86,6 +86,10 @@ async fn upload_with_retry(recordings: &Recordings, store: &Store, call: CallId,
                     erase(recordings, rel).await;
                 } else if !keys.is_empty() {
                     tracing::info!(call_id = %call, store = %recordings, attempt, "recording uploaded");
+                    // Now servable from the remote store: recording.ready.
+                    if let Err(e) = store.recording_stored(call).await {
+                        tracing::warn!(call_id = %call, error = %e, "could not record recording.ready");
+                    }
                 }
                 return;
             }

@@ -2,6 +2,7 @@
 //! filter, reads with or without the heavy details, context updates, deletion, and the
 //! status transitions the engine writes.
 
+use crate::events::NewEvent;
 use crate::read::{Cols, Params};
 use crate::row::{self, b, json_text};
 use crate::{encode_cursor, Backend, Store, StoreError};
@@ -60,7 +61,7 @@ fn sort_col(o: OrderBy) -> &'static str {
     }
 }
 
-fn call_from_row(r: &dyn Cols, with_details: bool) -> Result<Call, StoreError> {
+pub(crate) fn call_from_row(r: &dyn Cols, with_details: bool) -> Result<Call, StoreError> {
     let contact = match row::ouuid::<ContactId>(r, "contact_id")? {
         Some(id) => match row::os(r, "ct_identifier")? {
             Some(identifier) => Some(ContactSummary {
@@ -297,7 +298,19 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        // The outbox: call.created commits with the call.
+        let call = Store::call_in_tx(&mut tx, new.org_id, id).await?;
+        let data = self.render_call(&call);
+        let ev = NewEvent {
+            org_id: call.org_id,
+            event_type: "call.created",
+            call_id: Some(call.id),
+            agent_id: call.agent_id,
+            data,
+        };
+        self.emit_event(&mut tx, &ev).await?;
         tx.commit().await?;
+        self.events_committed();
         Ok(CreateCallOutcome::Created(
             self.get_call(new.org_id, id, true).await?,
         ))
@@ -446,6 +459,7 @@ impl Store {
         let ended = u.ended_at.or(current.ended_at);
         let recording = u.recording.clone().or(current.recording.clone());
         let write = self.write_gate().await;
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE calls SET status=$1, started_at=$2, ended_at=$3, start_key=$4, end_key=$5, duration_seconds=$6, \
              end_reason=$7, sip_code=$8, recording=$9, updated_at=$10 WHERE id=$11 AND status=$12",
@@ -458,16 +472,38 @@ impl Store {
         .bind(u.duration_seconds.or(current.duration_seconds))
         .bind(u.end_reason.clone().or(current.end_reason.clone()))
         .bind(u.sip_code.or(current.sip_code))
-        .bind(recording.map(|r| serde_json::to_string(&r).unwrap_or_default()))
+        .bind(recording.clone().map(|r| serde_json::to_string(&r).unwrap_or_default()))
         .bind(Timestamp::now().micros())
         .bind(id.to_string())
         .bind(current.status.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        drop(write);
         if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            drop(write);
             // Someone else moved the status in between: re-evaluate against the new state.
             return Box::pin(self.update_call(id, u)).await;
+        }
+        // The outbox: the events of this change commit with it. The call after the change
+        // is the one read above with the same fields replaced (no second read).
+        let after = Call {
+            status,
+            started_at: started,
+            ended_at: ended,
+            duration_seconds: u.duration_seconds.or(current.duration_seconds),
+            end_reason: u.end_reason.clone().or(current.end_reason.clone()),
+            sip_code: u.sip_code.or(current.sip_code),
+            recording,
+            ..current.clone()
+        };
+        let events = self.call_change_events(&current, &after);
+        for ev in &events {
+            self.emit_event(&mut tx, ev).await?;
+        }
+        tx.commit().await?;
+        drop(write);
+        if !events.is_empty() {
+            self.events_committed();
         }
         self.get_call_any_org(id).await
     }
@@ -484,10 +520,23 @@ impl Store {
     }
 
     /// Read-modify-write of a call's details in one transaction (the other fields are kept).
+    /// Turns added to `transcript_formatted` are emitted as `call.transcript` events in the
+    /// same transaction.
     pub async fn modify_call_details(
         &self,
         id: CallId,
         change: impl FnOnce(&mut CallDetails),
+    ) -> Result<(), StoreError> {
+        self.modify_details_with(id, change, None).await
+    }
+
+    /// [`Store::modify_call_details`], plus an event of `event_type` whose data is the whole
+    /// call after the change (`call.analyzed`).
+    pub(crate) async fn modify_details_with(
+        &self,
+        id: CallId,
+        change: impl FnOnce(&mut CallDetails),
+        event_type: Option<&'static str>,
     ) -> Result<(), StoreError> {
         let _write = self.write_gate().await;
         let mut tx = self.pool.begin().await?;
@@ -513,13 +562,44 @@ impl Store {
             }
             None => CallDetails::default(),
         };
+        let before = details.transcript_formatted.clone();
         change(&mut details);
+        let grew = crate::events::turn_count(&details.transcript_formatted)
+            > crate::events::turn_count(&before);
         sqlx::query("UPDATE calls SET details = $1 WHERE id = $2")
             .bind(serde_json::to_string(&details).unwrap_or_default())
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
+        let mut emitted = false;
+        if grew || event_type.is_some() {
+            let org: OrgId = row::uuid(
+                &sqlx::query("SELECT org_id FROM calls WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?,
+                "org_id",
+            )?;
+            let call = Store::call_in_tx(&mut tx, org, id).await?;
+            let mut events = self.transcript_events(&call, &before, &details.transcript_formatted);
+            if let Some(t) = event_type {
+                events.push(NewEvent {
+                    org_id: call.org_id,
+                    event_type: t,
+                    call_id: Some(call.id),
+                    agent_id: call.agent_id,
+                    data: self.render_call(&call),
+                });
+            }
+            for ev in &events {
+                self.emit_event(&mut tx, ev).await?;
+            }
+            emitted = !events.is_empty();
+        }
         tx.commit().await?;
+        if emitted {
+            self.events_committed();
+        }
         Ok(())
     }
 

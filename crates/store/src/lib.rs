@@ -9,22 +9,29 @@ mod engines;
 mod entities;
 mod entity;
 mod error;
+mod events;
 mod migrate;
 mod orgs;
 mod queue;
 mod read;
 pub mod recordings;
 mod row;
+mod webhooks;
 
 pub use bench::{BenchOrg, BenchSeedConfig};
 pub use calls::{CallPage, CallUpdate, CreateCallOutcome};
 pub use cursor::{decode_cursor, decode_seq_cursor, encode_cursor, encode_seq_cursor};
 pub use entity::{Entity, ResourcePage, Val};
 pub use error::StoreError;
+pub use events::{
+    event_id, parse_event_id, subscribes, CallRenderer, Event, EventPage, EventQuery, NewEvent,
+    EVENT_TYPES,
+};
 pub use orgs::hash_key;
 pub use queue::ClaimedDispatch;
 pub use read::Cols;
 pub use recordings::{Recordings, StoreOptions};
+pub use webhooks::*;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
@@ -51,6 +58,8 @@ pub struct Store {
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// SQLite's read path (see `read`); `None` on PostgreSQL and in-memory SQLite.
     readers: Option<Arc<read::Readers>>,
+    /// Event outbox state shared by the clones (see `events`).
+    hub: Arc<events::Hub>,
 }
 
 impl std::fmt::Debug for Store {
@@ -123,6 +132,7 @@ impl Store {
             backend,
             write_gate,
             readers,
+            hub: Arc::default(),
         };
         migrate::run(&store).await?;
         Ok(store)

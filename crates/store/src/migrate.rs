@@ -16,6 +16,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "live_calls_index",
         include_str!("../migrations/0003_live_calls_index.sql"),
     ),
+    (
+        4,
+        "events_webhooks",
+        include_str!("../migrations/0004_events_webhooks.sql"),
+    ),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

@@ -98,6 +98,49 @@ pub struct ServeConfig {
     pub telephony: TelephonyConfig,
     #[command(flatten)]
     pub agent: crate::agent_config::AgentConfig,
+    #[command(flatten)]
+    pub events: EventsConfig,
+}
+
+/// Events and webhook delivery.
+#[derive(Debug, Clone, Args)]
+pub struct EventsConfig {
+    /// Days events stay in the event log (GET /v1/events) before a background task deletes them.
+    #[arg(long, env = "SWITCHBOARD_EVENT_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub event_retention_days: u64,
+    /// Let webhook URLs reach loopback, private and link-local addresses (closed networks, tests).
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// Delays before each retry of a failed delivery (comma-separated, units ms/s/m/h/d; jittered ±20 %).
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = switchboard_webhooks::parse_schedule)]
+    pub webhook_retry_schedule: std::vec::Vec<std::time::Duration>,
+    /// An endpoint whose deliveries all fail for this long is disabled (webhook_endpoint.disabled).
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_DISABLE_AFTER", default_value = "5d", value_parser = switchboard_webhooks::parse_duration)]
+    pub webhook_disable_after: std::time::Duration,
+    /// A delivery succeeds on a 2xx answer within this time.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = switchboard_webhooks::parse_duration)]
+    pub webhook_timeout: std::time::Duration,
+    /// Concurrent deliveries per endpoint (a slow endpoint holds only these).
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub webhook_concurrency: u32,
+    /// How often the delivery worker looks for due retries and other replicas' events.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_POLL", default_value = "1s", value_parser = switchboard_webhooks::parse_duration)]
+    pub webhook_poll: std::time::Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            event_retention_days: 30,
+            webhook_allow_private: false,
+            webhook_retry_schedule: switchboard_webhooks::parse_schedule("5s,5m,30m,2h,5h,10h,10h")
+                .unwrap_or_default(),
+            webhook_disable_after: std::time::Duration::from_secs(5 * 86400),
+            webhook_timeout: std::time::Duration::from_secs(10),
+            webhook_concurrency: 8,
+            webhook_poll: std::time::Duration::from_secs(1),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -199,6 +242,10 @@ impl ServeConfig {
                 engine_stale_after: 30,
             },
             agent: Default::default(),
+            events: EventsConfig {
+                webhook_allow_private: true,
+                ..Default::default()
+            },
         }
     }
 }

@@ -158,6 +158,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     engine: Engine,
+    webhooks: switchboard_webhooks::WebhookWorker,
     /// The default organization's key when this start created it (first start, empty store).
     pub first_run_key: Option<(String, String)>,
 }
@@ -242,7 +243,12 @@ impl Application {
             heartbeat_interval: Duration::from_secs(t.engine_heartbeat),
             engine_stale_after: Duration::from_secs(t.engine_stale_after),
         };
+        // Events render calls the way the API shows them; with a remote recordings store,
+        // recording.ready waits for the upload.
+        switchboard_api::install_event_renderer(&store, config.public_url.as_deref());
+        store.set_recordings_remote(recordings.spool_dir().is_some());
         let engine = Engine::start(engine_cfg, store.clone(), sip_udp, Some(sip_tcp)).await?;
+        let webhooks = start_webhooks(&store, &config.events, engine.engine_id()).await?;
         let mut state = AppState::new(
             store,
             recordings,
@@ -250,10 +256,12 @@ impl Application {
             config.public_url.clone(),
         );
         state.control = Some(Arc::new(EngineControl(engine.clone(), flood)));
+        state.webhook_allow_private = config.events.webhook_allow_private;
         Ok(Application {
             listener,
             state,
             engine,
+            webhooks,
             first_run_key,
         })
     }
@@ -310,9 +318,28 @@ impl Application {
             })
             .await?;
         let _ = watcher.await;
+        self.webhooks.stop().await;
         self.state.store.close().await;
         Ok(())
     }
+}
+
+/// The webhook delivery worker (and the event log's retention), named after the engine so
+/// a restarted node takes its own claims back at once.
+async fn start_webhooks(
+    store: &Store,
+    c: &config::EventsConfig,
+    engine_id: &str,
+) -> anyhow::Result<switchboard_webhooks::WebhookWorker> {
+    let mut w = switchboard_webhooks::WebhookConfig::new(format!("{engine_id}/webhooks"));
+    w.allow_private = c.webhook_allow_private;
+    w.retry_schedule = c.webhook_retry_schedule.clone();
+    w.disable_after = c.webhook_disable_after;
+    w.timeout = c.webhook_timeout;
+    w.per_target = c.webhook_concurrency;
+    w.poll_interval = c.webhook_poll;
+    w.event_retention = Duration::from_secs(c.event_retention_days * 86400);
+    Ok(switchboard_webhooks::WebhookWorker::start(store.clone(), w).await?)
 }
 
 /// Binds SIP UDP and TCP on the same port. With port 0 (tests), the port UDP got may already

@@ -25,3 +25,5 @@ mod recording;
 mod replicas;
 #[path = "api/resources.rs"]
 mod resources;
+#[path = "api/webhooks.rs"]
+mod webhooks;
