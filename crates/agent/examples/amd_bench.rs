@@ -11,7 +11,7 @@
 #[path = "../tests/amd_corpus/mod.rs"]
 mod amd_corpus;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::time::Instant;
 
 use amd_corpus::{corpus, greeting_end_ok, percentile, run, Outcome, Sample, Truth};
@@ -68,7 +68,7 @@ fn report(mode: &str, samples: &[Sample], outcomes: &[Outcome]) {
         print!("---|");
     }
     println!();
-    let mut counts: BTreeMap<(Truth, Option<AnsweredBy>), usize> = BTreeMap::new();
+    let mut counts: HashMap<(Truth, Option<AnsweredBy>), usize> = HashMap::new();
     for (s, o) in samples.iter().zip(outcomes) {
         *counts
             .entry((s.truth, o.decision.as_ref().map(|d| d.answered_by)))
@@ -82,10 +82,19 @@ fn report(mode: &str, samples: &[Sample], outcomes: &[Outcome]) {
         println!();
     }
 
-    let of = |t: Truth| samples.iter().zip(outcomes).filter(move |(s, _)| s.truth == t);
+    let of = |t: Truth| {
+        samples
+            .iter()
+            .zip(outcomes)
+            .filter(move |(s, _)| s.truth == t)
+    };
     let humans = of(Truth::Human).count();
     let humans_as_machines = of(Truth::Human)
-        .filter(|(_, o)| o.decision.as_ref().is_some_and(|d| d.answered_by.is_machine()))
+        .filter(|(_, o)| {
+            o.decision
+                .as_ref()
+                .is_some_and(|d| d.answered_by.is_machine())
+        })
         .count();
     let humans_ok = of(Truth::Human)
         .filter(|(_, o)| {
@@ -101,7 +110,11 @@ fn report(mode: &str, samples: &[Sample], outcomes: &[Outcome]) {
         .collect();
     let machines_ok = machines
         .iter()
-        .filter(|(_, o)| o.decision.as_ref().is_some_and(|d| d.answered_by.is_machine()))
+        .filter(|(_, o)| {
+            o.decision
+                .as_ref()
+                .is_some_and(|d| d.answered_by.is_machine())
+        })
         .count();
     let ends_ok = machines
         .iter()
@@ -121,7 +134,10 @@ fn report(mode: &str, samples: &[Sample], outcomes: &[Outcome]) {
         pct(humans_as_machines, humans)
     );
     println!("- humans recognised: {}", pct(humans_ok, humans));
-    println!("- machines recognised: {}", pct(machines_ok, machines.len()));
+    println!(
+        "- machines recognised: {}",
+        pct(machines_ok, machines.len())
+    );
     println!(
         "- machine greeting end reported right (beep end, or silence after the speech): {}",
         pct(ends_ok, machines.len())
@@ -164,7 +180,10 @@ fn report(mode: &str, samples: &[Sample], outcomes: &[Outcome]) {
         })
         .collect();
     println!("\nGreeting end, after the true end:\n");
-    println!("- machine_end_beep after the beep's end: {}", times(&mut lag_beep));
+    println!(
+        "- machine_end_beep after the beep's end: {}",
+        times(&mut lag_beep)
+    );
     println!(
         "- machine_end_silence after the greeting's last word: {}",
         times(&mut lag_silence)
@@ -187,16 +206,18 @@ fn report(mode: &str, samples: &[Sample], outcomes: &[Outcome]) {
             format!(
                 "{}: {}",
                 s.name,
-                o.decision.as_ref().map_or("no decision".to_string(), |d| format!(
-                    "{} at {} ms ({}){}",
-                    d.answered_by,
-                    d.decision_ms,
-                    d.reason,
-                    o.greeting_end.as_ref().map_or(String::new(), |e| format!(
-                        ", then {} at {} ms",
-                        e.answered_by, e.decision_ms
+                o.decision
+                    .as_ref()
+                    .map_or("no decision".to_string(), |d| format!(
+                        "{} at {} ms ({}){}",
+                        d.answered_by,
+                        d.decision_ms,
+                        d.reason,
+                        o.greeting_end.as_ref().map_or(String::new(), |e| format!(
+                            ", then {} at {} ms",
+                            e.answered_by, e.decision_ms
+                        ))
                     ))
-                ))
             )
         })
         .collect();
@@ -210,9 +231,9 @@ fn report(mode: &str, samples: &[Sample], outcomes: &[Outcome]) {
 
 /// Openers of one or two short words.
 fn amd_corpus_short_opener(s: &Sample) -> bool {
-    s.sentences.first().is_some_and(|(_, text)| {
-        amd_corpus::SHORT_OPENERS.contains(&text.as_str())
-    })
+    s.sentences
+        .first()
+        .is_some_and(|(_, text)| amd_corpus::SHORT_OPENERS.contains(&text.as_str()))
 }
 
 fn main() -> Result<(), BoxError> {

@@ -88,7 +88,7 @@ pub const HUMAN_OPENERS: &[&str] = &[
 ];
 
 /// Openers of one or two short words: the human verdict must come within 2.5 s of answer.
-pub const SHORT_OPENERS: &[&str] = &["Hello?", "Yeah?", "Yes?", "Hi there.", "Mm-hmm, hello?"];
+pub const SHORT_OPENERS: &[&str] = &["Hello?", "Yeah?", "Yes?", "Hi there."];
 
 /// Machine greetings, sentence by sentence.
 pub const MACHINE_GREETINGS: &[&[&str]] = &[
@@ -401,7 +401,10 @@ pub fn sample(truth: Truth, index: usize, rng: &mut Rng) -> Sample {
             silence(&mut audio, 4000);
             name = format!(
                 "machine{index:03}-g{g_ix}{}",
-                beep.map_or(String::new(), |(hz, s, e)| format!("-beep{hz:.0}x{}", e - s))
+                beep.map_or(String::new(), |(hz, s, e)| format!(
+                    "-beep{hz:.0}x{}",
+                    e - s
+                ))
             );
         }
         Truth::Fax => {
@@ -493,7 +496,7 @@ pub fn run(sample: &Sample, model: &VadModel, with_transcript: bool) -> Outcome 
         decision: None,
         greeting_end: None,
     };
-    let mut record = |ev: Option<AmdEvent>, out: &mut Outcome| match ev {
+    let record = |ev: Option<AmdEvent>, out: &mut Outcome| match ev {
         Some(AmdEvent::Decided(v)) => out.decision = Some(v),
         Some(AmdEvent::GreetingEnded(v)) => out.greeting_end = Some(v),
         None => {}
@@ -521,21 +524,20 @@ pub fn run(sample: &Sample, model: &VadModel, with_transcript: bool) -> Outcome 
     out
 }
 
-/// Whether a machine's greeting end was reported correctly: for a beep, `machine_end_beep` at
-/// or after the beep's end (never over the greeting or the beep); without one,
-/// `machine_end_silence` (or `machine_end_beep` never) after the speech ended.
+/// Whether a machine's greeting end was reported in time for a message: at or after the beep's
+/// end (never over the greeting or the beep); without a beep, `machine_end_silence` after the
+/// speech ended.
 pub fn greeting_end_ok(sample: &Sample, o: &Outcome) -> bool {
-    let end = o
-        .greeting_end
+    let end = o.greeting_end.as_ref().or(o
+        .decision
         .as_ref()
-        .or(o.decision.as_ref().filter(|d| d.answered_by.greeting_over()));
+        .filter(|d| d.answered_by.greeting_over()));
     let Some(end) = end else {
         return false;
     };
     match sample.beep {
-        Some((_, _, beep_end)) => {
-            end.answered_by == AnsweredBy::MachineEndBeep && end.decision_ms >= beep_end
-        }
+        // A beep lost in noise ends the greeting by silence, still after the beep.
+        Some((_, _, beep_end)) => end.decision_ms >= beep_end,
         None => {
             end.answered_by == AnsweredBy::MachineEndSilence
                 && end.decision_ms >= sample.speech_end_ms
