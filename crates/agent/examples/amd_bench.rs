@@ -263,7 +263,7 @@ fn main() -> Result<(), BoxError> {
             switchboard_media::audio::write_wav(
                 format!("{dir}/{}.wav", s.name),
                 8000,
-                &[s.audio.clone()],
+                std::slice::from_ref(&s.audio),
             )?;
         }
     }

@@ -217,7 +217,10 @@ impl Rng {
     }
 }
 
-static CACHE: Mutex<Option<HashMap<(String, String, u32), Vec<i16>>>> = Mutex::new(None);
+/// Synthesised sentences by (text, voice, rate).
+type SpeechCache = HashMap<(String, String, u32), Vec<i16>>;
+
+static CACHE: Mutex<Option<SpeechCache>> = Mutex::new(None);
 
 /// `text` spoken by espeak-ng `voice` at `wpm`, at 8 kHz, without its leading and trailing
 /// silence.
