@@ -9,6 +9,7 @@
 //! - [`providers`]: LLM, STT and TTS clients behind one trait each.
 //! - [`vad`] and [`turn`]: voice activity (energy gate + Silero) and end of turn (Smart Turn v3).
 
+pub mod amd;
 pub mod conversation;
 pub mod driver;
 pub mod providers;
