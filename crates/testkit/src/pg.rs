@@ -238,6 +238,8 @@ pub struct PgInstance {
 
 impl PgInstance {
     /// initdb + start on a free loopback port. Panics with the server log if it cannot.
+    // The watchdog is never waited for: it outlives this process by design.
+    #[allow(clippy::zombie_processes)]
     pub fn start() -> PgInstance {
         let bin = find_bin_dir().unwrap_or_else(|e| panic!("{e}"));
         let root = is_root();
