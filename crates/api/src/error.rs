@@ -40,6 +40,14 @@ impl ApiError {
         )
     }
 
+    /// The database cannot be reached: the request may be retried unchanged shortly.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database is unavailable; retry shortly",
+        )
+    }
+
     /// Maps a store error, naming the missing resource for a 404.
     pub fn from_store(e: StoreError, what: &str) -> Self {
         match e {
@@ -63,6 +71,10 @@ impl From<StoreError> for ApiError {
             StoreError::IdempotencyMismatch => Self::unprocessable(
                 "Idempotency-Key was already used with a different request body; use a new key for a new request",
             ),
+            other if other.is_unavailable() => {
+                tracing::warn!(error = %other, "database unavailable");
+                Self::unavailable()
+            }
             other => {
                 // Logged in full here, never shown to the client.
                 tracing::error!(error = %other, "store error");
@@ -76,9 +88,22 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let reason = self.status.canonical_reason().unwrap_or("Error");
         let body = serde_json::json!({ "error": reason, "message": self.message });
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // RFC 9110 §10.2.3: tells clients when to retry instead of hammering a server
+            // whose database is away.
+            return (
+                self.status,
+                [(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS)],
+                Json(body),
+            )
+                .into_response();
+        }
         (self.status, Json(body)).into_response()
     }
 }
+
+/// Seconds a client should wait before retrying a 503.
+pub const RETRY_AFTER_SECS: &str = "2";
 
 pub type ApiResult<T> = Result<T, ApiError>;
 

@@ -35,3 +35,40 @@ impl StoreError {
         }
     }
 }
+
+impl StoreError {
+    /// True when the database could not be reached at all (connection refused or reset, the
+    /// pool timed out waiting for a connection, the server shutting down, SQLite unable to
+    /// open its file), as opposed to a bad query or bad data. The caller may retry the same
+    /// request once the database is back; the API answers 503 with Retry-After.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Db(e) => sqlx_unavailable(e),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+                f.code == rusqlite::ErrorCode::CannotOpen
+            }
+            _ => false,
+        }
+    }
+}
+
+fn sqlx_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => match db.code() {
+            // PostgreSQL SQLSTATE class 08 (connection exception) and 57P01..57P03
+            // (admin/crash shutdown, cannot connect now): the server went away or is starting.
+            // SQLite result code 14 (SQLITE_CANTOPEN): "unable to open database file".
+            Some(code) => {
+                code.starts_with("08")
+                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "14")
+            }
+            None => false,
+        },
+        _ => false,
+    }
+}

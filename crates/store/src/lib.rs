@@ -82,6 +82,9 @@ pub fn sqlite_url_for_dir(dir: &Path) -> String {
     format!("sqlite://{path}?mode=rwc")
 }
 
+/// See `acquire_timeout` in [`Store::connect`].
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl Store {
     /// Connects and brings the schema up to date. Safe to call from several processes at once
     /// (the server and `org create`): migrations run under a lock on each backend.
@@ -100,7 +103,12 @@ impl Store {
             .map_err(|e| StoreError::Config(format!("invalid database URL: {e}")))?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            // How long a request waits for a connection. When the database is down, every
+            // acquire waits this long (sqlx keeps retrying a refused connect until then), so it
+            // bounds how long an API request hangs before its 503. The engine's dispatch loop
+            // tries again on its next tick either way. Still long enough for a saturated pool
+            // to hand over a connection on a loaded machine.
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             // A pooled SQLite connection is a file handle in this process: it cannot go stale,
             // so the ping before each use is a wasted round trip to its worker thread. A
             // PostgreSQL connection can (server restart), so it is still checked.

@@ -350,6 +350,7 @@ async fn bind_sip(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> 
         let udp = UdpSocket::bind(addr)
             .await
             .with_context(|| format!("cannot bind SIP UDP {addr}"))?;
+        raise_recv_buffer(&udp);
         let got = udp.local_addr()?;
         match TcpListener::bind(got).await {
             Ok(tcp) => return Ok((udp, tcp)),
@@ -357,6 +358,35 @@ async fn bind_sip(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> 
             Err(e) => return Err(e).with_context(|| format!("cannot bind SIP TCP {got}")),
         }
     }
+}
+
+/// The SIP UDP receive buffer asked for. A burst of datagrams (a flood, or many trunks
+/// retransmitting at once) queues here until the endpoint reads it; with the kernel default
+/// (~208 KiB) a burst of 1,000 INVITEs overflows it and datagrams are dropped before the flood
+/// limiter can tell good sources from bad ones.
+pub const SIP_RECV_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Raises SO_RCVBUF on the SIP UDP socket and logs what the kernel granted (it caps the request
+/// at net.core.rmem_max, and Linux reports twice the usable size for its bookkeeping). Never
+/// fatal: a smaller buffer only means more loss under a burst.
+fn raise_recv_buffer(udp: &UdpSocket) -> Option<usize> {
+    let sock = socket2::SockRef::from(udp);
+    let before = sock.recv_buffer_size().ok();
+    if let Err(e) = sock.set_recv_buffer_size(SIP_RECV_BUFFER) {
+        tracing::warn!(error = %e, requested = SIP_RECV_BUFFER, "could not raise the SIP UDP receive buffer");
+    }
+    let granted = sock.recv_buffer_size().ok();
+    match granted {
+        Some(g) if g < SIP_RECV_BUFFER => tracing::info!(
+            requested = SIP_RECV_BUFFER,
+            granted = g,
+            default = before,
+            "SIP UDP receive buffer (capped by net.core.rmem_max; raise it with sysctl for bigger bursts)"
+        ),
+        Some(g) => tracing::info!(requested = SIP_RECV_BUFFER, granted = g, "SIP UDP receive buffer"),
+        None => {}
+    }
+    granted
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -377,4 +407,30 @@ pub async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutdown requested");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SIP socket's receive buffer ends up at least as large as a fresh socket's (the kernel
+    /// default) and, where the kernel allows it, larger.
+    #[tokio::test]
+    async fn sip_udp_receive_buffer_is_raised() {
+        let plain = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let default = socket2::SockRef::from(&plain).recv_buffer_size().unwrap();
+        let (udp, _tcp) = bind_sip("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let granted = socket2::SockRef::from(&udp).recv_buffer_size().unwrap();
+        assert!(granted >= default, "granted {granted} < default {default}");
+        // rmem_max above the default (as on any stock Linux): the raise took effect.
+        let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok());
+        if let Some(max) = max.filter(|m| *m > default) {
+            assert!(
+                granted > default,
+                "granted {granted}, default {default}, rmem_max {max}"
+            );
+        }
+    }
 }

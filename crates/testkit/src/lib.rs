@@ -18,7 +18,7 @@ mod pg;
 pub mod speech;
 pub mod stt;
 
-pub use pg::postgres_url;
+pub use pg::{postgres_url, PgInstance};
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;

@@ -222,3 +222,134 @@ kill -KILL "$1" 2>/dev/null; rm -rf "$2""#;
         _watchdog: Some(Mutex::new(stdin)),
     })
 }
+
+/// A PostgreSQL server of one test's own, which the test may stop and start again (a database
+/// outage) without disturbing the shared server other tests use. Same port across restarts,
+/// so a server under test reconnects to the same URL. Stopped and removed on drop; a watchdog
+/// (as for the shared server) cleans up if the test process dies instead.
+pub struct PgInstance {
+    bin: PathBuf,
+    root: bool,
+    dir: PathBuf,
+    opts: String,
+    port: u16,
+    _watchdog: ChildStdin,
+}
+
+impl PgInstance {
+    /// initdb + start on a free loopback port. Panics with the server log if it cannot.
+    // The watchdog is never waited for: it outlives this process by design.
+    #[allow(clippy::zombie_processes)]
+    pub fn start() -> PgInstance {
+        let bin = find_bin_dir().unwrap_or_else(|e| panic!("{e}"));
+        let root = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("switchboard-pg-own-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        if root {
+            let mut c = Command::new("chown");
+            c.arg("postgres:").arg(&dir);
+            run(c, "chown postgres: <tempdir>").unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mut c = pg_command(root, &bin.join("initdb"));
+        c.arg("-D").arg(dir.join("data")).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
+        run(c, "initdb").unwrap_or_else(|e| panic!("{e}"));
+        // The watchdog stops whatever server runs on the directory (its pid changes on each
+        // restart, so it goes through pg_ctl) and removes it once this process has exited.
+        let mut stop = vec![];
+        if root {
+            stop.extend(["runuser", "-u", "postgres", "--"].map(String::from));
+        }
+        stop.push(bin.join("pg_ctl").display().to_string());
+        let script = r#"cat >/dev/null; dir="$1"; shift; "$@" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1; rm -rf "$dir""#;
+        let mut child = Command::new("sh")
+            .args(["-c", script, "switchboard-pg-watchdog"])
+            .arg(&dir)
+            .args(&stop)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start the PostgreSQL watchdog");
+        let watchdog = child.stdin.take().expect("piped stdin");
+        let port = free_port().unwrap_or_else(|e| panic!("{e}"));
+        // synchronous_commit stays on: an immediate stop must not lose committed rows (the
+        // WAL is in the OS cache when a commit returns; fsync=off only skips flushing it).
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
+             -c full_page_writes=off -c max_connections=100 -c shared_buffers=16MB",
+            dir.display()
+        );
+        let pg = PgInstance {
+            bin,
+            root,
+            dir,
+            opts,
+            port,
+            _watchdog: watchdog,
+        };
+        pg.resume();
+        pg
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn pg_ctl(&self) -> Command {
+        let mut c = pg_command(self.root, &self.bin.join("pg_ctl"));
+        c.arg("-D").arg(self.dir.join("data"));
+        c
+    }
+
+    /// Stops the server the way a crash or a failover does to its clients: `immediate` mode
+    /// drops every connection at once, without waiting for them to finish. Returns once the
+    /// server has exited (the port refuses connections).
+    pub fn stop(&self) {
+        let mut c = self.pg_ctl();
+        c.args(["-m", "immediate", "-w", "-t", "30", "stop"]);
+        run(c, "pg_ctl stop").unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Starts the server (again) on the same port and data; returns once it accepts
+    /// connections.
+    pub fn resume(&self) {
+        let mut c = self.pg_ctl();
+        c.arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-w", "-t", "60", "-o", &self.opts, "start"]);
+        if let Err(e) = run(c, "pg_ctl start") {
+            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            panic!("{e}\nserver log:\n{log}");
+        }
+    }
+}
+
+impl Drop for PgInstance {
+    fn drop(&mut self) {
+        let mut c = self.pg_ctl();
+        c.args(["-m", "immediate", "-w", "stop"]);
+        let _ = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
