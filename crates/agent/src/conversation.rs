@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::time::Duration;
+use switchboard_domain::tools::{check_dtmf, Tool};
 
 const FRAME: Duration = Duration::from_millis(20);
 const FRAME_SAMPLES: usize = 160;
@@ -65,6 +66,16 @@ pub struct Config {
     /// Caller energy needed over the agent's recent output energy to count while the agent
     /// talks (echo suppression), as an amplitude ratio (0.18 ≈ -15 dB).
     pub echo_ratio: f64,
+    /// The agent's tools (their definitions go to the LLM with every request).
+    pub tools: Vec<Tool>,
+    /// Said once when a tool has not answered after `tool_filler_after`.
+    pub filler_message: String,
+    pub tool_filler_after: Duration,
+    /// Said by `end_call` / `transfer_call` when the LLM said nothing with the call.
+    pub end_call_message: String,
+    pub transfer_message: String,
+    /// Rounds of tool calls one reply may make before the agent gives up on it.
+    pub max_tool_rounds: u32,
 }
 
 impl Default for Config {
@@ -93,6 +104,12 @@ impl Default for Config {
             interrupt_min_speech: Duration::from_millis(500),
             false_interruption_timeout: Duration::from_millis(1500),
             echo_ratio: 0.18,
+            tools: Vec::new(),
+            filler_message: "One moment.".into(),
+            tool_filler_after: Duration::from_millis(1000),
+            end_call_message: "Thank you for calling. Goodbye.".into(),
+            transfer_message: "Please hold while I transfer your call.".into(),
+            max_tool_rounds: 5,
         }
     }
 }
@@ -126,6 +143,12 @@ pub enum Event<'a> {
     TtsDone {
         seg: u64,
         error: Option<ProviderError>,
+    },
+    /// The answer to [`Action::RunTool`]: the tool's result, or what went wrong.
+    ToolResult {
+        reply: u64,
+        call_id: String,
+        result: Result<Value, String>,
     },
 }
 
@@ -172,6 +195,35 @@ pub enum Action {
     Hangup {
         reason: &'static str,
     },
+    /// Run a webhook tool; answer with [`Event::ToolResult`]. `arguments` were checked
+    /// against the tool's schema.
+    RunTool {
+        reply: u64,
+        call_id: String,
+        name: String,
+        arguments: Value,
+    },
+    /// Send these keys as RFC 4733 telephone events (checked: 0-9, *, #, A-D).
+    SendDtmf(String),
+    /// Blind-transfer the caller (REFER) once the audio queued so far has played.
+    Transfer {
+        to: String,
+    },
+}
+
+/// One tool execution, as `action_executions` keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionExecution {
+    pub tool: String,
+    pub call_id: String,
+    pub arguments: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// ms from the answer.
+    pub started_ms: u64,
+    pub duration_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -183,6 +235,10 @@ pub struct TurnRecord {
     pub interrupted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub words: Option<Vec<Word>>,
+    /// On `tool_call` / `tool_result` entries: `{id, name, arguments}` / `{id, name, result |
+    /// error}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<Value>,
 }
 
 /// Per-reply timings, ms.
@@ -242,6 +298,29 @@ struct Segment {
     text: String,
     samples: usize,
     done: bool,
+    /// When its first and last samples went out.
+    first_played: Option<Duration>,
+    last_played: Option<Duration>,
+}
+
+impl Segment {
+    fn new(id: u64, text: String) -> Self {
+        Segment {
+            id,
+            text,
+            samples: 0,
+            done: false,
+            first_played: None,
+            last_played: None,
+        }
+    }
+}
+
+/// What a reply does once its audio has played.
+#[derive(Debug, Clone, PartialEq)]
+enum After {
+    Hangup(&'static str),
+    Transfer(String),
 }
 
 struct Reply {
@@ -263,7 +342,18 @@ struct Reply {
     first_tts_request_at: Option<Duration>,
     first_audio_at: Option<Duration>,
     paused: bool,
-    tool_text: Vec<String>,
+    /// Tool calls streamed in the current LLM round: (id, name, arguments).
+    tool_calls: Vec<(String, String, String)>,
+    /// Tool entries of the transcript, each after this many segments.
+    tool_entries: Vec<(usize, TurnRecord)>,
+    /// Tool calls still running, and when the batch started.
+    pending_tools: Vec<String>,
+    tools_since: Option<Duration>,
+    filler_said: bool,
+    tool_rounds: u32,
+    /// Segments from here on are the text of the current LLM round (its assistant message).
+    round_from: usize,
+    after: Option<After>,
 }
 
 impl Reply {
@@ -285,23 +375,93 @@ impl Reply {
             first_tts_request_at: None,
             first_audio_at: None,
             paused: false,
-            tool_text: Vec::new(),
+            tool_calls: Vec::new(),
+            tool_entries: Vec::new(),
+            pending_tools: Vec::new(),
+            tools_since: None,
+            filler_said: false,
+            tool_rounds: 0,
+            round_from: 0,
+            after: None,
         }
+    }
+
+    /// Counts samples that went out against the segments they belong to.
+    fn mark_played(&mut self, n: usize, now: Duration) {
+        let (from, to) = (self.played, self.played + n);
+        self.played = to;
+        let mut start = 0;
+        for s in &mut self.segments {
+            let end = start + s.samples;
+            if end > from && start < to {
+                s.first_played.get_or_insert(now);
+                s.last_played = Some(now);
+            }
+            start = end;
+        }
+    }
+
+    /// The reply's transcript entries in order: agent text split by the tool calls made
+    /// between its sentences. `played_only` keeps only the words that went out (a cut reply).
+    fn entries(&self, played_only: bool, now: Duration) -> Vec<TurnRecord> {
+        let mut out = Vec::new();
+        let mut bounds: Vec<usize> = self.tool_entries.iter().map(|(b, _)| *b).collect();
+        bounds.push(self.segments.len());
+        bounds.dedup();
+        let mut from = 0;
+        let mut start_samples = 0;
+        let mut tools = self.tool_entries.iter().peekable();
+        for b in bounds {
+            let b = b.max(from);
+            let part = &self.segments[from..b];
+            let end_samples = start_samples + part.iter().map(|s| s.samples).sum::<usize>();
+            let text = if played_only {
+                self.played_text_of(from..b)
+            } else {
+                self.text_of(from..b)
+            };
+            if !text.is_empty() {
+                let first = part.iter().find_map(|s| s.first_played);
+                let last = part.iter().rev().find_map(|s| s.last_played);
+                let cut =
+                    played_only && (self.played < end_samples || part.iter().any(|s| !s.done));
+                out.push(TurnRecord {
+                    speaker: "agent",
+                    text,
+                    start_ms: ms(first.unwrap_or(now)),
+                    end_ms: ms(last.unwrap_or(now)),
+                    interrupted: cut,
+                    words: None,
+                    tool: None,
+                });
+            }
+            while let Some((at, _)) = tools.peek() {
+                if *at > b {
+                    break;
+                }
+                out.push(tools.next().expect("peeked").1.clone());
+            }
+            from = b;
+            start_samples = end_samples;
+        }
+        out
     }
 
     fn finished(&self) -> bool {
         self.llm_done
+            && self.pending_tools.is_empty()
             && self.pending_text.trim().is_empty()
             && self.segments.iter().all(|s| s.done)
             && self.played >= self.queued
     }
 
-    /// The words that actually went out: whole segments played, and of the one cut off the
-    /// share of its characters matching the share of its audio played.
-    fn played_text(&self) -> String {
-        let mut left = self.played;
+    /// The words of these segments that actually went out: whole segments played, and of
+    /// the one cut off the share of its characters matching the share of its audio played.
+    fn played_text_of(&self, range: std::ops::Range<usize>) -> String {
+        let before: usize = self.segments[..range.start].iter().map(|s| s.samples).sum();
+        let mut left = self.played.saturating_sub(before);
         let mut out = String::new();
-        for s in &self.segments {
+        for s in &self.segments[range] {
             if left == 0 {
                 break;
             }
@@ -324,6 +484,14 @@ impl Reply {
                 push_words(&mut out, partial);
                 break;
             }
+        }
+        out
+    }
+
+    fn text_of(&self, range: std::ops::Range<usize>) -> String {
+        let mut out = String::new();
+        for s in &self.segments[range] {
+            push_words(&mut out, &s.text);
         }
         out
     }
@@ -414,6 +582,7 @@ pub struct Conversation {
     events: Vec<Value>,
     usage: Usage,
     errors: Vec<Value>,
+    executions: Vec<ActionExecution>,
     now: Duration,
     ended: bool,
 }
@@ -526,6 +695,7 @@ impl Conversation {
             events: Vec::new(),
             usage: Usage::default(),
             errors: Vec::new(),
+            executions: Vec::new(),
             now: Duration::ZERO,
             ended: false,
         }
@@ -575,6 +745,10 @@ impl Conversation {
         };
         take(self.response_deadline);
         take(self.interruption.as_ref().and_then(|i| i.deadline));
+        take(self.reply.as_ref().and_then(|r| {
+            (!r.pending_tools.is_empty() && !r.filler_said)
+                .then_some(r.tools_since? + self.cfg.tool_filler_after)
+        }));
         if self.agent == Agent::Idle && self.user.is_none() && !self.ended && self.cfg.has_llm {
             take(self.silence_since.map(|s| s + self.cfg.silence_timeout));
         }
@@ -588,6 +762,7 @@ impl Conversation {
     /// Advances time; fires timers that are due.
     pub fn tick(&mut self, now: Duration) {
         self.now = now;
+        self.maybe_say_filler();
         if let Some(t) = self.response_deadline {
             if now >= t {
                 self.response_deadline = None;
@@ -623,6 +798,11 @@ impl Conversation {
             Event::Llm { reply, event } => self.on_llm(reply, event),
             Event::TtsAudio { seg, samples } => self.on_tts_audio(seg, samples),
             Event::TtsDone { seg, error } => self.on_tts_done(seg, error),
+            Event::ToolResult {
+                reply,
+                call_id,
+                result,
+            } => self.on_tool_result(reply, call_id, result),
         }
         self.tick(now);
     }
@@ -980,6 +1160,7 @@ impl Conversation {
             end_ms: ms(last_voiced),
             interrupted: false,
             words: (!words.is_empty()).then_some(words),
+            tool: None,
         };
         self.turns.push(turn.clone());
         self.act(Action::Turn(turn));
@@ -1018,7 +1199,13 @@ impl Conversation {
 
     /// Cancels whatever reply is under way (LLM, TTS, queued audio).
     fn cancel_reply(&mut self) {
-        if let Some(r) = self.reply.take() {
+        if let Some(mut r) = self.reply.take() {
+            self.abandon_tools(&mut r, "cancelled: the reply was dropped");
+            // Tools that ran are part of the call even if the reply is dropped.
+            for (_, t) in std::mem::take(&mut r.tool_entries) {
+                self.turns.push(t.clone());
+                self.act(Action::Turn(t));
+            }
             if r.llm_active && !r.llm_done {
                 self.act(Action::CancelLlm { reply: r.id });
             }
@@ -1037,12 +1224,7 @@ impl Conversation {
         let id = self.id();
         let mut r = Reply::new(id, kind, self.now);
         let seg = self.id();
-        r.segments.push(Segment {
-            id: seg,
-            text: text.to_string(),
-            samples: 0,
-            done: false,
-        });
+        r.segments.push(Segment::new(seg, text.to_string()));
         r.first_tts_request_at = Some(self.now);
         self.reply = Some(r);
         self.agent = Agent::Replying;
@@ -1078,13 +1260,14 @@ impl Conversation {
                 }
             }
             Ok(LlmEvent::ToolCall {
-                name, arguments, ..
+                id,
+                name,
+                arguments,
             }) => {
-                // Tools are not wired to the conversation yet: the call is recorded.
+                // Run once the round is complete (`Done`): the model may call several.
                 if let Some(r) = self.reply.as_mut() {
-                    r.tool_text.push(format!("{name}({arguments})"));
+                    r.tool_calls.push((id, name, arguments));
                 }
-                self.event("tool_call_ignored", json!({"name": name}));
             }
             Ok(LlmEvent::Done { usage, .. }) => {
                 if let Some(LlmUsage {
@@ -1104,6 +1287,14 @@ impl Conversation {
                 if !rest.trim().is_empty() {
                     self.push_segment(rest);
                 }
+                if self
+                    .reply
+                    .as_ref()
+                    .is_some_and(|r| !r.tool_calls.is_empty())
+                {
+                    self.run_tools();
+                    return;
+                }
                 let nothing = self.reply.as_ref().is_some_and(|r| r.segments.is_empty());
                 if nothing {
                     // The model chose to say nothing.
@@ -1118,12 +1309,22 @@ impl Conversation {
             Err(e) => {
                 self.error("llm", &e.to_string());
                 let played_any = self.reply.as_ref().is_some_and(|r| r.queued > 0);
+                let after_tools = self
+                    .reply
+                    .as_ref()
+                    .is_some_and(|r| r.tool_rounds > 0 && r.segments.len() == r.round_from);
                 if let Some(r) = self.reply.as_mut() {
                     r.llm_done = true;
                     r.llm_active = false;
                     r.pending_text.clear();
+                    r.tool_calls.clear();
                 }
-                if played_any {
+                if after_tools {
+                    // The answer to a tool's result failed: say so after what is playing,
+                    // in the built-in voice, rather than leave the caller waiting.
+                    self.push_segment_in(self.cfg.fallback_message.clone(), true);
+                    self.maybe_finish_reply();
+                } else if played_any {
                     self.maybe_finish_reply();
                 } else {
                     self.response_deadline = None;
@@ -1138,6 +1339,283 @@ impl Conversation {
     }
 
     fn push_segment(&mut self, text: String) {
+        self.push_segment_in(text, false);
+    }
+
+    // ---- tools -------------------------------------------------------------------------
+
+    /// The LLM round ended with tool calls: check and run them. Built-ins act here; webhook
+    /// tools go to the driver ([`Action::RunTool`]) and answer with [`Event::ToolResult`].
+    fn run_tools(&mut self) {
+        let now = self.now;
+        let r = self.reply.as_mut().expect("a reply is under way");
+        let calls = std::mem::take(&mut r.tool_calls);
+        r.tool_rounds += 1;
+        let too_many = r.tool_rounds > self.cfg.max_tool_rounds;
+        let round_text = r.text_of(r.round_from..r.segments.len());
+        r.round_from = r.segments.len();
+        let reply_id = r.id;
+        // The assistant message that asked for the tools (OpenAI requires it before their
+        // results), with the text said in the same round.
+        let tool_calls: Vec<Value> = calls
+            .iter()
+            .map(|(id, name, args)| {
+                json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}})
+            })
+            .collect();
+        self.messages.push(json!({
+            "role": "assistant",
+            "content": if round_text.is_empty() { Value::Null } else { Value::String(round_text) },
+            "tool_calls": tool_calls,
+        }));
+        for (call_id, name, args) in calls {
+            let arguments: Value =
+                serde_json::from_str(&args).unwrap_or_else(|_| Value::String(args.clone()));
+            self.push_tool_entry(
+                "tool_call",
+                format!("{name}({args})"),
+                json!({"id": call_id, "name": name, "arguments": arguments}),
+            );
+            self.executions.push(ActionExecution {
+                tool: name.clone(),
+                call_id: call_id.clone(),
+                arguments: arguments.clone(),
+                result: None,
+                error: None,
+                started_ms: ms(now),
+                duration_ms: None,
+            });
+            self.event("tool_call", json!({"name": name, "id": call_id}));
+            let tool = self.cfg.tools.iter().find(|t| t.name() == name).cloned();
+            let outcome: Option<Result<Value, String>> = if too_many {
+                Some(Err(
+                    "too many tool calls in one reply; answer the caller without tools".into(),
+                ))
+            } else {
+                match tool {
+                    None => Some(Err(format!(
+                        "there is no tool named {name}; the tools are: {}",
+                        self.cfg
+                            .tools
+                            .iter()
+                            .map(|t| t.name().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))),
+                    Some(tool) => match tool.check_arguments(&args) {
+                        Err(e) => Some(Err(e)),
+                        Ok(a) => self.run_tool(reply_id, &call_id, &tool, a),
+                    },
+                }
+            };
+            if let Some(result) = outcome {
+                self.tool_done(&call_id, result);
+            }
+        }
+        let r = self.reply.as_mut().expect("a reply is under way");
+        if r.pending_tools.is_empty() {
+            self.tools_complete();
+        } else {
+            r.tools_since = Some(now);
+            r.filler_said = false;
+            // The filler (and the tool's answer) stand in for the reply audio.
+            self.response_deadline = None;
+        }
+    }
+
+    /// Runs one checked tool call; `None` while it runs elsewhere.
+    fn run_tool(
+        &mut self,
+        reply: u64,
+        call_id: &str,
+        tool: &Tool,
+        args: Value,
+    ) -> Option<Result<Value, String>> {
+        let r = self.reply.as_mut().expect("a reply is under way");
+        match tool {
+            Tool::EndCall { .. } => {
+                r.after = Some(After::Hangup("agent_hangup"));
+                Some(Ok(json!({"status": "the call ends after your last words"})))
+            }
+            Tool::TransferCall { .. } => {
+                let to = args["destination"].as_str().unwrap_or_default().to_string();
+                r.after = Some(After::Transfer(to.clone()));
+                Some(Ok(json!({"status": "transferring", "destination": to})))
+            }
+            Tool::SendDtmf { .. } => {
+                let digits = args["digits"].as_str().unwrap_or_default().to_string();
+                if let Err(e) = check_dtmf(&digits) {
+                    return Some(Err(e));
+                }
+                self.act(Action::SendDtmf(digits.clone()));
+                Some(Ok(json!({"status": "sent", "digits": digits})))
+            }
+            Tool::Webhook(w) => {
+                r.pending_tools.push(call_id.to_string());
+                self.act(Action::RunTool {
+                    reply,
+                    call_id: call_id.to_string(),
+                    name: w.name.clone(),
+                    arguments: args,
+                });
+                None
+            }
+        }
+    }
+
+    fn push_tool_entry(&mut self, speaker: &'static str, text: String, tool: Value) {
+        let now = self.now;
+        let r = self.reply.as_mut().expect("a reply is under way");
+        let at = r.segments.len();
+        r.tool_entries.push((
+            at,
+            TurnRecord {
+                speaker,
+                text,
+                start_ms: ms(now),
+                end_ms: ms(now),
+                interrupted: false,
+                words: None,
+                tool: Some(tool),
+            },
+        ));
+    }
+
+    /// A tool answered (or failed): the LLM is told, the execution recorded.
+    fn tool_done(&mut self, call_id: &str, result: Result<Value, String>) {
+        let now = self.now;
+        let (name, content) = {
+            let Some(x) = self
+                .executions
+                .iter_mut()
+                .rev()
+                .find(|x| x.call_id == call_id)
+            else {
+                return;
+            };
+            x.duration_ms = Some(ms(now).saturating_sub(x.started_ms));
+            let content = match &result {
+                Ok(Value::String(s)) => s.clone(),
+                Ok(v) => v.to_string(),
+                Err(e) => json!({"error": e}).to_string(),
+            };
+            match &result {
+                Ok(v) => x.result = Some(v.clone()),
+                Err(e) => x.error = Some(e.clone()),
+            }
+            (x.tool.clone(), content)
+        };
+        if let Some(r) = self.reply.as_mut() {
+            r.pending_tools.retain(|id| id != call_id);
+        }
+        let detail = match &result {
+            Ok(v) => json!({"id": call_id, "name": name, "result": v}),
+            Err(e) => json!({"id": call_id, "name": name, "error": e}),
+        };
+        if result.is_err() {
+            self.event("tool_error", json!({"name": name, "id": call_id}));
+        }
+        if self.reply.is_some() {
+            self.push_tool_entry("tool_result", content.clone(), detail);
+        }
+        self.messages
+            .push(json!({"role": "tool", "tool_call_id": call_id, "content": content}));
+    }
+
+    fn on_tool_result(&mut self, reply: u64, call_id: String, result: Result<Value, String>) {
+        let current = self
+            .reply
+            .as_ref()
+            .is_some_and(|r| r.id == reply && r.pending_tools.contains(&call_id));
+        if !current {
+            return; // a dropped reply's tool: its result was already given up on
+        }
+        self.tool_done(&call_id, result);
+        if self
+            .reply
+            .as_ref()
+            .is_some_and(|r| r.pending_tools.is_empty())
+        {
+            self.tools_complete();
+        }
+    }
+
+    /// Every tool of the round answered: the LLM goes on with their results, unless the call
+    /// is ending or being transferred.
+    fn tools_complete(&mut self) {
+        let now = self.now;
+        let r = self.reply.as_mut().expect("a reply is under way");
+        r.tools_since = None;
+        match r.after.clone() {
+            Some(after) => {
+                r.llm_done = true;
+                r.llm_active = false;
+                if r.segments.is_empty() {
+                    let text = match after {
+                        After::Hangup(_) => self.cfg.end_call_message.clone(),
+                        After::Transfer(_) => self.cfg.transfer_message.clone(),
+                    };
+                    self.push_segment(text);
+                }
+                self.maybe_finish_reply();
+            }
+            None => {
+                r.llm_active = true;
+                r.llm_done = false;
+                r.round_from = r.segments.len();
+                let id = r.id;
+                self.usage.llm_requests += 1;
+                self.response_deadline = Some(now + self.cfg.response_timeout);
+                self.act(Action::StartLlm {
+                    reply: id,
+                    messages: self.messages.clone(),
+                });
+            }
+        }
+    }
+
+    /// The LLM history must answer every tool call it made: tools still running when their
+    /// reply is dropped are answered "cancelled" (their late results are ignored).
+    fn abandon_tools(&mut self, r: &mut Reply, why: &str) {
+        let now = self.now;
+        for call_id in std::mem::take(&mut r.pending_tools) {
+            if let Some(x) = self
+                .executions
+                .iter_mut()
+                .rev()
+                .find(|x| x.call_id == call_id)
+            {
+                x.error = Some(why.to_string());
+                x.duration_ms = Some(ms(now).saturating_sub(x.started_ms));
+            }
+            self.messages.push(json!({
+                "role": "tool", "tool_call_id": call_id, "content": json!({"error": why}).to_string()
+            }));
+        }
+    }
+
+    /// A tool is slow: say the filler once, between sentences, never over one.
+    fn maybe_say_filler(&mut self) {
+        let now = self.now;
+        let due = self.reply.as_ref().is_some_and(|r| {
+            !r.pending_tools.is_empty()
+                && !r.filler_said
+                && !r.paused
+                && r.tools_since
+                    .is_some_and(|t| now >= t + self.cfg.tool_filler_after)
+                && r.played >= r.queued
+                && r.segments.iter().all(|s| s.done)
+        });
+        if due {
+            if let Some(r) = self.reply.as_mut() {
+                r.filler_said = true;
+            }
+            self.event("tool_filler", json!({}));
+            self.push_segment(self.cfg.filler_message.clone());
+        }
+    }
+
+    fn push_segment_in(&mut self, text: String, local: bool) {
         let text = text.trim().to_string();
         if text.is_empty() {
             return;
@@ -1147,18 +1625,9 @@ impl Conversation {
         let r = self.reply.as_mut().expect("a reply is under way");
         r.first_sentence_at.get_or_insert(now);
         r.first_tts_request_at.get_or_insert(now);
-        r.segments.push(Segment {
-            id: seg,
-            text: text.clone(),
-            samples: 0,
-            done: false,
-        });
+        r.segments.push(Segment::new(seg, text.clone()));
         self.usage.tts_characters += text.chars().count() as u64;
-        self.act(Action::Synthesize {
-            seg,
-            text,
-            local: false,
-        });
+        self.act(Action::Synthesize { seg, text, local });
     }
 
     fn on_tts_audio(&mut self, seg: u64, samples: Vec<i16>) {
@@ -1218,7 +1687,7 @@ impl Conversation {
         let now = self.now;
         self.echo_until = now + Duration::from_millis(300);
         if let Some(r) = self.reply.as_mut() {
-            r.played += n;
+            r.mark_played(n, now);
             r.last_played_at = Some(now);
             if r.first_played_at.is_none() {
                 r.first_played_at = Some(now);
@@ -1284,24 +1753,29 @@ impl Conversation {
         let r = self.reply.take().expect("checked");
         self.agent = Agent::Idle;
         self.response_deadline = None;
-        let text = r.full_text();
+        let entries = r.entries(false, self.now);
+        let spoke = entries.iter().any(|t| t.speaker == "agent");
+        for t in entries {
+            self.turns.push(t.clone());
+            self.act(Action::Turn(t));
+        }
+        // Earlier rounds' text went into the history with their tool calls.
+        let text = r.text_of(r.round_from..r.segments.len());
         if !text.is_empty() {
-            let turn = TurnRecord {
-                speaker: "agent",
-                text: text.clone(),
-                start_ms: ms(r.first_played_at.unwrap_or(self.now)),
-                end_ms: ms(r.last_played_at.unwrap_or(self.now)),
-                interrupted: false,
-                words: None,
-            };
-            self.turns.push(turn.clone());
-            self.act(Action::Turn(turn));
             self.messages
                 .push(json!({"role": "assistant", "content": text}));
+        }
+        if spoke {
             self.event("agent_speech_end", json!({}));
         }
         self.silence_since = Some(self.now);
-        if r.kind == ReplyKind::Goodbye {
+        if let Some(after) = r.after {
+            self.ended = true;
+            match after {
+                After::Hangup(reason) => self.act(Action::Hangup { reason }),
+                After::Transfer(to) => self.act(Action::Transfer { to }),
+            }
+        } else if r.kind == ReplyKind::Goodbye {
             if let Some(reason) = self.hangup_after_reply.take() {
                 self.ended = true;
                 self.act(Action::Hangup { reason });
@@ -1322,8 +1796,9 @@ impl Conversation {
         });
         if real {
             self.event("interruption", json!({}));
-            if let Some(r) = self.reply.take() {
-                let played = r.played_text();
+            if let Some(mut r) = self.reply.take() {
+                self.abandon_tools(&mut r, "cancelled: the caller interrupted");
+                let played = r.played_text_of(r.round_from..r.segments.len());
                 if r.llm_active && !r.llm_done {
                     self.act(Action::CancelLlm { reply: r.id });
                 }
@@ -1331,21 +1806,17 @@ impl Conversation {
                     self.act(Action::CancelTts);
                 }
                 self.act(Action::ClearPlayback);
-                if r.played > 0 {
-                    let turn = TurnRecord {
-                        speaker: "agent",
-                        text: played.clone(),
-                        start_ms: ms(r.first_played_at.unwrap_or(i.onset)),
-                        end_ms: ms(r.last_played_at.unwrap_or(i.onset)),
-                        interrupted: true,
-                        words: None,
-                    };
-                    self.turns.push(turn.clone());
-                    self.act(Action::Turn(turn));
-                    if r.kind != ReplyKind::Fallback && !played.is_empty() {
-                        self.messages
-                            .push(json!({"role": "assistant", "content": played}));
-                    }
+                let mut entries = r.entries(true, i.onset);
+                if let Some(last) = entries.iter_mut().rev().find(|t| t.speaker == "agent") {
+                    last.interrupted = true;
+                }
+                for t in entries {
+                    self.turns.push(t.clone());
+                    self.act(Action::Turn(t));
+                }
+                if r.played > 0 && r.kind != ReplyKind::Fallback && !played.is_empty() {
+                    self.messages
+                        .push(json!({"role": "assistant", "content": played}));
                 }
             }
             self.agent = Agent::Idle;
@@ -1452,21 +1923,54 @@ impl Conversation {
         &self.errors
     }
 
+    /// `action_executions`: every tool call with its arguments, result or error and timing.
+    pub fn action_executions(&self) -> &[ActionExecution] {
+        &self.executions
+    }
+
+    /// `action_summary`: counts by tool and outcome, and the tools in the order used.
+    pub fn action_summary(&self) -> Value {
+        let failed = self.executions.iter().filter(|x| x.error.is_some()).count();
+        let mut tools: Vec<&str> = Vec::new();
+        for x in &self.executions {
+            if !tools.contains(&x.tool.as_str()) {
+                tools.push(&x.tool);
+            }
+        }
+        json!({
+            "total": self.executions.len(),
+            "succeeded": self.executions.len() - failed,
+            "failed": failed,
+            "tools_used": tools,
+        })
+    }
+
+    /// `tool_usage` (diagnostics): per tool, calls, errors and durations.
+    pub fn tool_usage(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        for x in &self.executions {
+            let e = m
+                .entry(x.tool.clone())
+                .or_insert_with(|| json!({"calls": 0, "errors": 0, "total_ms": 0, "max_ms": 0}));
+            e["calls"] = json!(e["calls"].as_u64().unwrap_or(0) + 1);
+            if x.error.is_some() {
+                e["errors"] = json!(e["errors"].as_u64().unwrap_or(0) + 1);
+            }
+            let d = x.duration_ms.unwrap_or(0);
+            e["total_ms"] = json!(e["total_ms"].as_u64().unwrap_or(0) + d);
+            e["max_ms"] = json!(e["max_ms"].as_u64().unwrap_or(0).max(d));
+        }
+        Value::Object(m)
+    }
+
     /// The call is over: an agent turn cut by the hang-up is kept with the words played.
     pub fn finish(&mut self, now: Duration) {
         self.now = now;
-        if let Some(r) = self.reply.take() {
-            if r.played > 0 {
-                let turn = TurnRecord {
-                    speaker: "agent",
-                    text: r.played_text(),
-                    start_ms: ms(r.first_played_at.unwrap_or(now)),
-                    end_ms: ms(r.last_played_at.unwrap_or(now)),
-                    interrupted: r.played < r.queued || !r.finished(),
-                    words: None,
-                };
-                self.turns.push(turn.clone());
-                self.act(Action::Turn(turn));
+        if let Some(mut r) = self.reply.take() {
+            self.abandon_tools(&mut r, "cancelled: the call ended");
+            for t in r.entries(true, now) {
+                self.turns.push(t.clone());
+                self.act(Action::Turn(t));
             }
         }
         self.ended = true;
@@ -1485,7 +1989,10 @@ impl Conversation {
 
 pub fn transcript_text(turns: &[TurnRecord]) -> String {
     let mut s = String::new();
-    for t in turns {
+    for t in turns
+        .iter()
+        .filter(|t| matches!(t.speaker, "agent" | "user"))
+    {
         if !s.is_empty() {
             s.push('\n');
         }
@@ -1555,6 +2062,11 @@ mod tests {
         last_played_at: Option<Duration>,
         /// Amplitude of the caller's voiced frames.
         caller_level: i16,
+        /// Scripted LLM rounds (one per request) taking precedence over `llm_reply`.
+        llm_rounds: VecDeque<Vec<LlmEvent>>,
+        /// How webhook tools answer, and after how long.
+        tool_result: Result<Value, String>,
+        tool_delay: Duration,
     }
 
     #[derive(Debug, Clone)]
@@ -1564,6 +2076,7 @@ mod tests {
         Audio(u64, usize),
         TtsDone(u64),
         Prediction(u64, f32),
+        Tool(u64, String, Result<Value, String>),
     }
 
     impl World {
@@ -1590,6 +2103,9 @@ mod tests {
                 played_total: 0,
                 last_played_at: None,
                 caller_level: 4000,
+                llm_rounds: VecDeque::new(),
+                tool_result: Ok(json!({"found": true})),
+                tool_delay: Duration::from_millis(200),
             }
         }
 
@@ -1616,6 +2132,30 @@ mod tests {
                     Action::PredictTurn { id, .. } => self.pending.push((
                         at + Duration::from_millis(20),
                         Ev::Prediction(*id, self.turn_complete),
+                    )),
+                    Action::StartLlm { reply, .. } if !self.llm_rounds.is_empty() => {
+                        let round = self.llm_rounds.pop_front().expect("checked");
+                        let n = round.len() as u64;
+                        for (i, e) in round.into_iter().enumerate() {
+                            self.pending.push((
+                                at + self.llm_delay + Duration::from_millis(30 * i as u64),
+                                Ev::Llm(*reply, Ok(e)),
+                            ));
+                        }
+                        self.pending.push((
+                            at + self.llm_delay + Duration::from_millis(30 * n),
+                            Ev::Llm(
+                                *reply,
+                                Ok(LlmEvent::Done {
+                                    finish_reason: None,
+                                    usage: None,
+                                }),
+                            ),
+                        ));
+                    }
+                    Action::RunTool { reply, call_id, .. } => self.pending.push((
+                        at + self.tool_delay,
+                        Ev::Tool(*reply, call_id.clone(), self.tool_result.clone()),
                     )),
                     Action::StartLlm { reply, .. } => match &self.llm_reply {
                         Ok(tokens) => {
@@ -1704,6 +2244,14 @@ mod tests {
                         Ev::Prediction(id, p) => self
                             .c
                             .handle(now, Event::TurnPrediction { id, complete: p }),
+                        Ev::Tool(reply, call_id, result) => self.c.handle(
+                            now,
+                            Event::ToolResult {
+                                reply,
+                                call_id,
+                                result,
+                            },
+                        ),
                     }
                     self.take_actions();
                 }
@@ -2114,5 +2662,285 @@ mod tests {
         assert_eq!(s["p50"], 3.0);
         assert_eq!(s["p99"], 5.0);
         assert_eq!(s["min"], 1.0);
+    }
+
+    fn tool_cfg() -> Config {
+        Config {
+            tools: switchboard_domain::tools::parse_tools(&json!([
+                {"type": "end_call"},
+                {"type": "transfer_call", "destinations": [{"number": "+14155550100", "description": "Sales"}]},
+                {"type": "send_dtmf"},
+                {"type": "webhook", "name": "lookup_order", "description": "Find an order",
+                 "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
+                 "url": "http://127.0.0.1:9/orders"}
+            ]))
+            .unwrap(),
+            ..cfg()
+        }
+    }
+
+    fn tok(t: &str) -> LlmEvent {
+        LlmEvent::Token(t.into())
+    }
+
+    fn call(id: &str, name: &str, args: &str) -> LlmEvent {
+        LlmEvent::ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: args.into(),
+        }
+    }
+
+    /// A caller question at 2.0-3.0 s, the greeting before it.
+    fn asked(w: &mut World) {
+        w.c.start(Duration::ZERO);
+        w.take_actions();
+        w.speech = vec![(2000, 3000)];
+        w.finals.push_back("Where is my order 42?".into());
+    }
+
+    #[test]
+    fn a_slow_webhook_tool_gets_one_filler_between_sentences_and_its_result_goes_to_the_llm() {
+        let mut w = World::new(tool_cfg());
+        asked(&mut w);
+        w.llm_rounds.push_back(vec![
+            tok("Let me check that for you. "),
+            call("call_1", "lookup_order", r#"{"order_id":"42"}"#),
+        ]);
+        w.llm_rounds
+            .push_back(vec![tok("Your order ships tomorrow.")]);
+        w.tool_delay = Duration::from_millis(2500);
+        w.run(12_000);
+        let synth: Vec<(u64, String)> = w
+            .actions()
+            .filter_map(|(t, a)| match a {
+                Action::Synthesize { text, .. } => Some((*t, text.clone())),
+                _ => None,
+            })
+            .collect();
+        let texts: Vec<&str> = synth.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "Hello, this is Ana.",
+                "Let me check that for you.",
+                "One moment.",
+                "Your order ships tomorrow."
+            ]
+        );
+        let run = w.first(|a| matches!(a, Action::RunTool { name, arguments, .. } if name == "lookup_order" && arguments["order_id"] == "42")).unwrap();
+        // The filler comes 1 s after the tool started, and only once the first sentence has
+        // played out (it is 26 characters: 1.56 s of audio).
+        let filler = synth[2].0;
+        assert!(filler >= run + 1000, "filler at {filler}, tool at {run}");
+        let sentence_end = w
+            .log
+            .iter()
+            .filter(|(t, a)| *t < filler && matches!(a, Action::Play(_)))
+            .count();
+        assert!(sentence_end > 0);
+        // The second LLM request carries the tool call and its result.
+        let starts: Vec<&Vec<Value>> = w
+            .actions()
+            .filter_map(|(_, a)| match a {
+                Action::StartLlm { messages, .. } => Some(messages),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts.len(), 2);
+        let m = starts[1];
+        let n = m.len();
+        assert_eq!(m[n - 2]["role"], "assistant");
+        assert_eq!(m[n - 2]["content"], "Let me check that for you.");
+        assert_eq!(
+            m[n - 2]["tool_calls"][0]["function"]["name"],
+            "lookup_order"
+        );
+        assert_eq!(m[n - 1]["role"], "tool");
+        assert_eq!(m[n - 1]["tool_call_id"], "call_1");
+        assert_eq!(m[n - 1]["content"], r#"{"found":true}"#);
+        // Transcript: agent text, the tool call, the filler, the result, the answer — in order.
+        let kinds: Vec<(&str, &str)> =
+            w.c.turns()
+                .iter()
+                .map(|t| (t.speaker, t.text.as_str()))
+                .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("agent", "Hello, this is Ana."),
+                ("user", "Where is my order 42?"),
+                ("agent", "Let me check that for you."),
+                ("tool_call", r#"lookup_order({"order_id":"42"})"#),
+                ("agent", "One moment."),
+                ("tool_result", r#"{"found":true}"#),
+                ("agent", "Your order ships tomorrow."),
+            ]
+        );
+        let x = &w.c.action_executions()[0];
+        assert_eq!(
+            (x.tool.as_str(), x.duration_ms),
+            ("lookup_order", Some(2500))
+        );
+        assert_eq!(x.result, Some(json!({"found": true})));
+        assert_eq!(w.c.action_summary()["succeeded"], 1);
+        assert_eq!(w.c.tool_usage()["lookup_order"]["calls"], 1);
+        // The history ends with the answer only (the filler is not the model's).
+        assert_eq!(
+            w.c.messages().last().unwrap()["content"],
+            "Your order ships tomorrow."
+        );
+        assert!(!w.c.transcript_text().contains("lookup_order"));
+    }
+
+    #[test]
+    fn a_fast_tool_gets_no_filler_and_a_failed_one_is_told_to_the_llm() {
+        let mut w = World::new(tool_cfg());
+        asked(&mut w);
+        w.llm_rounds
+            .push_back(vec![call("c1", "lookup_order", r#"{"order_id":"42"}"#)]);
+        w.llm_rounds
+            .push_back(vec![tok("Sorry, I could not look that up.")]);
+        w.tool_delay = Duration::from_millis(300);
+        w.tool_result = Err("HTTP 500 from the tool".into());
+        w.run(10_000);
+        assert!(w
+            .first(|a| matches!(a, Action::Synthesize { text, .. } if text == "One moment."))
+            .is_none());
+        let tool_msg =
+            w.c.messages()
+                .iter()
+                .find(|m| m["role"] == "tool")
+                .unwrap()
+                .clone();
+        assert!(tool_msg["content"].as_str().unwrap().contains("HTTP 500"));
+        assert!(w.first(|a| matches!(a, Action::Synthesize { text, .. } if text.starts_with("Sorry, I could not"))).is_some());
+        assert_eq!(
+            w.c.action_executions()[0].error.as_deref(),
+            Some("HTTP 500 from the tool")
+        );
+        // The first round said nothing: its assistant message has no content, only the call.
+        let asked_msg =
+            w.c.messages()
+                .iter()
+                .find(|m| m.get("tool_calls").is_some())
+                .unwrap();
+        assert!(asked_msg["content"].is_null());
+    }
+
+    #[test]
+    fn bad_arguments_and_unknown_tools_go_back_to_the_llm_without_running() {
+        let mut w = World::new(tool_cfg());
+        asked(&mut w);
+        w.llm_rounds.push_back(vec![
+            call("c1", "lookup_order", r#"{"id":42}"#),
+            call("c2", "launch_rocket", "{}"),
+        ]);
+        w.llm_rounds
+            .push_back(vec![tok("What is the order number?")]);
+        w.run(8000);
+        assert!(w.first(|a| matches!(a, Action::RunTool { .. })).is_none());
+        let results: Vec<String> =
+            w.c.messages()
+                .iter()
+                .filter(|m| m["role"] == "tool")
+                .map(|m| m["content"].as_str().unwrap().to_string())
+                .collect();
+        assert_eq!(results.len(), 2);
+        assert!(results[0].contains("order_id"), "{}", results[0]);
+        assert!(
+            results[1].contains("no tool named launch_rocket"),
+            "{}",
+            results[1]
+        );
+        assert_eq!(w.c.action_summary()["failed"], 2);
+    }
+
+    #[test]
+    fn end_call_says_goodbye_then_hangs_up_and_dtmf_is_sent() {
+        let mut w = World::new(tool_cfg());
+        asked(&mut w);
+        w.llm_rounds.push_back(vec![
+            tok("Thanks for calling, goodbye! "),
+            call("c1", "send_dtmf", r#"{"digits":"1#"}"#),
+            call("c2", "end_call", "{}"),
+        ]);
+        w.run(12_000);
+        assert!(w
+            .first(|a| matches!(a, Action::SendDtmf(d) if d == "1#"))
+            .is_some());
+        let bye = w
+            .first(|a| {
+                matches!(
+                    a,
+                    Action::Hangup {
+                        reason: "agent_hangup"
+                    }
+                )
+            })
+            .expect("hung up");
+        // Only after the goodbye played out.
+        assert!(bye >= w.last_played_at.map(ms).unwrap());
+        assert!(w.c.is_ended());
+        assert_eq!(w.c.usage().llm_requests, 1, "no LLM round after end_call");
+    }
+
+    #[test]
+    fn transfer_call_transfers_to_the_chosen_destination_after_speaking() {
+        let mut w = World::new(tool_cfg());
+        asked(&mut w);
+        w.llm_rounds.push_back(vec![call(
+            "c1",
+            "transfer_call",
+            r#"{"destination":"+14155550100"}"#,
+        )]);
+        w.run(12_000);
+        let said = w.first(|a| matches!(a, Action::Synthesize { text, .. } if text == "Please hold while I transfer your call.")).expect("transfer message");
+        let t = w
+            .first(|a| matches!(a, Action::Transfer { to } if to == "+14155550100"))
+            .expect("transferred");
+        assert!(t > said);
+        // A destination not listed is refused by the schema.
+        let mut w = World::new(tool_cfg());
+        asked(&mut w);
+        w.llm_rounds.push_back(vec![call(
+            "c1",
+            "transfer_call",
+            r#"{"destination":"+19995550100"}"#,
+        )]);
+        w.llm_rounds
+            .push_back(vec![tok("I can only transfer you to sales.")]);
+        w.run(10_000);
+        assert!(w.first(|a| matches!(a, Action::Transfer { .. })).is_none());
+    }
+
+    #[test]
+    fn barge_in_during_a_tool_answers_it_cancelled_and_ignores_its_late_result() {
+        let mut w = World::new(tool_cfg());
+        asked(&mut w);
+        w.llm_rounds.push_back(vec![
+            tok("Let me look that up, it can take a little while. "),
+            call("c1", "lookup_order", r#"{"order_id":"42"}"#),
+        ]);
+        w.llm_rounds.push_back(vec![tok("Okay.")]);
+        w.tool_delay = Duration::from_millis(4000);
+        // The caller talks over the first sentence.
+        w.speech = vec![(2000, 3000), (4500, 5600)];
+        w.finals.push_back("Actually never mind, cancel it.".into());
+        w.run(12_000);
+        let msgs = w.c.messages();
+        let i = msgs
+            .iter()
+            .position(|m| m["role"] == "tool")
+            .expect("answered");
+        assert!(msgs[i]["content"].as_str().unwrap().contains("cancelled"));
+        // Then the caller's words, and the late result never shows up.
+        assert_eq!(msgs[i + 1]["role"], "user");
+        assert!(msgs.iter().filter(|m| m["role"] == "tool").count() == 1);
+        assert!(w.c.action_executions()[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("interrupted"));
     }
 }

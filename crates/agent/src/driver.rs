@@ -43,6 +43,9 @@ pub enum AgentOutput {
     Error { stage: String, message: String },
     /// End the call (the audio queued so far has played).
     Hangup { reason: String },
+    /// Blind-transfer the caller to this number (the `transfer_call` tool; the audio queued
+    /// so far has played).
+    Transfer { to: String },
 }
 
 /// Everything a call keeps from its conversation, returned when the driver ends.
@@ -55,6 +58,10 @@ pub struct AgentReport {
     pub interruptions: Option<Value>,
     /// Usage (tokens, characters, audio seconds) and provider errors.
     pub quality_metrics: Option<Value>,
+    /// Tool calls: every execution, a summary, and per-tool usage (diagnostics).
+    pub action_executions: Option<Value>,
+    pub action_summary: Option<Value>,
+    pub tool_usage: Option<Value>,
 }
 
 /// The providers and models shared by every call of the server.
@@ -115,6 +122,11 @@ pub struct CallAgent {
     pub settings: Option<Value>,
     pub context: Option<Value>,
     pub metadata: Option<Value>,
+    /// The agent's tools (checked when the agent was saved).
+    pub tools: Vec<switchboard_domain::tools::Tool>,
+    /// The call's id (webhook tools send it) and the secret that signs tool requests.
+    pub call_id: String,
+    pub tool_secret: Option<String>,
 }
 
 impl CallAgent {
@@ -135,6 +147,7 @@ impl CallAgent {
             has_llm: p.llm.is_some(),
             has_stt: p.stt.is_some(),
             has_turn_model: p.turn.is_some(),
+            tools: self.tools.clone(),
             ..Config::default()
         };
         if let Some(s) = self.settings.as_ref().and_then(Value::as_object) {
@@ -190,6 +203,7 @@ enum Internal {
     TtsAudio(u64, Vec<i16>),
     TtsDone(u64, Option<ProviderError>),
     Prediction(u64, f32),
+    ToolResult(u64, String, Result<Value, String>),
 }
 
 /// Runs one call's conversation until `media` closes (the call ended) or the conversation
@@ -224,6 +238,13 @@ pub async fn run(
         .unwrap_or_else(|| providers.llm_model.clone());
     let mut stt_dropped = 0u64;
     let mut turns_written = 0usize;
+    let tool_defs: Vec<Value> = agent.tools.iter().map(|t| t.definition()).collect();
+    // Tool webhooks never follow redirects: the URL the agent was saved with is the one called.
+    let tool_client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default();
+    let mut tool_tasks: Vec<JoinHandle<()>> = Vec::new();
 
     conv.start(Duration::ZERO);
     loop {
@@ -267,7 +288,7 @@ pub async fn run(
                         let req = LlmRequest {
                             model: model.clone(),
                             messages,
-                            tools: Vec::new(),
+                            tools: tool_defs.clone(),
                             temperature: None,
                             max_tokens: Some(400),
                         };
@@ -329,6 +350,43 @@ pub async fn run(
                         reason: reason.to_string(),
                     });
                 }
+                Action::Transfer { to } => {
+                    let _ = out.send(AgentOutput::Transfer { to });
+                }
+                Action::SendDtmf(digits) => {
+                    if let Err(e) = control.send_dtmf(&digits, 160).await {
+                        tracing::warn!(error = %e, "send_dtmf failed");
+                    }
+                }
+                Action::RunTool {
+                    reply,
+                    call_id,
+                    name,
+                    arguments,
+                } => {
+                    let tool = agent.tools.iter().find_map(|t| match t {
+                        switchboard_domain::tools::Tool::Webhook(w) if w.name == name => {
+                            Some(w.clone())
+                        }
+                        _ => None,
+                    });
+                    let ctx = crate::tools::ToolCallContext {
+                        call_id: agent.call_id.clone(),
+                        tool_call_id: call_id.clone(),
+                        secret: agent.tool_secret.clone(),
+                    };
+                    let (itx, client) = (itx.clone(), tool_client.clone());
+                    tool_tasks.retain(|t| !t.is_finished());
+                    tool_tasks.push(tokio::spawn(async move {
+                        let result = match tool {
+                            Some(w) => {
+                                crate::tools::call_webhook(&client, &w, &ctx, &arguments).await
+                            }
+                            None => Err(format!("there is no webhook tool named {name}")),
+                        };
+                        let _ = itx.send(Internal::ToolResult(reply, call_id, result));
+                    }));
+                }
             }
         }
         let deadline = conv.next_deadline().map(|d| start + d);
@@ -385,6 +443,9 @@ pub async fn run(
                     Internal::TtsAudio(seg, samples) => conv.handle(now, Event::TtsAudio { seg, samples }),
                     Internal::TtsDone(seg, error) => conv.handle(now, Event::TtsDone { seg, error }),
                     Internal::Prediction(id, p) => conv.handle(now, Event::TurnPrediction { id, complete: p }),
+                    Internal::ToolResult(reply, call_id, result) => {
+                        conv.handle(now, Event::ToolResult { reply, call_id, result });
+                    }
                 }
             }
             _ = timer => conv.tick(start.elapsed()),
@@ -394,6 +455,9 @@ pub async fn run(
         t.abort();
     }
     tts_worker.abort();
+    for t in tool_tasks {
+        t.abort();
+    }
     conv.finish(start.elapsed());
     let _ = conv.drain();
     if stt_dropped > 0 {
@@ -417,6 +481,11 @@ fn report(conv: &Conversation, _turns_written: usize, vad_runs: Option<u64>) -> 
             "errors": conv.errors(),
             "vad_model_runs": vad_runs,
         })),
+        action_executions: Some(
+            serde_json::to_value(conv.action_executions()).unwrap_or(Value::Null),
+        ),
+        action_summary: Some(conv.action_summary()),
+        tool_usage: Some(conv.tool_usage()),
     }
 }
 

@@ -14,5 +14,6 @@ pub mod conversation;
 pub mod driver;
 pub mod providers;
 pub mod template;
+pub mod tools;
 pub mod turn;
 pub mod vad;

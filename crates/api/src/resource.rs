@@ -218,6 +218,14 @@ impl Obj {
             Some(_) => Err(ApiError::bad_request(format!("{k} must be true or false"))),
         }
     }
+    /// A field of any JSON type (null clears it); the resource checks its shape.
+    pub fn any(&self, k: &str) -> Option<Option<Value>> {
+        match self.0.get(k) {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(v) => Some(Some(v.clone())),
+        }
+    }
     pub fn object(&self, k: &str) -> ApiResult<Option<Option<Value>>> {
         match self.0.get(k) {
             None => Ok(None),

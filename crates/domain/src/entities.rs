@@ -32,6 +32,15 @@ pub struct Agent {
     pub max_duration_seconds: Option<i64>,
     pub ring_timeout_seconds: Option<i64>,
     pub settings: Option<Value>,
+    /// What the agent may do during a call (see `tools`), normalised.
+    pub tools: Option<Value>,
+    /// What to do on reaching voicemail (see `analysis::Voicemail`).
+    pub voicemail: Option<Value>,
+    /// Post-call analysis: what success means, the shape of `structured_data_results`, and
+    /// the questions answered in `custom_analysis`.
+    pub success_criteria: Option<String>,
+    pub analysis_schema: Option<Value>,
+    pub analysis_questions: Option<Value>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -49,6 +58,11 @@ pub struct AgentPatch {
     pub max_duration_seconds: Option<Option<i64>>,
     pub ring_timeout_seconds: Option<Option<i64>>,
     pub settings: Option<Option<Value>>,
+    pub tools: Option<Option<Value>>,
+    pub voicemail: Option<Option<Value>>,
+    pub success_criteria: Option<Option<String>>,
+    pub analysis_schema: Option<Option<Value>>,
+    pub analysis_questions: Option<Option<Value>>,
 }
 
 /// A number the organization owns.

@@ -11,6 +11,7 @@ pub mod error;
 pub mod ids;
 pub mod phone;
 pub mod query;
+pub mod signing;
 pub mod time;
 pub mod tools;
 

@@ -54,6 +54,22 @@ pub(crate) fn add_live(inner: &Inner, id: CallId, org: OrgId, refer_domain: Stri
     }
 }
 
+/// Asks a live call's task for a blind transfer (see [`Engine::transfer`]); the API and the
+/// agent's `transfer_call` tool both come through here.
+pub(crate) fn transfer_live(inner: &Inner, call: CallId, to: &str) -> bool {
+    match lock(&inner.live).get(&call) {
+        Some(l) => {
+            let uri = if to.starts_with('+') {
+                format!("sip:{to}@{}", l.refer_domain)
+            } else {
+                to.to_string()
+            };
+            l.transfer.send(uri).is_ok()
+        }
+        None => false,
+    }
+}
+
 pub(crate) fn remove_live(inner: &Inner, id: CallId) {
     lock(&inner.live).remove(&id);
 }
@@ -74,17 +90,7 @@ impl Engine {
     /// call is not live here. The call ends as `transferred` once the far end reports the
     /// transfer succeeded (NOTIFY with a 2xx sipfrag); a failure is recorded in its events.
     pub fn transfer(&self, call: CallId, to: &str) -> bool {
-        match lock(&self.inner.live).get(&call) {
-            Some(l) => {
-                let uri = if to.starts_with('+') {
-                    format!("sip:{to}@{}", l.refer_domain)
-                } else {
-                    to.to_string()
-                };
-                l.transfer.send(uri).is_ok()
-            }
-            None => false,
-        }
+        transfer_live(&self.inner, call, to)
     }
 
     pub fn live_count(&self) -> usize {

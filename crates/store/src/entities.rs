@@ -39,6 +39,11 @@ impl Entity for Agent {
             max_duration_seconds: row::oi(r, "max_duration_seconds")?,
             ring_timeout_seconds: row::oi(r, "ring_timeout_seconds")?,
             settings: row::ojson(r, "settings")?,
+            tools: row::ojson(r, "tools")?,
+            voicemail: row::ojson(r, "voicemail")?,
+            success_criteria: row::os(r, "success_criteria")?,
+            analysis_schema: row::ojson(r, "analysis_schema")?,
+            analysis_questions: row::ojson(r, "analysis_questions")?,
             created_at: row::ts(r, "created_at")?,
             updated_at: row::ts(r, "updated_at")?,
         })
@@ -59,6 +64,11 @@ impl Entity for Agent {
             max_duration_seconds: None,
             ring_timeout_seconds: None,
             settings: None,
+            tools: None,
+            voicemail: None,
+            success_criteria: None,
+            analysis_schema: None,
+            analysis_questions: None,
             created_at: now,
             updated_at: now,
         };
@@ -76,6 +86,11 @@ impl Entity for Agent {
         set(&mut self.max_duration_seconds, p.max_duration_seconds);
         set(&mut self.ring_timeout_seconds, p.ring_timeout_seconds);
         set(&mut self.settings, p.settings);
+        set(&mut self.tools, p.tools);
+        set(&mut self.voicemail, p.voicemail);
+        set(&mut self.success_criteria, p.success_criteria);
+        set(&mut self.analysis_schema, p.analysis_schema);
+        set(&mut self.analysis_questions, p.analysis_questions);
     }
     fn columns(&self) -> Vec<(&'static str, Val)> {
         vec![
@@ -89,6 +104,14 @@ impl Entity for Agent {
             ("max_duration_seconds", self.max_duration_seconds.into()),
             ("ring_timeout_seconds", self.ring_timeout_seconds.into()),
             ("settings", json_text(&self.settings).into()),
+            ("tools", json_text(&self.tools).into()),
+            ("voicemail", json_text(&self.voicemail).into()),
+            ("success_criteria", (&self.success_criteria).into()),
+            ("analysis_schema", json_text(&self.analysis_schema).into()),
+            (
+                "analysis_questions",
+                json_text(&self.analysis_questions).into(),
+            ),
             ("created_at", self.created_at.micros().into()),
             ("updated_at", self.updated_at.micros().into()),
         ]

@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "events_webhooks",
         include_str!("../migrations/0004_events_webhooks.sql"),
     ),
+    (
+        5,
+        "agent_tools_analysis",
+        include_str!("../migrations/0005_agent_tools_analysis.sql"),
+    ),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

@@ -33,6 +33,11 @@ impl Resource for Agents {
         "max_duration_seconds",
         "ring_timeout_seconds",
         "settings",
+        "tools",
+        "voicemail",
+        "success_criteria",
+        "analysis_schema",
+        "analysis_questions",
     ];
 
     fn patch(o: &Obj) -> ApiResult<AgentPatch> {
@@ -78,8 +83,55 @@ pub fn agent_patch(o: &Obj) -> ApiResult<AgentPatch> {
             }
             other => other,
         },
+        tools: checked(o.any("tools"), |v| {
+            switchboard_domain::tools::parse_tools(v)
+                .map(|t| switchboard_domain::tools::tools_json(&t))
+        })?,
+        voicemail: checked(o.any("voicemail"), |v| {
+            switchboard_domain::analysis::parse_voicemail(v)
+                .map(|v| serde_json::to_value(v).unwrap_or(Value::Null))
+        })?,
+        success_criteria: checked(o.any("success_criteria"), |v| {
+            switchboard_domain::analysis::check_success_criteria(v).map(|_| v.clone())
+        })?
+        .map(|v| v.and_then(|v| v.as_str().map(String::from))),
+        analysis_schema: checked(o.any("analysis_schema"), |v| {
+            switchboard_domain::analysis::check_analysis_schema(v).map(|_| v.clone())
+        })?,
+        analysis_questions: checked(o.any("analysis_questions"), |v| {
+            switchboard_domain::analysis::parse_analysis_questions(v)
+                .map(|q| serde_json::to_value(q).unwrap_or(Value::Null))
+        })?,
     })
 }
+
+/// A field checked (and normalised) by a domain rule; null clears, absent leaves as is.
+fn checked(
+    v: Option<Option<Value>>,
+    check: impl Fn(&Value) -> Result<Value, switchboard_domain::ParseError>,
+) -> ApiResult<Option<Option<Value>>> {
+    match v {
+        Some(Some(v)) => Ok(Some(Some(
+            check(&v).map_err(|e| ApiError::bad_request(e.message))?,
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// The fields Flyflow's `upsert_agent` maps onto ours: its own `tools` (another shape) stay in
+/// `settings` with its other options.
+const FLYFLOW_FIELDS: &[&str] = &[
+    "name",
+    "system_prompt",
+    "initial_message",
+    "voice",
+    "language",
+    "llm_model",
+    "webhook_url",
+    "max_duration_seconds",
+    "ring_timeout_seconds",
+    "settings",
+];
 
 // ----- Flyflow's /v1/agent -----
 
@@ -122,7 +174,7 @@ pub(crate) async fn flyflow_upsert_agent(
     let mut settings = Map::new();
     let keys: Vec<String> = m
         .keys()
-        .filter(|k| !Agents::FIELDS.contains(&k.as_str()))
+        .filter(|k| !FLYFLOW_FIELDS.contains(&k.as_str()))
         .cloned()
         .collect();
     for k in keys {
@@ -218,6 +270,15 @@ pub struct Agent {
     pub ring_timeout_seconds: Option<i64>,
     #[schema(value_type = Option<Object>)]
     pub settings: Option<Value>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tools: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub voicemail: Option<Value>,
+    pub success_criteria: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub analysis_schema: Option<Value>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub analysis_questions: Option<Value>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -254,6 +315,27 @@ pub struct AgentInput {
     /// (spoken when a provider fails). Other keys are kept as sent.
     #[schema(value_type = Option<Object>)]
     pub settings: Option<Value>,
+    /// What the agent's LLM may do during a call: `{"type": "end_call"}`,
+    /// `{"type": "transfer_call", "destinations": [{"number", "description"}]}`,
+    /// `{"type": "send_dtmf"}`, `{"type": "webhook", "name", "description", "parameters"
+    /// (JSON Schema of an object), "url", "method" (default POST), "headers", "timeout_ms"
+    /// (100-120000, default 10000)}`. At most 32, names unique.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tools: Option<Value>,
+    /// On reaching voicemail: `{"action": "hangup" | "leave_message" | "continue",
+    /// "message": "..."}` (message required with leave_message; default continue).
+    #[schema(value_type = Option<Object>)]
+    pub voicemail: Option<Value>,
+    /// What a successful call achieves, judged after the call (`call_success`).
+    #[schema(max_length = 4000)]
+    pub success_criteria: Option<String>,
+    /// JSON Schema (of an object) of `structured_data_results`.
+    #[schema(value_type = Option<Object>)]
+    pub analysis_schema: Option<Value>,
+    /// Questions answered in `custom_analysis`: strings, or `{name, question, type (string |
+    /// boolean | number | enum), choices}`. At most 20.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub analysis_questions: Option<Value>,
 }
 
 /// Flyflow `upsert_agent`: the agent fields plus Flyflow's own names (`voice_id` for `voice`,

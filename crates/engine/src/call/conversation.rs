@@ -5,7 +5,7 @@
 //!   `SessionControl` (play, pause, clear), and a stream of `MediaIn` (every caller frame and
 //!   every count of agent samples sent), handed over without waiting;
 //! - out: `AgentOutput`s while the call runs (the transcript after each turn, provider errors,
-//!   hang-up), and the final `AgentReport` when the media ends.
+//!   hang-up, transfer), and the final `AgentReport` when the media ends.
 //!
 //! The call task (`call/mod.rs`) only calls [`AgentLink::start`], [`CallCtx::to_agent`],
 //! [`AgentLink::next`], [`CallCtx::on_agent_output`] and [`CallCtx::finish_conversation`].
@@ -37,6 +37,7 @@ impl AgentLink {
         agent: &Agent,
         call: &Call,
         control: SessionControl,
+        tool_secret: Option<String>,
     ) -> AgentLink {
         let call_agent = CallAgent {
             system_prompt: agent.system_prompt.clone(),
@@ -48,6 +49,9 @@ impl AgentLink {
             settings: agent.settings.clone(),
             context: call.context.clone(),
             metadata: call.metadata.clone(),
+            tools: agent_tools(agent),
+            call_id: call.id.to_string(),
+            tool_secret,
         };
         let (media_tx, media_rx) = mpsc::channel(AGENT_QUEUE);
         let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -73,7 +77,48 @@ impl AgentLink {
     }
 }
 
+/// The agent's tools as the conversation uses them (checked when the agent was saved; a
+/// stored value that no longer parses is logged and ignored rather than failing the call).
+fn agent_tools(agent: &Agent) -> Vec<switchboard_domain::tools::Tool> {
+    match agent
+        .tools
+        .as_ref()
+        .map(switchboard_domain::tools::parse_tools)
+    {
+        None => Vec::new(),
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
+            tracing::warn!(agent_id = %agent.id, error = %e, "stored tools do not parse; none used");
+            Vec::new()
+        }
+    }
+}
+
 impl CallCtx {
+    /// The secret that signs the agent's webhook tools: its per-agent webhook secret (the one
+    /// its `webhook_url` deliveries use), made on first use. Only fetched when it has such
+    /// tools.
+    pub(super) async fn tool_secret(&self, agent: &Agent) -> Option<String> {
+        let has_webhooks = agent_tools(agent)
+            .iter()
+            .any(|t| matches!(t, switchboard_domain::tools::Tool::Webhook(_)));
+        if !has_webhooks {
+            return None;
+        }
+        match self
+            .inner
+            .store
+            .agent_webhook_secret(self.call.org_id, agent.id)
+            .await
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(call_id = %self.call.id, error = %e, "no webhook secret; tool requests go unsigned");
+                None
+            }
+        }
+    }
+
     /// The conversation's providers: the configured ones, else the built-in voice only.
     pub(super) fn providers(&self) -> Providers {
         self.inner
@@ -122,6 +167,14 @@ impl CallCtx {
                 self.event(json!({"type": "agent-error", "stage": stage, "message": message, "at": Timestamp::now()})).await;
                 None
             }
+            AgentOutput::Transfer { to } => {
+                // The same path as `POST /v1/call/{id}/transfer`: REFER, then the call ends
+                // as `transferred` when the far end reports success.
+                if !crate::live::transfer_live(&self.inner, id, &to) {
+                    self.event(json!({"type": "transfer-failed", "to": to, "reason": "the call is no longer live", "at": Timestamp::now()})).await;
+                }
+                None
+            }
             AgentOutput::Hangup { reason } => Some(if reason == "inactivity" {
                 LocalEnd::Inactivity
             } else {
@@ -156,6 +209,9 @@ impl CallCtx {
                 d.turn_events = r.turn_events;
                 d.interruptions = r.interruptions;
                 d.quality_metrics = r.quality_metrics;
+                d.action_executions = r.action_executions;
+                d.action_summary = r.action_summary;
+                d.tool_usage = r.tool_usage;
             })
             .await;
         if let Err(e) = res {

@@ -54,11 +54,13 @@ impl CallCtx {
             let _ = session.set_hold(true).await;
         }
         if let Some(a) = &self.agent {
+            let secret = self.tool_secret(a).await;
             self.link = Some(AgentLink::start(
                 providers,
                 a,
                 &self.call,
                 session.control(),
+                secret,
             ));
         }
         Some((session, events))

@@ -93,6 +93,7 @@ impl CallCtx {
         let id = self.call.id;
         let mut media: Option<Media> = None;
         let mut started: Option<Timestamp> = None;
+        let mut rang = false;
         let mut local_end: Option<LocalEnd> = None;
         let mut max_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         let max_duration = self
@@ -123,7 +124,21 @@ impl CallCtx {
             tokio::select! {
                 ev = sip.next_event() => match ev {
                     None | Some(CallEvent::Terminated) => break,
-                    Some(CallEvent::Trying | CallEvent::Ringing | CallEvent::EarlyMedia { .. }) => {}
+                    Some(CallEvent::Trying) => {}
+                    Some(CallEvent::Ringing | CallEvent::EarlyMedia { .. }) => {
+                        // `call.ringing` once per call, off the call's loop (a few reads and
+                        // a write that must not delay the answer).
+                        if !rang {
+                            rang = true;
+                            let store = self.inner.store.clone();
+                            let id = self.call.id;
+                            tokio::spawn(async move {
+                                if let Err(e) = store.call_ringing(id).await {
+                                    tracing::warn!(call_id = %id, error = %e, "call.ringing not recorded");
+                                }
+                            });
+                        }
+                    }
                     Some(CallEvent::Answered { remote_sdp }) => {
                         let params = sdp::parse(remote_sdp.as_bytes()).ok().and_then(|s| sdp::media_params(&s, &[Codec::Pcmu, Codec::Pcma]).ok());
                         let now = Timestamp::now();

@@ -183,6 +183,92 @@ async fn agents_crud(db: Db) {
 }
 both!(agents_crud);
 
+/// Tools, voicemail and analysis settings: normalised on the way in, shown as stored,
+/// cleared with null, and refused with a message naming what is wrong.
+async fn agents_keep_tools_voicemail_and_analysis_settings(db: Db) {
+    let app = TestApp::spawn_holding_calls(db).await;
+    let a = create(
+        &app,
+        "agents",
+        json!({
+            "name": "Desk",
+            "tools": [
+                {"type": "end_call"},
+                {"type": "transfer_call", "destinations": [{"number": "+1 415 555 0100", "description": "Sales"}]},
+                {"type": "webhook", "name": "lookup_order", "description": "Find an order",
+                 "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}},
+                 "url": "https://example.com/orders"}
+            ],
+            "voicemail": {"action": "leave_message", "message": "Hi {{name}}, call us back."},
+            "success_criteria": "The caller booked a table.",
+            "analysis_schema": {"type": "object", "properties": {"party_size": {"type": "integer"}}},
+            "analysis_questions": ["Did they mention allergies?"]
+        }),
+    )
+    .await;
+    assert_eq!(a["tools"][1]["destinations"][0]["number"], "+14155550100");
+    assert_eq!(a["tools"][2]["method"], "POST");
+    assert_eq!(a["tools"][2]["timeout_ms"], 10000);
+    assert_eq!(a["voicemail"]["action"], "leave_message");
+    assert_eq!(a["success_criteria"], "The caller booked a table.");
+    assert_eq!(
+        a["analysis_schema"]["properties"]["party_size"]["type"],
+        "integer"
+    );
+    assert_eq!(
+        a["analysis_questions"][0],
+        json!({"name": "q1", "question": "Did they mention allergies?", "type": "string"})
+    );
+    let id = a["id"].as_str().unwrap();
+    let p = patch(
+        &app,
+        "agents",
+        id,
+        json!({"tools": null, "voicemail": {"action": "hangup"}}),
+    )
+    .await;
+    assert!(p["tools"].is_null());
+    assert_eq!(p["voicemail"], json!({"action": "hangup"}));
+    assert_eq!(
+        p["success_criteria"], "The caller booked a table.",
+        "untouched"
+    );
+    for (body, says) in [
+        (
+            json!({"name": "y", "tools": [{"type": "teleport"}]}),
+            "tools[0].type",
+        ),
+        (
+            json!({"name": "y", "tools": {"type": "end_call"}}),
+            "tools must be an array",
+        ),
+        (
+            json!({"name": "y", "tools": [{"type": "webhook", "name": "a", "description": "d", "url": "https://x.io", "parameters": {"type": "object", "properties": 3}}]}),
+            "tools[0].parameters",
+        ),
+        (
+            json!({"name": "y", "voicemail": {"action": "leave_message"}}),
+            "voicemail.message",
+        ),
+        (
+            json!({"name": "y", "success_criteria": 5}),
+            "success_criteria",
+        ),
+        (
+            json!({"name": "y", "analysis_schema": {"type": "array"}}),
+            "analysis_schema",
+        ),
+        (
+            json!({"name": "y", "analysis_questions": [7]}),
+            "analysis_questions[0]",
+        ),
+    ] {
+        bad(&app, "agents", body, says).await;
+    }
+}
+
+both!(agents_keep_tools_voicemail_and_analysis_settings);
+
 async fn phone_numbers_crud(db: Db) {
     let app = TestApp::spawn_holding_calls(db).await;
     let agent = create_agent(&app, "Sales").await;
