@@ -730,6 +730,16 @@ impl Conversation {
         }
     }
 
+    /// Speaks a voicemail message (the greeting of an answering machine has ended) and then
+    /// hangs up with reason `voicemail`. Used instead of [`Conversation::start`] on a call
+    /// answered by a machine: nothing of the conversation has happened, nothing follows.
+    pub fn leave_message(&mut self, now: Duration, text: &str) {
+        self.now = now;
+        self.event("voicemail_message", json!({}));
+        self.hangup_after_reply = Some("voicemail");
+        self.speak(ReplyKind::Goodbye, text, false);
+    }
+
     /// Takes the actions produced so far.
     pub fn drain(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.actions)

@@ -10,6 +10,7 @@ use crate::conversation::{self, Action, Config, Conversation, Event};
 use crate::providers::{
     Llm, LlmEvent, LlmRequest, ProviderError, Stt, SttEvent, SttOptions, Tts, TtsRequest,
 };
+use crate::screening::{Screening, Step};
 use crate::turn::TurnModel;
 use crate::vad::{Vad, VadModel};
 use futures::StreamExt;
@@ -46,6 +47,9 @@ pub enum AgentOutput {
     /// Blind-transfer the caller to this number (the `transfer_call` tool; the audio queued
     /// so far has played).
     Transfer { to: String },
+    /// Outbound calls: who answered (answering-machine detection), at each decision and when
+    /// a machine's greeting ends.
+    AnsweredBy(crate::amd::AmdResult),
 }
 
 /// Everything a call keeps from its conversation, returned when the driver ends.
@@ -127,6 +131,9 @@ pub struct CallAgent {
     /// The call's id (webhook tools send it) and the secret that signs tool requests.
     pub call_id: String,
     pub tool_secret: Option<String>,
+    /// Outbound calls: screen for answering machines and do what the agent's `voicemail`
+    /// says (see `screening`). `None`: inbound, no screening.
+    pub screening: Option<switchboard_domain::analysis::Voicemail>,
 }
 
 impl CallAgent {
@@ -204,6 +211,8 @@ enum Internal {
     TtsDone(u64, Option<ProviderError>),
     Prediction(u64, f32),
     ToolResult(u64, String, Result<Value, String>),
+    /// The LLM's judgement of the callee's first words (answering-machine detection).
+    AmdJudgement(Option<crate::amd::LlmJudgement>),
 }
 
 /// Runs one call's conversation until `media` closes (the call ended) or the conversation
@@ -245,8 +254,12 @@ pub async fn run(
         .build()
         .unwrap_or_default();
     let mut tool_tasks: Vec<JoinHandle<()>> = Vec::new();
+    let mut screen = agent.screening.clone().map(Screening::new);
+    let mut amd_task: Option<JoinHandle<()>> = None;
 
-    conv.start(Duration::ZERO);
+    if !screen.as_ref().is_some_and(Screening::holding) {
+        conv.start(Duration::ZERO);
+    }
     loop {
         // Carry out what the core asked for.
         for a in conv.drain() {
@@ -412,13 +425,39 @@ pub async fn run(
                             Some(v) => v.push_frame(&frame),
                             None => energy_vad(&frame),
                         };
-                        conv.handle(now, Event::Frame { samples: &frame, vad: p });
+                        if let Some(sc) = screen.as_mut().filter(|s| s.listening() || s.holding()) {
+                            let (steps, stt_in) = sc.on_frame(now, &frame, p);
+                            if let Some(st) = &stt {
+                                for i in stt_in {
+                                    if st.input.try_send(i).is_err() {
+                                        stt_dropped += 1;
+                                    }
+                                }
+                            }
+                            screening_steps(steps, now, &mut conv, &out, &agent);
+                        }
+                        if !screen.as_ref().is_some_and(Screening::holding) {
+                            conv.handle(now, Event::Frame { samples: &frame, vad: p });
+                        }
                     }
                     Some(MediaIn::Played(n)) => conv.handle(now, Event::AgentPlayed(n)),
                 }
             }
             ev = stt_ev => match ev {
-                Some(e) => conv.handle(start.elapsed(), Event::Stt(e)),
+                Some(e) => {
+                    let now = start.elapsed();
+                    if let (Some(sc), SttEvent::Final { text, .. }) = (screen.as_mut(), &e) {
+                        let steps = sc.on_transcript(now, text);
+                        screening_steps(steps, now, &mut conv, &out, &agent);
+                        if let (Some(messages), Some(llm)) = (sc.judgement_request(), providers.llm.clone()) {
+                            amd_task = Some(spawn_amd_judgement(llm, model.clone(), messages, itx.clone()));
+                        }
+                    }
+                    // While the conversation is held, the callee's words are the screening's.
+                    if !screen.as_ref().is_some_and(Screening::holding) {
+                        conv.handle(now, Event::Stt(e));
+                    }
+                }
                 None => {
                     // The recognition session ended (a streaming provider closed): the
                     // conversation goes on without it.
@@ -446,6 +485,12 @@ pub async fn run(
                     Internal::ToolResult(reply, call_id, result) => {
                         conv.handle(now, Event::ToolResult { reply, call_id, result });
                     }
+                    Internal::AmdJudgement(j) => {
+                        if let (Some(sc), Some(j)) = (screen.as_mut(), j) {
+                            let steps = sc.on_llm(now, j);
+                            screening_steps(steps, now, &mut conv, &out, &agent);
+                        }
+                    }
                 }
             }
             _ = timer => conv.tick(start.elapsed()),
@@ -455,6 +500,9 @@ pub async fn run(
         t.abort();
     }
     tts_worker.abort();
+    if let Some(t) = amd_task {
+        t.abort();
+    }
     for t in tool_tasks {
         t.abort();
     }
@@ -464,6 +512,55 @@ pub async fn run(
         tracing::warn!(stt_dropped, "caller audio frames dropped before the STT");
     }
     report(&conv, turns_written, vad.as_ref().map(Vad::model_runs))
+}
+
+/// Carries out what call screening decided.
+fn screening_steps(
+    steps: Vec<Step>,
+    now: Duration,
+    conv: &mut Conversation,
+    out: &mpsc::UnboundedSender<AgentOutput>,
+    agent: &CallAgent,
+) {
+    for step in steps {
+        match step {
+            Step::Report(r) => {
+                tracing::info!(answered_by = %r.answered_by, confidence = r.confidence, decision_ms = r.decision_ms, "answering-machine detection");
+                let _ = out.send(AgentOutput::AnsweredBy(r));
+            }
+            Step::StartConversation => conv.start(now),
+            Step::LeaveMessage(text) => {
+                let text =
+                    crate::template::fill(&text, agent.context.as_ref(), agent.metadata.as_ref());
+                conv.leave_message(now, &text);
+            }
+            Step::Hangup(reason) => {
+                let _ = out.send(AgentOutput::Hangup {
+                    reason: reason.to_string(),
+                });
+            }
+        }
+    }
+}
+
+/// Asks the LLM whether the callee's first words are a person or a machine's greeting.
+fn spawn_amd_judgement(
+    llm: Arc<dyn Llm>,
+    model: String,
+    messages: Vec<Value>,
+    itx: mpsc::UnboundedSender<Internal>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let text = crate::analysis::complete(llm.as_ref(), &model, messages, 60).await;
+        let judgement = match text {
+            Ok(t) => crate::amd::parse_llm_answer(&t).ok(),
+            Err(e) => {
+                tracing::debug!(error = %e, "answering-machine judgement failed");
+                None
+            }
+        };
+        let _ = itx.send(Internal::AmdJudgement(judgement));
+    })
 }
 
 fn report(conv: &Conversation, _turns_written: usize, vad_runs: Option<u64>) -> AgentReport {

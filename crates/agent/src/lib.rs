@@ -10,9 +10,11 @@
 //! - [`vad`] and [`turn`]: voice activity (energy gate + Silero) and end of turn (Smart Turn v3).
 
 pub mod amd;
+pub mod analysis;
 pub mod conversation;
 pub mod driver;
 pub mod providers;
+pub mod screening;
 pub mod template;
 pub mod tools;
 pub mod turn;

@@ -12,6 +12,7 @@ pub mod error;
 mod events;
 pub mod extract;
 pub mod listing;
+mod notes;
 mod omnidim;
 pub mod openapi;
 mod recording;
@@ -123,7 +124,8 @@ pub fn router(state: AppState) -> Router {
         v1::routes()
             .merge(resources::routes())
             .merge(events::routes())
-            .merge(webhooks::routes()),
+            .merge(webhooks::routes())
+            .merge(notes::routes()),
         &state,
         "Invalid API key",
     );

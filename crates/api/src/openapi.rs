@@ -98,6 +98,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     #[allow(unused_mut, reason = "dialect modules merge their documents here")]
     let mut doc = NativeDoc::openapi();
     // Dialects: one line each, e.g. `doc.merge(crate::omnidim::ApiDoc::openapi());`
+    doc.merge(crate::notes::ApiDoc::openapi());
     doc
 }
 

@@ -654,6 +654,18 @@ pub mod schema {
         pub context: Option<Value>,
     }
 
+    /// Who answered an outbound call.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum AnsweredBy {
+        Human,
+        MachineStart,
+        MachineEndBeep,
+        MachineEndSilence,
+        Fax,
+        Unknown,
+    }
+
     /// Where to transfer the call.
     #[derive(ToSchema)]
     pub struct TransferBody {
@@ -716,6 +728,13 @@ pub mod schema {
         pub campaign_id: Option<uuid::Uuid>,
         /// Final SIP response code.
         pub sip_code: Option<i64>,
+        /// Outbound calls: who answered, by answering-machine detection.
+        #[schema(value_type = Option<String>, example = "human")]
+        pub answered_by: Option<AnsweredBy>,
+        /// True when an outbound call reached voicemail or an answering machine.
+        pub went_to_voicemail: Option<bool>,
+        /// Whether the call met the agent's `success_criteria` (post-call analysis).
+        pub call_success: Option<bool>,
         pub recording: Option<RecordingInfo>,
         #[schema(value_type = Option<Vec<Object>>)]
         pub events: Option<Value>,

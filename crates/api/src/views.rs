@@ -103,6 +103,9 @@ pub fn call_v1(call: &Call, base: &str, shape: &Shape) -> Value {
         "user_speaks_first": call.user_speaks_first,
         "campaign_id": call.campaign_id,
         "sip_code": call.sip_code,
+        "answered_by": call.answered_by,
+        "went_to_voicemail": call.went_to_voicemail,
+        "call_success": call.call_success,
         "recording": call.recording.as_ref().map(|r| json!({
             "url": recording_url(call, base),
             "stereo_url": r.stereo_key.as_ref().map(|_| format!("{base}/v1/call/recording/{}.stereo.mp3", call.id)),

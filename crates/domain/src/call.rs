@@ -157,6 +157,9 @@ pub struct Call {
     pub sip_code: Option<i64>,
     pub went_to_voicemail: Option<bool>,
     pub call_success: Option<bool>,
+    /// Who answered an outbound call, by answering-machine detection: `human`,
+    /// `machine_start`, `machine_end_beep`, `machine_end_silence`, `fax` or `unknown`.
+    pub answered_by: Option<String>,
     pub ring_timeout_seconds: Option<i64>,
     pub recording: Option<RecordingMeta>,
     /// `None` when the store was asked for a light record.

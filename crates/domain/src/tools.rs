@@ -145,25 +145,44 @@ impl Tool {
         };
         let def = self.definition();
         let schema = &def["function"]["parameters"];
-        let validator = jsonschema::validator_for(schema)
-            .map_err(|e| format!("the tool's parameter schema is unusable: {e}"))?;
-        let errors: Vec<String> = validator
-            .iter_errors(&args)
-            .take(3)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                if at.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{at}: {e}")
-                }
-            })
-            .collect();
-        if errors.is_empty() {
-            Ok(args)
-        } else {
-            Err(format!("invalid arguments: {}", errors.join("; ")))
-        }
+        schema_errors(schema, &args).map_err(|e| match e {
+            SchemaCheck::Unusable(e) => format!("the tool's parameter schema is unusable: {e}"),
+            SchemaCheck::Invalid(e) => format!("invalid arguments: {e}"),
+        })?;
+        Ok(args)
+    }
+}
+
+/// Why a value did not pass [`schema_errors`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SchemaCheck {
+    /// The schema itself cannot be compiled.
+    Unusable(String),
+    /// The value breaks the schema: the first few errors, each with where it is.
+    Invalid(String),
+}
+
+/// Checks `value` against a JSON Schema. Used for tool arguments and for the LLM's post-call
+/// analysis, so both explain a mismatch the same way (words an LLM can act on).
+pub fn schema_errors(schema: &Value, value: &Value) -> Result<(), SchemaCheck> {
+    let validator =
+        jsonschema::validator_for(schema).map_err(|e| SchemaCheck::Unusable(e.to_string()))?;
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .take(3)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("{at}: {e}")
+            }
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(SchemaCheck::Invalid(errors.join("; ")))
     }
 }
 

@@ -43,6 +43,9 @@ pub struct EngineConfig {
     pub heartbeat_interval: Duration,
     /// An engine silent for this long is dead: its live calls are closed by the others.
     pub engine_stale_after: Duration,
+    /// Delays before each retry of a failed post-call analysis; after the last, the failure
+    /// is recorded on the call.
+    pub analysis_retry_schedule: Vec<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +67,7 @@ impl Default for EngineConfig {
             engine_id: None,
             heartbeat_interval: Duration::from_secs(5),
             engine_stale_after: Duration::from_secs(30),
+            analysis_retry_schedule: [10, 60, 300, 1800, 7200].map(Duration::from_secs).to_vec(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct Inner {
     pub(crate) sip: SipEndpoint,
     pub(crate) live: Mutex<HashMap<CallId, LiveCall>>,
     pub(crate) wake: Notify,
+    /// Wakes the post-call analysis worker when a call with a conversation ends.
+    pub(crate) analysis_wake: Notify,
     pub(crate) stopping: watch::Sender<bool>,
     /// Set once shutdown has finished: the inbound loop (which answers 503 while draining)
     /// ends, so nothing keeps the SIP endpoint and its sockets alive.
@@ -105,6 +107,7 @@ impl Engine {
             sip,
             live: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            analysis_wake: Notify::new(),
             stopping,
             finished,
             tasks: Mutex::new(JoinSet::new()),
@@ -117,6 +120,7 @@ impl Engine {
         tokio::spawn(dispatcher(inner.clone()));
         tokio::spawn(inbound_loop(inner.clone(), incoming));
         tokio::spawn(heartbeat(inner.clone()));
+        tokio::spawn(crate::analysis::worker(inner.clone()));
         Ok(engine)
     }
 

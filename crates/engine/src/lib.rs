@@ -21,8 +21,10 @@
 //! - `registrations`: REGISTER bindings that follow the trunks in the store.
 //! - `heartbeat`, `recovery`: this engine's liveness, and closing calls whose engine died.
 //! - `upload`: finished recordings to a remote store.
+//! - `analysis`: the post-call analysis worker (durable queue → LLM → `call.analyzed`).
 //! - `shutdown`: the graceful stop.
 
+mod analysis;
 mod call;
 mod config;
 mod dispatcher;

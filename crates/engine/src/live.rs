@@ -17,6 +17,10 @@ pub(crate) enum LocalEnd {
     Inactivity,
     /// The agent ended the call.
     Agent,
+    /// Answering-machine detection: a machine answered (hung up at once, or after the
+    /// voicemail message), or a fax.
+    Voicemail,
+    Fax,
 }
 
 pub(crate) struct LiveCall {

@@ -37,12 +37,17 @@ pub struct CallUpdate {
     pub end_reason: Option<String>,
     pub sip_code: Option<i64>,
     pub recording: Option<RecordingMeta>,
+    /// Answering-machine detection's verdict (`human`, `machine_start`, ...).
+    pub answered_by: Option<String>,
+    pub went_to_voicemail: Option<bool>,
+    /// Queue the call's post-call analysis, in the same transaction as this (final) update.
+    pub analyze: bool,
 }
 
 const LIGHT_COLS: &str = "c.seq, c.id, c.org_id, c.agent_id, c.contact_id, c.phone_number_id, c.campaign_id, \
     c.call_type, c.status, c.client_number, c.agent_phone_number, c.context, c.metadata, c.user_speaks_first, \
     c.created_at, c.started_at, c.ended_at, c.duration_seconds, c.end_reason, c.sip_code, c.went_to_voicemail, \
-    c.call_success, c.ring_timeout_seconds, c.recording, c.created_at AS k_created, c.start_key, c.end_key";
+    c.call_success, c.answered_by, c.ring_timeout_seconds, c.recording, c.created_at AS k_created, c.start_key, c.end_key";
 
 const JOINS: &str = "LEFT JOIN agents a ON a.id = c.agent_id \
     LEFT JOIN contacts ct ON ct.id = c.contact_id \
@@ -59,6 +64,13 @@ fn sort_col(o: OrderBy) -> &'static str {
         OrderBy::StartedAt => "start_key",
         OrderBy::EndedAt => "end_key",
     }
+}
+
+/// What a details write does beside the details (see [`Store::modify_details_with`]).
+pub(crate) struct DetailsExtra {
+    pub event_type: &'static str,
+    pub call_success: Option<bool>,
+    pub dequeue_analysis: bool,
 }
 
 pub(crate) fn call_from_row(r: &dyn Cols, with_details: bool) -> Result<Call, StoreError> {
@@ -122,6 +134,7 @@ pub(crate) fn call_from_row(r: &dyn Cols, with_details: bool) -> Result<Call, St
         sip_code: row::oi(r, "sip_code")?,
         went_to_voicemail: row::ob(r, "went_to_voicemail")?,
         call_success: row::ob(r, "call_success")?,
+        answered_by: row::os(r, "answered_by")?,
         ring_timeout_seconds: row::oi(r, "ring_timeout_seconds")?,
         recording,
         details,
@@ -462,7 +475,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE calls SET status=$1, started_at=$2, ended_at=$3, start_key=$4, end_key=$5, duration_seconds=$6, \
-             end_reason=$7, sip_code=$8, recording=$9, updated_at=$10 WHERE id=$11 AND status=$12",
+             end_reason=$7, sip_code=$8, recording=$9, updated_at=$10, answered_by=$13, went_to_voicemail=$14 \
+             WHERE id=$11 AND status=$12",
         )
         .bind(status.as_str())
         .bind(started.map(|t| t.micros()))
@@ -476,6 +490,12 @@ impl Store {
         .bind(Timestamp::now().micros())
         .bind(id.to_string())
         .bind(current.status.as_str())
+        .bind(u.answered_by.clone().or(current.answered_by.clone()))
+        .bind(
+            u.went_to_voicemail
+                .or(current.went_to_voicemail)
+                .map(|b| b as i64),
+        )
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -494,8 +514,13 @@ impl Store {
             end_reason: u.end_reason.clone().or(current.end_reason.clone()),
             sip_code: u.sip_code.or(current.sip_code),
             recording,
+            answered_by: u.answered_by.clone().or(current.answered_by.clone()),
+            went_to_voicemail: u.went_to_voicemail.or(current.went_to_voicemail),
             ..current.clone()
         };
+        if u.analyze && after.status.is_final() {
+            crate::analysis::enqueue(&mut tx, &after).await?;
+        }
         let events = self.call_change_events(&current, &after);
         for ev in &events {
             self.emit_event(&mut tx, ev).await?;
@@ -530,14 +555,16 @@ impl Store {
         self.modify_details_with(id, change, None).await
     }
 
-    /// [`Store::modify_call_details`], plus an event of `event_type` whose data is the whole
-    /// call after the change (`call.analyzed`).
+    /// [`Store::modify_call_details`], plus what `extra` asks for in the same transaction: an
+    /// event whose data is the whole call after the change (`call.analyzed`), the
+    /// `call_success` column, and the end of the call's analysis job.
     pub(crate) async fn modify_details_with(
         &self,
         id: CallId,
         change: impl FnOnce(&mut CallDetails),
-        event_type: Option<&'static str>,
+        extra: Option<DetailsExtra>,
     ) -> Result<(), StoreError> {
+        let event_type = extra.as_ref().map(|e| e.event_type);
         let _write = self.write_gate().await;
         let mut tx = self.pool.begin().await?;
         // Touch the row first so SQLite takes the write lock before the read (see create_call).
@@ -571,6 +598,21 @@ impl Store {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
+        if let Some(x) = &extra {
+            if let Some(ok) = x.call_success {
+                sqlx::query("UPDATE calls SET call_success = $1 WHERE id = $2")
+                    .bind(ok as i64)
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if x.dequeue_analysis {
+                sqlx::query("DELETE FROM analysis_queue WHERE call_id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         let mut emitted = false;
         if grew || event_type.is_some() {
             let org: OrgId = row::uuid(

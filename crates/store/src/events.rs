@@ -415,17 +415,6 @@ impl Store {
             .await
     }
 
-    /// Post-call analysis: applies `change` to the call's details and emits `call.analyzed`
-    /// (the whole call, details included) in the same transaction.
-    pub async fn record_call_analysis(
-        &self,
-        id: CallId,
-        change: impl FnOnce(&mut CallDetails),
-    ) -> Result<(), StoreError> {
-        self.modify_details_with(id, change, Some("call.analyzed"))
-            .await
-    }
-
     /// The organization's events in order, after a cursor.
     pub async fn list_events(&self, org: OrgId, q: &EventQuery) -> Result<EventPage, StoreError> {
         let mut p = Params::new();

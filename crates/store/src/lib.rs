@@ -2,6 +2,7 @@
 //! and PostgreSQL, through sqlx's `Any` driver: placeholders are `$N` (both engines accept
 //! them), times are BIGINT microseconds, booleans BIGINT 0/1, JSON is TEXT.
 
+mod analysis;
 mod bench;
 mod calls;
 mod cursor;
@@ -18,6 +19,7 @@ pub mod recordings;
 mod row;
 mod webhooks;
 
+pub use analysis::{ClaimedAnalysis, Note};
 pub use bench::{BenchOrg, BenchSeedConfig};
 pub use calls::{CallPage, CallUpdate, CreateCallOutcome};
 pub use cursor::{decode_cursor, decode_seq_cursor, encode_cursor, encode_seq_cursor};

@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "agent_tools_analysis",
         include_str!("../migrations/0005_agent_tools_analysis.sql"),
     ),
+    (
+        6,
+        "call_analysis",
+        include_str!("../migrations/0006_call_analysis.sql"),
+    ),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

@@ -43,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
                     size_bytes: Some(size),
                     sha256: None,
                 }),
+                ..Default::default()
             },
         )
         .await?;

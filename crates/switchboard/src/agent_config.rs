@@ -48,6 +48,10 @@ pub struct AgentConfig {
     /// TTS model (default: tts-1 for openai, eleven_flash_v2_5 for elevenlabs).
     #[arg(long, env = "SWITCHBOARD_TTS_MODEL")]
     pub tts_model: Option<String>,
+    /// Delays before each retry of a post-call analysis whose LLM request failed
+    /// (comma-separated, units ms/s/m/h/d); after the last one the failure is recorded.
+    #[arg(long, env = "SWITCHBOARD_ANALYSIS_RETRY_SCHEDULE", default_value = "10s,1m,5m,30m,2h", value_parser = switchboard_webhooks::parse_schedule)]
+    pub analysis_retry_schedule: Vec<Duration>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -65,6 +69,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("tts_url", &self.tts_url)
             .field("tts_api_key", &key(&self.tts_api_key))
             .field("tts_model", &self.tts_model)
+            .field("analysis_retry_schedule", &self.analysis_retry_schedule)
             .finish()
     }
 }
@@ -83,6 +88,8 @@ impl Default for AgentConfig {
             tts_url: None,
             tts_api_key: None,
             tts_model: None,
+            analysis_retry_schedule: switchboard_webhooks::parse_schedule("10s,1m,5m,30m,2h")
+                .unwrap_or_default(),
         }
     }
 }

@@ -242,6 +242,7 @@ impl Application {
             engine_id: t.engine_id.clone(),
             heartbeat_interval: Duration::from_secs(t.engine_heartbeat),
             engine_stale_after: Duration::from_secs(t.engine_stale_after),
+            analysis_retry_schedule: config.agent.analysis_retry_schedule.clone(),
         };
         // Events render calls the way the API shows them; with a remote recordings store,
         // recording.ready waits for the upload.

@@ -52,6 +52,8 @@ impl AgentLink {
             tools: agent_tools(agent),
             call_id: call.id.to_string(),
             tool_secret,
+            screening: (call.call_type == switchboard_domain::CallType::Outbound)
+                .then(|| agent_voicemail(agent)),
         };
         let (media_tx, media_rx) = mpsc::channel(AGENT_QUEUE);
         let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -92,6 +94,16 @@ fn agent_tools(agent: &Agent) -> Vec<switchboard_domain::tools::Tool> {
             Vec::new()
         }
     }
+}
+
+/// The agent's `voicemail` setting (checked when saved; a stored value that no longer parses
+/// falls back to the default, `continue`: detect and record only).
+fn agent_voicemail(agent: &Agent) -> switchboard_domain::analysis::Voicemail {
+    agent
+        .voicemail
+        .as_ref()
+        .and_then(|v| switchboard_domain::analysis::parse_voicemail(v).ok())
+        .unwrap_or_default()
 }
 
 impl CallCtx {
@@ -175,23 +187,57 @@ impl CallCtx {
                 }
                 None
             }
-            AgentOutput::Hangup { reason } => Some(if reason == "inactivity" {
-                LocalEnd::Inactivity
-            } else {
-                LocalEnd::Agent
+            AgentOutput::Hangup { reason } => Some(match reason.as_str() {
+                "inactivity" => LocalEnd::Inactivity,
+                "voicemail" => LocalEnd::Voicemail,
+                "fax" => LocalEnd::Fax,
+                _ => LocalEnd::Agent,
             }),
+            AgentOutput::AnsweredBy(r) => {
+                let answered_by = r.answered_by;
+                let u = switchboard_store::CallUpdate {
+                    answered_by: Some(answered_by.as_str().to_string()),
+                    went_to_voicemail: Some(answered_by.is_machine()),
+                    ..Default::default()
+                };
+                if let Err(e) = self.inner.store.update_call(id, u).await {
+                    tracing::warn!(call_id = %id, error = %e, "could not store answered_by");
+                }
+                let mut ev = serde_json::to_value(&r).unwrap_or_default();
+                ev["type"] = json!("answering-machine-detection");
+                ev["at"] = json!(Timestamp::now());
+                self.event(ev).await;
+                None
+            }
         }
     }
 
     /// The conversation ends with the media: its report is stored before the final status.
-    pub(super) async fn finish_conversation(&mut self) {
-        if let Some(link) = self.link.take() {
-            drop(link.media);
-            match link.task.await {
-                Ok(report) => self.store_agent_report(report).await,
-                Err(e) => {
-                    tracing::error!(call_id = %self.call.id, error = %e, "conversation task failed")
-                }
+    /// True when the caller said something and an LLM is configured: the call gets a post-call
+    /// analysis (calls with no conversation — unanswered, voicemail — get no LLM request).
+    pub(super) async fn finish_conversation(&mut self) -> bool {
+        let Some(link) = self.link.take() else {
+            return false;
+        };
+        drop(link.media);
+        match link.task.await {
+            Ok(report) => {
+                let caller_spoke = report
+                    .transcript_formatted
+                    .as_ref()
+                    .and_then(|t| t.as_array())
+                    .is_some_and(|turns| {
+                        turns.iter().any(|t| {
+                            t["speaker"] == "user"
+                                && t["text"].as_str().is_some_and(|x| !x.trim().is_empty())
+                        })
+                    });
+                self.store_agent_report(report).await;
+                caller_spoke && self.providers().llm.is_some()
+            }
+            Err(e) => {
+                tracing::error!(call_id = %self.call.id, error = %e, "conversation task failed");
+                false
             }
         }
     }

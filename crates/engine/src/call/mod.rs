@@ -242,6 +242,8 @@ impl CallCtx {
                     Some(LocalEnd::Shutdown) => "server-shutdown",
                     Some(LocalEnd::Inactivity) => "inactivity",
                     Some(LocalEnd::Agent) => "agent-ended-call",
+                    Some(LocalEnd::Voicemail) => "voicemail",
+                    Some(LocalEnd::Fax) => "fax",
                     None => "call-ended",
                 };
                 (CallStatus::Completed, why.to_string(), None)
@@ -259,12 +261,16 @@ impl CallCtx {
             u.duration_seconds = Some(((now.micros() - s.micros()) as f64 / 1e6).round() as i64);
         }
         // The conversation ends with the media: what it kept is stored before the final status.
-        self.finish_conversation().await;
+        u.analyze = self.finish_conversation().await;
         if let Some((session, _)) = media.take() {
             u.recording = self.stop_media(session).await;
         }
         let recorded = u.recording.is_some();
+        let analyze = u.analyze;
         self.set(u).await;
+        if analyze {
+            self.inner.analysis_wake.notify_one();
+        }
         if let (true, Some(r)) = (recorded, &self.inner.cfg.recordings) {
             upload::spawn_upload(r, &self.inner.store, id, self.recording_base().1);
         }

@@ -158,6 +158,7 @@ async fn get_call_shapes(db: Db) {
                 end_reason: Some("customer-ended-call".into()),
                 sip_code: Some(200),
                 recording: None,
+                ..Default::default()
             },
         )
         .await

@@ -68,6 +68,7 @@ pub async fn seed_ended(
                 end_reason: Some("hangup".into()),
                 sip_code: Some(200),
                 recording: None,
+                ..Default::default()
             },
         )
         .await
