@@ -350,6 +350,8 @@ struct Reply {
     pending_tools: Vec<String>,
     tools_since: Option<Duration>,
     filler_said: bool,
+    /// The last LLM round that asked for tools also said something.
+    round_spoke: bool,
     tool_rounds: u32,
     /// Segments from here on are the text of the current LLM round (its assistant message).
     round_from: usize,
@@ -380,6 +382,7 @@ impl Reply {
             pending_tools: Vec::new(),
             tools_since: None,
             filler_said: false,
+            round_spoke: false,
             tool_rounds: 0,
             round_from: 0,
             after: None,
@@ -1364,6 +1367,7 @@ impl Conversation {
         let too_many = r.tool_rounds > self.cfg.max_tool_rounds;
         let round_text = r.text_of(r.round_from..r.segments.len());
         r.round_from = r.segments.len();
+        r.round_spoke = !round_text.trim().is_empty();
         let reply_id = r.id;
         // The assistant message that asked for the tools (OpenAI requires it before their
         // results), with the text said in the same round.
@@ -1560,7 +1564,9 @@ impl Conversation {
             Some(after) => {
                 r.llm_done = true;
                 r.llm_active = false;
-                if r.segments.is_empty() {
+                // Nothing said in the round that ended or moved the call (a filler while an
+                // earlier tool ran does not count): the caller still hears why.
+                if !r.round_spoke {
                     let text = match after {
                         After::Hangup(_) => self.cfg.end_call_message.clone(),
                         After::Transfer(_) => self.cfg.transfer_message.clone(),

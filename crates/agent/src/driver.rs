@@ -205,8 +205,12 @@ fn energy_vad(frame: &[i16]) -> f32 {
 }
 
 enum Internal {
-    Llm(u64, Result<LlmEvent, ProviderError>),
-    LlmEnded(u64),
+    /// An event of LLM request `seq` (one per request; a reply with tool rounds makes several
+    /// requests under the same reply id, and a finished round's stragglers must not reach the
+    /// next one).
+    Llm(u64, u64, Result<LlmEvent, ProviderError>),
+    /// Request `seq`'s stream ended without `Done`.
+    LlmEnded(u64, u64),
     TtsAudio(u64, Vec<i16>),
     TtsDone(u64, Option<ProviderError>),
     Prediction(u64, f32),
@@ -236,6 +240,8 @@ pub async fn run(
         })
     });
     let mut llm_task: Option<(u64, JoinHandle<()>)> = None;
+    // The current LLM request (see `Internal::Llm`).
+    let mut llm_seq = 0u64;
     let tts_job = |itx: mpsc::UnboundedSender<Internal>| {
         spawn_tts_worker(providers.clone(), agent.clone(), itx)
     };
@@ -306,19 +312,22 @@ pub async fn run(
                             max_tokens: Some(400),
                         };
                         let itx = itx.clone();
+                        llm_seq += 1;
+                        let seq = llm_seq;
                         let task = tokio::spawn(async move {
                             match llm.stream(req).await {
                                 Ok(mut s) => {
                                     while let Some(ev) = s.next().await {
-                                        let stop = ev.is_err();
-                                        if itx.send(Internal::Llm(reply, ev)).is_err() || stop {
+                                        let stop = matches!(ev, Err(_) | Ok(LlmEvent::Done { .. }));
+                                        if itx.send(Internal::Llm(reply, seq, ev)).is_err() || stop
+                                        {
                                             return;
                                         }
                                     }
-                                    let _ = itx.send(Internal::LlmEnded(reply));
+                                    let _ = itx.send(Internal::LlmEnded(reply, seq));
                                 }
                                 Err(e) => {
-                                    let _ = itx.send(Internal::Llm(reply, Err(e)));
+                                    let _ = itx.send(Internal::Llm(reply, seq, Err(e)));
                                 }
                             }
                         });
@@ -471,8 +480,11 @@ pub async fn run(
             Some(i) = irx.recv() => {
                 let now = start.elapsed();
                 match i {
-                    Internal::Llm(reply, ev) => conv.handle(now, Event::Llm { reply, event: ev }),
-                    Internal::LlmEnded(reply) => {
+                    Internal::Llm(_, seq, _) | Internal::LlmEnded(_, seq) if seq != llm_seq => {
+                        // A superseded request's last words.
+                    }
+                    Internal::Llm(reply, _, ev) => conv.handle(now, Event::Llm { reply, event: ev }),
+                    Internal::LlmEnded(reply, _) => {
                         // A stream that ends without `Done` is a broken one.
                         conv.handle(now, Event::Llm { reply, event: Err(ProviderError::Protocol {
                             provider: "llm",

@@ -136,9 +136,15 @@ impl Screening {
     }
 
     /// The messages of an LLM judgement to ask for now, if one would help (once per call: the
-    /// first words are what tells a greeting from a person).
+    /// first words are what tells a greeting from a person). Only while the conversation is
+    /// held: with `continue` the verdict is only recorded, not worth a request beside the
+    /// conversation's own.
     pub fn judgement_request(&mut self) -> Option<Vec<Value>> {
-        if self.judging || self.transcript.is_empty() || !self.det.wants_judgement() {
+        if !self.holding
+            || self.judging
+            || self.transcript.is_empty()
+            || !self.det.wants_judgement()
+        {
             return None;
         }
         self.judging = true;

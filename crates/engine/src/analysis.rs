@@ -20,6 +20,9 @@ const LEASE_MICROS: i64 = 180_000_000;
 
 pub(crate) async fn worker(inner: Arc<Inner>) {
     let worker = format!("{}/analysis", inner.engine_id);
+    if let Err(e) = inner.store.release_analysis_claims(&worker).await {
+        tracing::warn!(error = %e, "could not release this node's earlier analysis claims");
+    }
     let mut stop = inner.stopping.subscribe();
     loop {
         if *stop.borrow() {

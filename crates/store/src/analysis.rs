@@ -81,6 +81,19 @@ impl Store {
             .collect()
     }
 
+    /// Releases what `worker` had claimed in a previous life of this node (a restart does not
+    /// wait for the leases to run out).
+    pub async fn release_analysis_claims(&self, worker: &str) -> Result<(), StoreError> {
+        let _write = self.write_gate().await;
+        sqlx::query(
+            "UPDATE analysis_queue SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1",
+        )
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// An attempt failed: retry no earlier than `not_before`, keeping the reason.
     pub async fn retry_analysis(
         &self,
