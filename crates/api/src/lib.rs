@@ -14,7 +14,7 @@ pub mod extract;
 pub mod listing;
 mod omnidim;
 pub mod openapi;
-mod recording;
+pub mod recording;
 pub mod resource;
 pub mod resources;
 pub mod v1;

@@ -287,7 +287,7 @@ const HANGUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
         (status = 404, description = "Call not found", body = crate::error::ErrorBody)
     )
 )]
-pub(crate) async fn delete_call(
+pub async fn delete_call(
     State(state): State<AppState>,
     Org(org): Org,
     Path(id): Path<String>,
@@ -377,7 +377,7 @@ pub(crate) async fn set_context(
         (status = 409, description = "The call already ended, or is not live on this server yet", body = crate::error::ErrorBody)
     )
 )]
-pub(crate) async fn hangup(
+pub async fn hangup(
     State(state): State<AppState>,
     Org(org): Org,
     Path(id): Path<String>,

@@ -26,6 +26,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "agent_tools_analysis",
         include_str!("../migrations/0005_agent_tools_analysis.sql"),
     ),
+    // Issue 12 (dashboard). 6 and 7 are reserved by work in progress.
+    (
+        8,
+        "dashboard_users",
+        include_str!("../migrations/0008_dashboard_users.sql"),
+    ),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {
