@@ -257,9 +257,8 @@ impl FromRequestParts<Dash> for Me {
 /// form post, the live rows, a recording) gets a 401.
 fn not_signed_in(parts: &Parts) -> Response {
     let path = parts.uri.path();
-    let is_page = parts.method == Method::GET
-        && !path.ends_with(".mp3")
-        && !path.starts_with("/calls/rows");
+    let is_page =
+        parts.method == Method::GET && !path.ends_with(".mp3") && !path.starts_with("/calls/rows");
     if is_page {
         let back = parts
             .uri
@@ -277,9 +276,7 @@ fn not_signed_in(parts: &Parts) -> Response {
 /// Only a local path may be a post-login destination (no open redirect to another site).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => {
-            n.to_string()
-        }
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
         _ => "/overview".to_string(),
     }
 }
@@ -324,7 +321,10 @@ pub async fn login(State(state): State<Dash>, headers: HeaderMap, body: Bytes) -
         return e.into_response();
     }
     let f = form(&body);
-    let email = f.get("email").map(|e| e.trim().to_lowercase()).unwrap_or_default();
+    let email = f
+        .get("email")
+        .map(|e| e.trim().to_lowercase())
+        .unwrap_or_default();
     let password = f.get("password").cloned().unwrap_or_default();
     let next = safe_next(f.get("next").map(String::as_str));
     let page = |status: StatusCode, msg: &str| {
@@ -340,7 +340,10 @@ pub async fn login(State(state): State<Dash>, headers: HeaderMap, body: Bytes) -
     if let Err(wait) = state.login_limiter.check(&email) {
         let mut r = page(
             StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many failed sign-ins for this email; try again in {} minutes.", wait.div_ceil(60)),
+            &format!(
+                "Too many failed sign-ins for this email; try again in {} minutes.",
+                wait.div_ceil(60)
+            ),
         );
         r.headers_mut().insert(
             header::RETRY_AFTER,

@@ -56,7 +56,10 @@ fn list_query(q: &QueryMap) -> ApiResult<CallListQuery> {
 
 /// The query string without `cursor` (what the filters say), for links and the live rows.
 fn filters_qs(q: &QueryMap) -> String {
-    let mut keys: Vec<_> = q.0.iter().filter(|(k, v)| *k != "cursor" && !v.is_empty()).collect();
+    let mut keys: Vec<_> =
+        q.0.iter()
+            .filter(|(k, v)| *k != "cursor" && !v.is_empty())
+            .collect();
     keys.sort();
     url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(keys)
@@ -122,7 +125,11 @@ pub async fn calls_page(State(state): State<Dash>, me: Me, q: QueryMap) -> ApiRe
     let agents = store.list::<Agent>(me.org(), None, 200).await?.items;
     let campaigns = store.list::<Campaign>(me.org(), None, 200).await?.items;
     let (page, notice, status) = match list_query(&q) {
-        Ok(query) => (store.list_calls(me.org(), &query).await?, None, StatusCode::OK),
+        Ok(query) => (
+            store.list_calls(me.org(), &query).await?,
+            None,
+            StatusCode::OK,
+        ),
         Err(e) if e.status == StatusCode::BAD_REQUEST => (
             CallPage {
                 calls: vec![],
@@ -286,7 +293,12 @@ fn latency_html(metrics: &Value) -> String {
         .as_array()
         .map(|a| {
             a.iter()
-                .filter_map(|t| Some((t["turn"].as_u64()? as usize, t["voice_to_voice_ms"].as_f64()?)))
+                .filter_map(|t| {
+                    Some((
+                        t["turn"].as_u64()? as usize,
+                        t["voice_to_voice_ms"].as_f64()?,
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -336,11 +348,17 @@ pub async fn call_page(
         call.call_type
     );
     if let Some(t) = call.started_at {
-        tl.push_str(&format!(r#"<li><span class="at">{}</span> answered</li>"#, time(t)));
+        tl.push_str(&format!(
+            r#"<li><span class="at">{}</span> answered</li>"#,
+            time(t)
+        ));
     }
     if let Some(Value::Array(events)) = &d.events {
         for e in events {
-            let kind = e["type"].as_str().or(e["event"].as_str()).unwrap_or("event");
+            let kind = e["type"]
+                .as_str()
+                .or(e["event"].as_str())
+                .unwrap_or("event");
             tl.push_str(&format!(
                 r#"<li class="event"><span class="at">{}</span> {}</li>"#,
                 esc(e["at"].as_str().or(e["time"].as_str()).unwrap_or("")),
@@ -352,7 +370,9 @@ pub async fn call_page(
         tl.push_str(&format!(
             r#"<li><span class="at">{}</span> ended: <strong>{status_label}</strong>{}{}</li>"#,
             time(t),
-            call.sip_code.map(|c| format!(", SIP {c}")).unwrap_or_default(),
+            call.sip_code
+                .map(|c| format!(", SIP {c}"))
+                .unwrap_or_default(),
             call.end_reason
                 .as_deref()
                 .map(|r| format!(", {}", esc(r)))
@@ -366,7 +386,9 @@ pub async fn call_page(
             r#"<audio id="player" controls preload="metadata" src="/calls/{id}/recording.mp3" aria-label="Call recording"></audio>
 <p class="downloads"><a href="/calls/{id}/recording.mp3" download>Download MP3</a>{stereo}</p>"#,
             stereo = if r.stereo_key.is_some() {
-                format!(r#" · <a href="/calls/{id}/recording.stereo.mp3" download>Download stereo (caller left, agent right)</a>"#)
+                format!(
+                    r#" · <a href="/calls/{id}/recording.stereo.mp3" download>Download stereo (caller left, agent right)</a>"#
+                )
             } else {
                 String::new()
             }
@@ -430,16 +452,33 @@ pub async fn call_page(
 {latency}{extra}"#,
         status = call.status.as_str(),
         number = esc(call.client_number.as_str()),
-        ours = esc(call.agent_phone_number.as_ref().map(|p| p.as_str()).unwrap_or("—")),
+        ours = esc(call
+            .agent_phone_number
+            .as_ref()
+            .map(|p| p.as_str())
+            .unwrap_or("—")),
         agent = esc(call.agent_name.as_deref().unwrap_or("—")),
         campaign = esc(call.campaign_name.as_deref().unwrap_or("—")),
         dur = duration(call.duration_seconds),
-        sip = call.sip_code.map(|c| c.to_string()).unwrap_or_else(|| "—".into()),
+        sip = call
+            .sip_code
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "—".into()),
         reason = esc(call.end_reason.as_deref().unwrap_or("—")),
-        latency = d.latency_metrics.as_ref().map(latency_html).unwrap_or_default(),
+        latency = d
+            .latency_metrics
+            .as_ref()
+            .map(latency_html)
+            .unwrap_or_default(),
     );
     let _ = otime;
-    Ok(layout(&me, "/calls", &format!("Call {}", call.client_number.as_str()), &body).into_response())
+    Ok(layout(
+        &me,
+        "/calls",
+        &format!("Call {}", call.client_number.as_str()),
+        &body,
+    )
+    .into_response())
 }
 
 /// An event object on one line, without the fields already shown.
@@ -448,7 +487,14 @@ fn compact(e: &Value) -> String {
         Value::Object(m) => m
             .iter()
             .filter(|(k, _)| !matches!(k.as_str(), "type" | "event" | "at" | "time"))
-            .map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                )
+            })
             .collect::<Vec<_>>()
             .join(" "),
         other => other.to_string(),
@@ -525,7 +571,11 @@ pub async fn delete(
     me.check_csrf(&headers, &form(&body))?;
     me.require_change()?;
     let cid = call_id(&id)?;
-    switchboard_api::v1::delete_call(State(state.api.clone()), Org(me.org()), Path(cid.to_string()))
-        .await?;
+    switchboard_api::v1::delete_call(
+        State(state.api.clone()),
+        Org(me.org()),
+        Path(cid.to_string()),
+    )
+    .await?;
     Ok(Redirect::to("/calls").into_response())
 }

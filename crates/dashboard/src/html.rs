@@ -41,7 +41,11 @@ impl Notice {
         }
     }
     pub fn html(&self) -> String {
-        let role = if self.kind == "error" { "alert" } else { "status" };
+        let role = if self.kind == "error" {
+            "alert"
+        } else {
+            "status"
+        };
         format!(
             r#"<p class="notice {}" role="{role}">{}</p>"#,
             self.kind,
@@ -75,7 +79,9 @@ pub fn layout(me: &Me, active: &str, title: &str, body: &str) -> Html<String> {
         } else {
             ""
         };
-        nav.push_str(&format!(r#"<li><a href="{href}"{current}>{label}</a></li>"#));
+        nav.push_str(&format!(
+            r#"<li><a href="{href}"{current}>{label}</a></li>"#
+        ));
     }
     Html(format!(
         r##"<!doctype html>
@@ -99,7 +105,10 @@ pub fn layout(me: &Me, active: &str, title: &str, body: &str) -> Html<String> {
 }
 
 pub fn csrf_field(me: &Me) -> String {
-    format!(r#"<input type="hidden" name="csrf" value="{}">"#, esc(&me.csrf))
+    format!(
+        r#"<input type="hidden" name="csrf" value="{}">"#,
+        esc(&me.csrf)
+    )
 }
 
 /// `2026-11-30 18:02:11` (UTC).

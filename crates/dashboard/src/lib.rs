@@ -55,11 +55,17 @@ pub fn router(api: AppState) -> Router {
         .route("/calls/rows", get(calls::calls_rows))
         .route("/calls/{id}", get(calls::call_page))
         .route("/calls/{id}/recording.mp3", get(calls::recording))
-        .route("/calls/{id}/recording.stereo.mp3", get(calls::recording_stereo))
+        .route(
+            "/calls/{id}/recording.stereo.mp3",
+            get(calls::recording_stereo),
+        )
         .route("/calls/{id}/hangup", post(calls::hangup))
         .route("/calls/{id}/delete", post(calls::delete))
         .route("/agents", get(pages::agents))
-        .route("/agents/{id}", get(pages::agent_page).post(pages::agent_save))
+        .route(
+            "/agents/{id}",
+            get(pages::agent_page).post(pages::agent_save),
+        )
         .route("/numbers", get(pages::numbers))
         .route("/trunks", get(pages::trunks))
         .route("/contacts", get(pages::contacts))

@@ -57,7 +57,10 @@ pub async fn overview(State(state): State<Dash>, me: Me) -> ApiResult<Response> 
             .entry(b.status.clone())
             .or_default() += b.calls;
         total += b.calls;
-        if matches!(b.status.as_str(), "completed" | "transferred" | "in_progress") {
+        if matches!(
+            b.status.as_str(),
+            "completed" | "transferred" | "in_progress"
+        ) {
             answered += b.calls;
             dur_sum += b.duration_seconds;
             dur_n += b.calls;
@@ -122,7 +125,7 @@ pub async fn overview(State(state): State<Dash>, me: Me) -> ApiResult<Response> 
         .collect();
     let svg_w = 30 + DAYS * w;
     let calls_chart = format!(
-        r#"<svg class="chart" viewBox="0 0 {svg_w} {vh}" role="img" aria-label="Calls per day by status. {d}">{bars}</svg><ul class="legend">{legend}</ul>"#,
+        r#"<svg class="chart" viewBox="0 0 {svg_w} {vh}" width="{svg_w}" role="img" aria-label="Calls per day by status. {d}">{bars}</svg><ul class="legend">{legend}</ul>"#,
         vh = chart_h + 20.0,
         d = esc(&if desc.is_empty() {
             "No calls in the last 14 days.".to_string()
@@ -168,7 +171,7 @@ pub async fn overview(State(state): State<Dash>, me: Me) -> ApiResult<Response> 
             .join("; ")
     };
     let lat_chart = format!(
-        r#"<svg class="chart" viewBox="0 0 {svg_w} {vh}" role="img" aria-label="Voice-to-voice latency p50 per day. {d}">{lbars}</svg>"#,
+        r#"<svg class="chart" viewBox="0 0 {svg_w} {vh}" width="{svg_w}" role="img" aria-label="Voice-to-voice latency p50 per day. {d}">{lbars}</svg>"#,
         vh = chart_h + 20.0,
         d = esc(&lat_desc)
     );
@@ -224,7 +227,12 @@ fn opt(s: Option<&str>) -> String {
 }
 
 pub async fn agents(State(state): State<Dash>, me: Me) -> ApiResult<Response> {
-    let items = state.api.store.list::<Agent>(me.org(), None, 200).await?.items;
+    let items = state
+        .api
+        .store
+        .list::<Agent>(me.org(), None, 200)
+        .await?
+        .items;
     let rows = items
         .iter()
         .map(|a| {
@@ -355,8 +363,12 @@ pub async fn numbers(State(state): State<Dash>, me: Me) -> ApiResult<Response> {
             vec![
                 esc(n.phone_number.as_str()),
                 opt(n.label.as_deref()),
-                n.agent_id.map(|a| a.to_string()).unwrap_or_else(|| "—".into()),
-                n.trunk_id.map(|a| a.to_string()).unwrap_or_else(|| "—".into()),
+                n.agent_id
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "—".into()),
+                n.trunk_id
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "—".into()),
             ]
         })
         .collect();
@@ -370,7 +382,12 @@ pub async fn numbers(State(state): State<Dash>, me: Me) -> ApiResult<Response> {
 }
 
 pub async fn trunks(State(state): State<Dash>, me: Me) -> ApiResult<Response> {
-    let items = state.api.store.list::<Trunk>(me.org(), None, 200).await?.items;
+    let items = state
+        .api
+        .store
+        .list::<Trunk>(me.org(), None, 200)
+        .await?
+        .items;
     let rows = items
         .iter()
         .map(|t| {
@@ -411,7 +428,12 @@ pub async fn trunks(State(state): State<Dash>, me: Me) -> ApiResult<Response> {
 }
 
 pub async fn contacts(State(state): State<Dash>, me: Me) -> ApiResult<Response> {
-    let items = state.api.store.list::<Contact>(me.org(), None, 200).await?.items;
+    let items = state
+        .api
+        .store
+        .list::<Contact>(me.org(), None, 200)
+        .await?
+        .items;
     let rows = items
         .iter()
         .map(|c| {
@@ -437,14 +459,21 @@ pub async fn contacts(State(state): State<Dash>, me: Me) -> ApiResult<Response> 
 }
 
 pub async fn campaigns(State(state): State<Dash>, me: Me) -> ApiResult<Response> {
-    let items = state.api.store.list::<Campaign>(me.org(), None, 200).await?.items;
+    let items = state
+        .api
+        .store
+        .list::<Campaign>(me.org(), None, 200)
+        .await?
+        .items;
     let rows = items
         .iter()
         .map(|c| {
             vec![
                 esc(&c.name),
                 esc(&format!("{:?}", c.status).to_lowercase()),
-                c.agent_id.map(|a| a.to_string()).unwrap_or_else(|| "—".into()),
+                c.agent_id
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "—".into()),
                 format!(r#"<a href="/calls?campaign_id={}">Calls</a>"#, c.id),
             ]
         })
@@ -511,9 +540,14 @@ pub async fn invite_user(
     let f = form(&body);
     me.check_csrf(&headers, &f)?;
     me.require_owner()?;
-    let email = f.get("email").map(|e| e.trim().to_lowercase()).unwrap_or_default();
+    let email = f
+        .get("email")
+        .map(|e| e.trim().to_lowercase())
+        .unwrap_or_default();
     if !valid_email(&email) {
-        return Err(ApiError::bad_request("email must look like name@example.com"));
+        return Err(ApiError::bad_request(
+            "email must look like name@example.com",
+        ));
     }
     let role = f
         .get("role")
@@ -545,7 +579,11 @@ pub async fn invite_user(
 pub fn valid_email(e: &str) -> bool {
     match e.split_once('@') {
         Some((a, d)) => {
-            !a.is_empty() && d.contains('.') && !d.starts_with('.') && !e.contains(char::is_whitespace) && e.len() <= 254
+            !a.is_empty()
+                && d.contains('.')
+                && !d.starts_with('.')
+                && !e.contains(char::is_whitespace)
+                && e.len() <= 254
         }
         None => false,
     }
@@ -637,7 +675,9 @@ pub async fn revoke_key(
 ) -> ApiResult<Response> {
     me.check_csrf(&headers, &form(&body))?;
     me.require_owner()?;
-    let seq: i64 = seq.parse().map_err(|_| ApiError::not_found("Key not found"))?;
+    let seq: i64 = seq
+        .parse()
+        .map_err(|_| ApiError::not_found("Key not found"))?;
     state
         .api
         .store

@@ -257,9 +257,10 @@ impl Application {
             // Dashboard (issue 12): the default organization's first owner.
             let password = switchboard_dashboard::generate_password();
             let p = password.clone();
-            let hash = tokio::task::spawn_blocking(move || switchboard_dashboard::hash_password(&p))
-                .await?
-                .map_err(anyhow::Error::msg)?;
+            let hash =
+                tokio::task::spawn_blocking(move || switchboard_dashboard::hash_password(&p))
+                    .await?
+                    .map_err(anyhow::Error::msg)?;
             store
                 .create_user(org.id, FIRST_OWNER_EMAIL, &hash, "owner")
                 .await?;

@@ -25,7 +25,7 @@ use live_sipp::Sipp;
 const SIPP_PORT: u16 = 17900;
 const DRIVER_PORT: u16 = 17930;
 const AXE: &str = include_str!("dashboard/axe.min.js");
-const ELEMENT: &str = "element-6066-11e4-a52e-4f866cda1be1";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// chromedriver and one Chromium session, ended when dropped.
 struct Browser {
@@ -64,7 +64,10 @@ impl Browser {
                     }
                 }
             }
-            assert!(t0.elapsed() < Duration::from_secs(20), "chromedriver did not start");
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let profile = tempfile::tempdir().unwrap();
@@ -93,12 +96,11 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("no WebDriver session: {r}"))
             .to_string();
-        let shots = PathBuf::from(
-            std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
+        let shots =
+            PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").to_string()
-            }),
-        )
-        .join("dashboard-screenshots");
+            }))
+            .join("dashboard-screenshots");
         std::fs::create_dir_all(&shots).unwrap();
         println!("screenshots: {}", shots.display());
         let b = Browser {
@@ -109,13 +111,20 @@ impl Browser {
             _profile: profile,
             shots,
         };
-        b.cmd("POST", "timeouts", json!({"script": 60000, "pageLoad": 30000, "implicit": 0}))
-            .await;
+        b.cmd(
+            "POST",
+            "timeouts",
+            json!({"script": 60000, "pageLoad": 30000, "implicit": 0}),
+        )
+        .await;
         b
     }
 
     async fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
-        let url = format!("{}/session/{}/{path}", self.base, self.session);
+        let url = match path {
+            "" => format!("{}/session/{}", self.base, self.session),
+            p => format!("{}/session/{}/{p}", self.base, self.session),
+        };
         let req = match method {
             "GET" => self.http.get(url),
             "DELETE" => self.http.delete(url),
@@ -133,55 +142,121 @@ impl Browser {
     }
 
     async fn url(&self) -> String {
-        self.cmd("GET", "url", json!({})).await.as_str().unwrap().to_string()
+        self.cmd("GET", "url", json!({}))
+            .await
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Waits (bounded) until the page's URL satisfies `ok`: a click that submits a form
+    /// returns before the browser has followed the response.
+    async fn wait_url(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let t0 = Instant::now();
+        loop {
+            let u = self.url().await;
+            let ready = self.js("return document.readyState").await == "complete";
+            if ok(&u) && ready {
+                return u;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "waiting for {what}, at {u}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn find(&self, css: &str) -> String {
         let v = self
-            .cmd("POST", "element", json!({"using": "css selector", "value": css}))
+            .cmd(
+                "POST",
+                "element",
+                json!({"using": "css selector", "value": css}),
+            )
             .await;
-        v[ELEMENT].as_str().unwrap().to_string()
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element for {css}: {v}"))
+            .to_string()
     }
 
     async fn count(&self, css: &str) -> usize {
-        self.cmd("POST", "elements", json!({"using": "css selector", "value": css}))
-            .await
-            .as_array()
-            .unwrap()
-            .len()
+        self.cmd(
+            "POST",
+            "elements",
+            json!({"using": "css selector", "value": css}),
+        )
+        .await
+        .as_array()
+        .unwrap()
+        .len()
     }
 
     async fn click(&self, css: &str) {
         let e = self.find(css).await;
-        self.cmd("POST", &format!("element/{e}/click"), json!({})).await;
+        self.cmd("POST", &format!("element/{e}/click"), json!({}))
+            .await;
     }
 
     async fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).await;
-        self.cmd("POST", &format!("element/{e}/clear"), json!({})).await;
-        self.cmd("POST", &format!("element/{e}/value"), json!({ "text": text }))
+        self.cmd("POST", &format!("element/{e}/clear"), json!({}))
             .await;
+        self.cmd(
+            "POST",
+            &format!("element/{e}/value"),
+            json!({ "text": text }),
+        )
+        .await;
+    }
+
+    /// Chooses an option of a `<select>` as a user would (value set, `change` fired).
+    async fn choose(&self, css: &str, value: &str) {
+        let e = self.find(css).await;
+        self.cmd(
+            "POST",
+            "execute/sync",
+            json!({"script": "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('change', {bubbles: true})); return arguments[0].value;",
+                   "args": [{ELEMENT: e}, value]}),
+        )
+        .await;
     }
 
     async fn js(&self, script: &str) -> Value {
-        self.cmd("POST", "execute/sync", json!({"script": script, "args": []}))
-            .await
+        self.cmd(
+            "POST",
+            "execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
     }
 
     async fn js_async(&self, script: &str) -> Value {
-        self.cmd("POST", "execute/async", json!({"script": script, "args": []}))
-            .await
+        self.cmd(
+            "POST",
+            "execute/async",
+            json!({"script": script, "args": []}),
+        )
+        .await
     }
 
     async fn text(&self) -> String {
-        self.js("return document.body.innerText").await.as_str().unwrap().to_string()
+        self.js("return document.body.innerText")
+            .await
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// Polls a script until it returns true (bounded).
     async fn wait_for(&self, what: &str, script: &str) {
         let t0 = Instant::now();
         while self.js(script).await != Value::Bool(true) {
-            assert!(t0.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -207,7 +282,11 @@ impl Browser {
                  )).catch(e => done([{id: 'axe-error', help: String(e)}]));",
             )
             .await;
-        assert_eq!(v, json!([]), "axe-core on {page}: serious/critical violations");
+        assert_eq!(
+            v,
+            json!([]),
+            "axe-core on {page}: serious/critical violations"
+        );
     }
 
     async fn cookie(&self, name: &str) -> String {
@@ -222,6 +301,7 @@ impl Browser {
         self.type_into("#email", email).await;
         self.type_into("#password", password).await;
         self.click("form button[type=submit]").await;
+        self.wait_url("signed in", |u| !u.contains("/login")).await;
     }
 }
 
@@ -284,11 +364,15 @@ async fn real_call(app: &TestApp) -> String {
     let id = call["id"].as_str().unwrap().to_string();
     let t0 = Instant::now();
     loop {
-        let (_, c) = switchboard_testkit::status_json(app.get(&format!("/v1/call/{id}")).await).await;
+        let (_, c) =
+            switchboard_testkit::status_json(app.get(&format!("/v1/call/{id}")).await).await;
         if c["status"] == "completed" && c["recording_url"].is_string() {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(40), "call did not complete: {c}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "call did not complete: {c}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(sipp.finish().await, 0, "sipp scenario failed");
@@ -338,22 +422,31 @@ async fn the_dashboard_in_a_real_browser() {
     b.type_into("#email", &email).await;
     b.type_into("#password", "wrong password").await;
     b.click("form button[type=submit]").await;
-    assert!(b.text().await.contains("Wrong email or password"));
+    b.wait_for(
+        "the sign-in error",
+        "return document.body.innerText.includes('Wrong email or password')",
+    )
+    .await;
     b.type_into("#password", &password).await;
     b.click("form button[type=submit]").await;
-    assert_eq!(b.url().await, format!("{base}/calls"));
+    b.wait_url("/calls after sign-in", |u| u == format!("{base}/calls"))
+        .await;
 
     // Filter calls: the filters land in the URL; a status that matches nothing, then ours.
-    b.click("#status option[value=failed]").await;
+    b.choose("#status", "failed").await;
     b.click(".filters button[type=submit]").await;
-    assert!(b.url().await.contains("status=failed"), "{}", b.url().await);
+    b.wait_url("the failed filter", |u| u.contains("status=failed"))
+        .await;
     assert_eq!(b.count(&format!("a[href='/calls/{id}']")).await, 0);
     assert!(b.text().await.contains("No calls match"));
-    b.click("#status option[value=completed]").await;
+    b.choose("#status", "completed").await;
     b.type_into("#phone_number", "+14155550123").await;
     b.click(".filters button[type=submit]").await;
-    let u = b.url().await;
-    assert!(u.contains("status=completed") && u.contains("phone_number=%2B14155550123"), "{u}");
+    let u = b
+        .wait_url("the completed filter", |u| {
+            u.contains("status=completed") && u.contains("phone_number=%2B14155550123")
+        })
+        .await;
     assert_eq!(b.count(&format!("a[href='/calls/{id}']")).await, 1);
     // Reloading the URL keeps the filters (they live in it).
     b.go(&u).await;
@@ -377,16 +470,22 @@ async fn the_dashboard_in_a_real_browser() {
 
     // The call page: recording loads and reports its duration; a click on a turn seeks.
     b.click(&format!("a[href='/calls/{id}']")).await;
-    assert_eq!(b.url().await, format!("{base}/calls/{id}"));
+    b.wait_url("the call page", |u| u == format!("{base}/calls/{id}"))
+        .await;
     b.wait_for(
         "the recording's duration",
         "const a = document.getElementById('player'); return a.readyState >= 1 && isFinite(a.duration) && a.duration > 2",
     )
     .await;
-    let dur = b.js("return document.getElementById('player').duration").await;
+    let dur = b
+        .js("return document.getElementById('player').duration")
+        .await;
     assert!(dur.as_f64().unwrap() > 2.5, "duration {dur}");
     let text = b.text().await;
-    assert!(text.contains("SIP code") && text.contains("customer-ended-call"), "{text}");
+    assert!(
+        text.contains("SIP code") && text.contains("customer-ended-call"),
+        "{text}"
+    );
     assert!(text.contains("T-42"), "metadata shown");
     b.click(".turn[data-start='1.500']").await;
     b.wait_for(
@@ -395,7 +494,8 @@ async fn the_dashboard_in_a_real_browser() {
     )
     .await;
     assert_eq!(
-        b.js("return document.querySelector('.turn.current').dataset.start").await,
+        b.js("return document.querySelector('.turn.current').dataset.start")
+            .await,
         "1.500"
     );
     assert_eq!(b.count("#delete").await, 1, "owners see the delete button");
@@ -425,7 +525,14 @@ async fn the_dashboard_in_a_real_browser() {
 
     // Every other page: screenshot and axe.
     for page in [
-        "overview", "agents", "numbers", "trunks", "contacts", "campaigns", "users", "keys",
+        "overview",
+        "agents",
+        "numbers",
+        "trunks",
+        "contacts",
+        "campaigns",
+        "users",
+        "keys",
     ] {
         b.go(&format!("{base}/{page}")).await;
         assert_eq!(b.url().await, format!("{base}/{page}"));
@@ -434,12 +541,15 @@ async fn the_dashboard_in_a_real_browser() {
     }
     b.go(&format!("{base}/agents")).await;
     b.click("table a").await;
+    b.wait_url("the agent page", |u| u.contains("/agents/"))
+        .await;
     b.screenshot("agent").await;
     b.axe("/agents/{id}").await;
 
     // Sign out: the session ends (the old cookie no longer works).
     b.click("#sign-out").await;
-    assert_eq!(b.url().await, format!("{base}/login"));
+    b.wait_url("/login after sign-out", |u| u == format!("{base}/login"))
+        .await;
     let r = app
         .client
         .get(format!("{base}/calls/rows"))
@@ -450,7 +560,8 @@ async fn the_dashboard_in_a_real_browser() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // A viewer sees the call but has no delete button, and the change itself is a 403.
-    b.sign_in(&base, "viewer@example.com", "viewer-password-1").await;
+    b.sign_in(&base, "viewer@example.com", "viewer-password-1")
+        .await;
     b.go(&format!("{base}/calls/{id}")).await;
     assert_eq!(b.count("#delete").await, 0);
     let status = b
@@ -468,3 +579,240 @@ async fn the_dashboard_in_a_real_browser() {
     app.store.get_call(org, cid, false).await.unwrap();
     b.cmd("DELETE", "", json!({})).await;
 }
+
+/// A client that shows redirects and cookies as they are.
+fn raw_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    raw_client()
+        .post(app.url("/login"))
+        .form(&[("email", email), ("password", password), ("next", "/calls")])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Signs in; the session cookie and the page's CSRF token.
+async fn session(app: &TestApp, email: &str, password: &str) -> (String, String) {
+    let r = login(app, email, password).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let cookie = set.split(';').next().unwrap().to_string();
+    let html = raw_client()
+        .get(app.url("/calls"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = html
+        .split(r#"<meta name="csrf-token" content=""#)
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf meta tag")
+        .to_string();
+    (cookie, csrf)
+}
+
+async fn access_over_http(db: Db) {
+    let app = TestApp::spawn_holding_calls(db).await;
+    let c = raw_client();
+    // Not signed in: pages go to /login and come back; other requests are 401.
+    let r = c
+        .get(app.url("/calls?status=completed"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers()["location"],
+        "/login?next=%2Fcalls%3Fstatus%3Dcompleted"
+    );
+    let r = c.get(app.url("/calls/rows")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (email, password) = app.owner_login.clone();
+    assert_eq!(email, "owner@switchboard.local");
+
+    // The cookie: HttpOnly, SameSite, not Secure on plain http.
+    let r = login(&app, &email, &password).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/calls");
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+    assert!(!set.contains("Secure"), "{set}");
+
+    // State changes need the session's CSRF token and our own origin.
+    let org = app.org();
+    let call = app.seed_call(org, None, "+14155550100").await;
+    let (cookie, csrf) = session(&app, &email, &password).await;
+    let del = format!("/calls/{}/delete", call.id);
+    let r = c
+        .post(app.url(&del))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("CSRF"), "{body}");
+    let r = c
+        .post(app.url(&del))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    app.store
+        .get_call(org, call.id, false)
+        .await
+        .expect("still there");
+    let r = c
+        .post(app.url(&del))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        app.store.get_call(org, call.id, false).await.is_err(),
+        "deleted"
+    );
+
+    // `user create` prints the documented JSON; the generated password signs in.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "user",
+            "create",
+            "Alice@Example.com",
+            "--org",
+            "default",
+            "--role",
+            "viewer",
+        ])
+        .args(app.test_db().cli_args())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["email"], "alice@example.com");
+    assert_eq!(v["role"], "viewer");
+    assert_eq!(v["organization_id"], app.org_id.as_str());
+    let alice_pw = v["password"].as_str().unwrap().to_string();
+    assert!(alice_pw.len() >= 16);
+    // The same email again is refused; a short password on stdin too.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "user",
+            "create",
+            "alice@example.com",
+            "--org",
+            &app.org_id,
+            "--role",
+            "admin",
+        ])
+        .args(app.test_db().cli_args())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let (alice, alice_csrf) = session(&app, "alice@example.com", &alice_pw).await;
+    // A viewer changes nothing (403) and sees no API keys page.
+    let call = app.seed_call(org, None, "+14155550101").await;
+    let r = c
+        .post(app.url(&format!("/calls/{}/delete", call.id)))
+        .header("cookie", &alice)
+        .form(&[("csrf", alice_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .get(app.url("/keys"))
+        .header("cookie", &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Owners create a named API key (shown once), which works, and revoke it.
+    let r = c
+        .post(app.url("/keys"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("name", "ci")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    let key = html
+        .split("shown only once: ")
+        .nth(1)
+        .and_then(|s| s.get(..67))
+        .expect("the new key on the page")
+        .to_string();
+    assert!(key.starts_with("sk_"), "{key}");
+    let r = app.get_with_key("/v1/calls", &key).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let keys = app.store.list_api_keys(org).await.unwrap();
+    let ci = keys
+        .iter()
+        .find(|k| k.name.as_deref() == Some("ci"))
+        .unwrap();
+    let r = c
+        .post(app.url(&format!("/keys/{}/revoke", ci.seq)))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = app.get_with_key("/v1/calls", &key).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Sign-in attempts are limited: after 5 failures even the right password waits (429).
+    for _ in 0..5 {
+        let r = login(&app, &email, "not the password").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = login(&app, &email, &password).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+
+    // Sign-out ends the session.
+    let r = c
+        .post(app.url("/logout"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = c
+        .get(app.url("/calls/rows"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+switchboard_testkit::both!(access_over_http);
