@@ -56,4 +56,56 @@
       });
     });
   }
+
+  // Stereo recording as two waveform lanes (caller top, agent bottom), decoded in the
+  // browser; the line follows playback and a click seeks. Decorative: the transcript and the
+  // player carry the same information for assistive technology.
+  var lanes = document.getElementById("lanes");
+  var Ctx = window.AudioContext || window.webkitAudioContext;
+  if (lanes && Ctx) {
+    fetch(lanes.dataset.src, { credentials: "same-origin" })
+      .then(function (r) { return r.arrayBuffer(); })
+      .then(function (buf) { return new Ctx().decodeAudioData(buf); })
+      .then(function (audio) {
+        var g = lanes.getContext("2d"), w = lanes.width, h = lanes.height;
+        var n = Math.min(2, audio.numberOfChannels), lane = h / n, peaks = [];
+        for (var ch = 0; ch < n; ch++) {
+          var d = audio.getChannelData(ch), step = Math.max(1, Math.floor(d.length / w)), p = [];
+          for (var x = 0; x < w; x++) {
+            var m = 0;
+            for (var i = x * step; i < (x + 1) * step && i < d.length; i++) {
+              var v = Math.abs(d[i]);
+              if (v > m) m = v;
+            }
+            p.push(m);
+          }
+          peaks.push(p);
+        }
+        var draw = function () {
+          g.clearRect(0, 0, w, h);
+          peaks.forEach(function (p, ch) {
+            g.fillStyle = ch === 0 ? "#137333" : "#0b57d0";
+            var mid = lane * ch + lane / 2;
+            for (var x = 0; x < w; x++) {
+              var a = p[x] * lane / 2;
+              g.fillRect(x, mid - a, 1, Math.max(1, 2 * a));
+            }
+          });
+          if (player && audio.duration) {
+            g.fillStyle = "#1a1a1a";
+            g.fillRect(player.currentTime / audio.duration * w, 0, 2, h);
+          }
+        };
+        draw();
+        lanes.dataset.drawn = String(n);
+        if (player) {
+          player.addEventListener("timeupdate", draw);
+          lanes.addEventListener("click", function (e) {
+            var r = lanes.getBoundingClientRect();
+            player.currentTime = (e.clientX - r.left) / r.width * audio.duration;
+          });
+        }
+      })
+      .catch(function () { lanes.hidden = true; });
+  }
 })();

@@ -382,17 +382,25 @@ pub async fn call_page(
         tl.push_str(&format!(r#"<li>now: <strong>{status_label}</strong></li>"#));
     }
     let recording = match &call.recording {
-        Some(r) => format!(
-            r#"<audio id="player" controls preload="metadata" src="/calls/{id}/recording.mp3" aria-label="Call recording"></audio>
-<p class="downloads"><a href="/calls/{id}/recording.mp3" download>Download MP3</a>{stereo}</p>"#,
-            stereo = if r.stereo_key.is_some() {
-                format!(
-                    r#" · <a href="/calls/{id}/recording.stereo.mp3" download>Download stereo (caller left, agent right)</a>"#
+        Some(r) => {
+            let (lanes, stereo) = if r.stereo_key.is_some() {
+                (
+                    format!(
+                        r#"<figure class="lanes"><canvas id="lanes" width="600" height="120" data-src="/calls/{id}/recording.stereo.mp3" aria-hidden="true"></canvas>
+<figcaption>Waveforms: caller (top), agent (bottom); click to seek.</figcaption></figure>"#
+                    ),
+                    format!(
+                        r#" · <a href="/calls/{id}/recording.stereo.mp3" download>Download stereo (caller left, agent right)</a>"#
+                    ),
                 )
             } else {
-                String::new()
-            }
-        ),
+                (String::new(), String::new())
+            };
+            format!(
+                r#"<audio id="player" controls preload="metadata" src="/calls/{id}/recording.mp3" aria-label="Call recording"></audio>
+{lanes}<p class="downloads"><a href="/calls/{id}/recording.mp3" download>Download MP3</a>{stereo}</p>"#
+            )
+        }
         None => "<p>No recording.</p>".to_string(),
     };
     let transcript = match &d.transcript_formatted {

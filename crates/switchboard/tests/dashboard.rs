@@ -477,6 +477,12 @@ async fn the_dashboard_in_a_real_browser() {
         "const a = document.getElementById('player'); return a.readyState >= 1 && isFinite(a.duration) && a.duration > 2",
     )
     .await;
+    // The stereo recording as two waveform lanes (decoded in the page).
+    b.wait_for(
+        "the two waveform lanes",
+        "return document.getElementById('lanes').dataset.drawn === '2'",
+    )
+    .await;
     let dur = b
         .js("return document.getElementById('player').duration")
         .await;
