@@ -475,7 +475,19 @@ pub(crate) async fn transfer(
     body: JsonBody<TransferBody>,
 ) -> ApiResult<Response> {
     let id = parse_call_id(&id)?;
-    let to = parse_transfer_target(body.value.to)?;
+    let call = transfer_call(&state, org, id, body.value.to).await?;
+    Ok(accepted(&state, &headers, &call))
+}
+
+/// The transfer rules, shared with the dashboard: the target is checked, the call must be
+/// answered and live here. Returns the call as it was when the transfer was handed over.
+pub async fn transfer_call(
+    state: &AppState,
+    org: OrgId,
+    id: CallId,
+    to: Option<String>,
+) -> ApiResult<Call> {
+    let to = parse_transfer_target(to)?;
     let call = state
         .store
         .get_call(org, id, false)
@@ -497,7 +509,7 @@ pub(crate) async fn transfer(
             "call is not live on this server",
         ));
     }
-    Ok(accepted(&state, &headers, &call))
+    Ok(call)
 }
 
 // ----- OpenAPI schema -----

@@ -434,6 +434,12 @@ pub async fn call_page(
                 r#"<form method="post" action="/calls/{id}/hangup">{}<button type="submit" id="hangup">Hang up</button></form>"#,
                 csrf_field(&me)
             ));
+            if call.status == CallStatus::InProgress {
+                actions.push_str(&format!(
+                    r#"<form method="post" action="/calls/{id}/transfer" class="transfer">{}<label for="transfer-to">Transfer to</label><input id="transfer-to" name="to" type="text" placeholder="+14155550100 or sip:desk@example.com" required><button type="submit">Transfer</button></form>"#,
+                    csrf_field(&me)
+                ));
+            }
         }
         actions.push_str(&format!(
             r#"<form method="post" action="/calls/{id}/delete" data-confirm="Delete this call, its transcript and its recording?">{}<button type="submit" class="danger" id="delete">Delete call</button></form>"#,
@@ -566,6 +572,21 @@ pub async fn hangup(
         headers,
     )
     .await?;
+    Ok(Redirect::to(&format!("/calls/{cid}")).into_response())
+}
+
+pub async fn transfer(
+    State(state): State<Dash>,
+    me: Me,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let f = form(&body);
+    me.check_csrf(&headers, &f)?;
+    me.require_change()?;
+    let cid = call_id(&id)?;
+    switchboard_api::v1::transfer_call(&state.api, me.org(), cid, f.get("to").cloned()).await?;
     Ok(Redirect::to(&format!("/calls/{cid}")).into_response())
 }
 

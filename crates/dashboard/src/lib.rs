@@ -60,6 +60,7 @@ pub fn router(api: AppState) -> Router {
             get(calls::recording_stereo),
         )
         .route("/calls/{id}/hangup", post(calls::hangup))
+        .route("/calls/{id}/transfer", post(calls::transfer))
         .route("/calls/{id}/delete", post(calls::delete))
         .route("/agents", get(pages::agents))
         .route(
