@@ -794,6 +794,66 @@ async fn access_over_http(db: Db) {
     let r = app.get_with_key("/v1/calls", &key).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
+    // Owners invite (a generated password, shown once) and remove users; removal ends the
+    // removed user's sessions.
+    let r = c
+        .post(app.url("/users"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", "bob@example.com"),
+            ("role", "admin"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    let bob_pw = html
+        .split("shown only now: ")
+        .nth(1)
+        .and_then(|s| s.get(..32))
+        .expect("the generated password on the page")
+        .to_string();
+    let (bob, bob_csrf) = session(&app, "bob@example.com", &bob_pw).await;
+    let bob_id = app
+        .store
+        .list_users(org)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|u| u.email == "bob@example.com")
+        .unwrap()
+        .id;
+    // An admin cannot manage users.
+    let r = c
+        .post(app.url("/users"))
+        .header("cookie", &bob)
+        .form(&[
+            ("csrf", bob_csrf.as_str()),
+            ("email", "eve@example.com"),
+            ("role", "owner"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .post(app.url(&format!("/users/{bob_id}/remove")))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = c
+        .get(app.url("/calls/rows"))
+        .header("cookie", &bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
     // Sign-in attempts are limited: after 5 failures even the right password waits (429).
     for _ in 0..5 {
         let r = login(&app, &email, "not the password").await;
