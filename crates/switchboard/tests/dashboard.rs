@@ -882,3 +882,22 @@ async fn access_over_http(db: Db) {
 }
 
 switchboard_testkit::both!(access_over_http);
+
+/// Behind HTTPS (`--public-url https://…`) the session cookie is `Secure`.
+#[tokio::test]
+async fn the_cookie_is_secure_behind_https() {
+    let app = TestApp::spawn_with(Db::Sqlite, |c| {
+        c.public_url = Some("https://switchboard.example".into());
+        switchboard_testkit::hold_calls(c);
+    })
+    .await;
+    let (email, password) = app.owner_login.clone();
+    let r = login(&app, &email, &password).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set.contains("; Secure"), "{set}");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+}
