@@ -418,3 +418,64 @@ fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| hash_password(&random_hex(16)).unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argon2id_round_trip() {
+        let h = hash_password("correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$v=19$"), "{h}");
+        assert!(verify_password("correct horse battery", &h));
+        assert!(!verify_password("correct horse batterY", &h));
+        assert!(!verify_password("anything", "not a PHC string"));
+    }
+
+    #[test]
+    fn only_local_paths_are_post_login_destinations() {
+        assert_eq!(
+            safe_next(Some("/calls?status=failed")),
+            "/calls?status=failed"
+        );
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/x",
+            "/\\evil.example",
+            "calls",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/overview", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/overview");
+    }
+
+    #[test]
+    fn origin_must_match_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "127.0.0.1:8080".parse().unwrap());
+        assert!(
+            same_origin(&h).is_ok(),
+            "no Origin: allowed (token still checked)"
+        );
+        h.insert(header::ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
+        assert!(same_origin(&h).is_ok());
+        h.insert(header::ORIGIN, "http://127.0.0.1:9090".parse().unwrap());
+        assert!(same_origin(&h).is_err());
+        h.insert(header::ORIGIN, "null".parse().unwrap());
+        assert!(same_origin(&h).is_err());
+    }
+
+    #[test]
+    fn sign_in_lockout_after_five_failures() {
+        let l = LoginLimiter::default();
+        for _ in 0..MAX_FAILURES {
+            assert!(l.check("a@example.com").is_ok());
+            l.fail("a@example.com");
+        }
+        let wait = l.check("a@example.com").unwrap_err();
+        assert!(wait > 0 && wait <= FAILURE_WINDOW.as_secs());
+        assert!(l.check("b@example.com").is_ok(), "per email");
+        l.clear("a@example.com");
+        assert!(l.check("a@example.com").is_ok());
+    }
+}
