@@ -51,6 +51,13 @@ impl KeyCache {
             .filter(|(_, t)| t.elapsed() < KEY_TTL)
             .map(|(o, _)| *o)
     }
+    /// Forgets every cached key, so a key revoked in the dashboard stops working at once
+    /// on this process.
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.clear();
+        }
+    }
     fn put(&self, hash: String, org: OrgId) {
         if let Ok(mut m) = self.entries.lock() {
             if m.len() > 10_000 {
@@ -134,6 +141,14 @@ pub async fn require_auth(
         None => match state.store.org_for_key(&key).await {
             Ok(Some(o)) => {
                 state.keys.put(hash, o);
+                // Last-used time for the dashboard's key list: written on a cache miss only
+                // (at most once per KEY_TTL per key and process), never on the request's path.
+                let store = state.store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = store.touch_api_key(&key).await {
+                        tracing::debug!(error = %e, "could not record the key's last use");
+                    }
+                });
                 o
             }
             Ok(None) => return fail(),

@@ -15,7 +15,7 @@ pub mod listing;
 mod notes;
 mod omnidim;
 pub mod openapi;
-mod recording;
+pub mod recording;
 pub mod resource;
 pub mod resources;
 pub mod v1;

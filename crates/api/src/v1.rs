@@ -287,7 +287,7 @@ const HANGUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
         (status = 404, description = "Call not found", body = crate::error::ErrorBody)
     )
 )]
-pub(crate) async fn delete_call(
+pub async fn delete_call(
     State(state): State<AppState>,
     Org(org): Org,
     Path(id): Path<String>,
@@ -377,7 +377,7 @@ pub(crate) async fn set_context(
         (status = 409, description = "The call already ended, or is not live on this server yet", body = crate::error::ErrorBody)
     )
 )]
-pub(crate) async fn hangup(
+pub async fn hangup(
     State(state): State<AppState>,
     Org(org): Org,
     Path(id): Path<String>,
@@ -475,7 +475,19 @@ pub(crate) async fn transfer(
     body: JsonBody<TransferBody>,
 ) -> ApiResult<Response> {
     let id = parse_call_id(&id)?;
-    let to = parse_transfer_target(body.value.to)?;
+    let call = transfer_call(&state, org, id, body.value.to).await?;
+    Ok(accepted(&state, &headers, &call))
+}
+
+/// The transfer rules, shared with the dashboard: the target is checked, the call must be
+/// answered and live here. Returns the call as it was when the transfer was handed over.
+pub async fn transfer_call(
+    state: &AppState,
+    org: OrgId,
+    id: CallId,
+    to: Option<String>,
+) -> ApiResult<Call> {
+    let to = parse_transfer_target(to)?;
     let call = state
         .store
         .get_call(org, id, false)
@@ -497,7 +509,7 @@ pub(crate) async fn transfer(
             "call is not live on this server",
         ));
     }
-    Ok(accepted(&state, &headers, &call))
+    Ok(call)
 }
 
 // ----- OpenAPI schema -----

@@ -17,6 +17,8 @@ mod queue;
 mod read;
 pub mod recordings;
 mod row;
+// Issue 12: dashboard users, sessions, named API keys.
+mod users;
 mod webhooks;
 
 pub use analysis::{ClaimedAnalysis, Note};
@@ -34,6 +36,8 @@ pub use queue::ClaimedDispatch;
 pub use read::Cols;
 pub use recordings::{Recordings, StoreOptions};
 pub use webhooks::*;
+// Issue 12 (dashboard).
+pub use users::{ApiKeyInfo, DayStatusCount, SessionUser, User};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};

@@ -31,6 +31,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "call_analysis",
         include_str!("../migrations/0006_call_analysis.sql"),
     ),
+    // Issue 12 (dashboard). 7 is reserved by call control across replicas (issue 11).
+    (
+        8,
+        "dashboard_users",
+        include_str!("../migrations/0008_dashboard_users.sql"),
+    ),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

@@ -511,6 +511,76 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         });
     }
 
+    // (D) The dashboard's calls page (issue 12): the whole HTML page of 50 rows with its
+    // filter lists, signed in with a session cookie; store and raw SQL are its listing query.
+    {
+        let name = "dashboard `GET /calls` (HTML page, 50 rows)".to_string();
+        let mut cookies = Vec::new();
+        for org in &orgs {
+            // A user per organization with a session made directly (no Argon2 here: the
+            // bench times pages, not sign-in). Random emails: a reused database keeps users.
+            let user = store
+                .create_user(
+                    org.org_id,
+                    &format!(
+                        "bench-{}@bench.invalid",
+                        switchboard_dashboard::generate_password()
+                    ),
+                    "not-a-hash",
+                    "viewer",
+                )
+                .await?;
+            let token = switchboard_dashboard::generate_password();
+            let expires = switchboard_domain::Timestamp(
+                switchboard_domain::Timestamp::now().micros() + 3_600_000_000,
+            );
+            store
+                .create_session(user.id, &token, "bench-csrf", expires)
+                .await?;
+            cookies.push(format!("cookie:sb_session={token}"));
+        }
+        let server = measure(n, c, |i| {
+            let (client, cookie) = (&client, cookies[i % norgs].clone());
+            async move {
+                let (status, body) = client.get("/calls", &cookie).await?;
+                anyhow::ensure!(
+                    status == 200,
+                    "{status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+                Ok(())
+            }
+        })
+        .await?;
+        let q = list_query(
+            CallFilter::default(),
+            OrderBy::CreatedAt,
+            50,
+            Page::After(None),
+        );
+        let st = measure(n, c, |i| {
+            let (s, q, org) = (&store, &q, orgs[i % norgs].org_id);
+            async move { s.list_calls(org, q).await.map(|_| ()).map_err(Into::into) }
+        })
+        .await?;
+        let raw = measure(n, c, |i| {
+            let (s, q, org) = (&store, &q, orgs[i % norgs].org_id);
+            async move {
+                s.bench_raw_list_calls(org, q)
+                    .await
+                    .map(|_| ())
+                    .map_err(Into::into)
+            }
+        })
+        .await?;
+        rows.push(Row {
+            name,
+            server,
+            store: st,
+            raw,
+        });
+    }
+
     let _ = stop_tx.send(());
     server.await??;
     server_rt.shutdown_background();
@@ -612,8 +682,13 @@ impl WireClient {
                 }
             }
         };
+        // `cookie:NAME=VALUE` instead of a key: a dashboard session (issue 12).
+        let auth = match key.strip_prefix("cookie:") {
+            Some(c) => format!("cookie: {c}"),
+            None => format!("authorization: Bearer {key}"),
+        };
         let req = format!(
-            "GET {path} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {key}\r\n\r\n",
+            "GET {path} HTTP/1.1\r\nhost: {}\r\n{auth}\r\n\r\n",
             self.addr
         );
         conn.stream.write_all(req.as_bytes()).await?;

@@ -31,6 +31,34 @@ pub enum Command {
         #[command(subcommand)]
         command: OrgCommand,
     },
+    /// Manage dashboard users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+/// Dashboard users (issue 12).
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user who signs in to the dashboard; prints {"email", "password" (when
+    /// generated), "organization_id", "role"} as one JSON line.
+    Create {
+        /// The sign-in email.
+        email: String,
+        /// The organization: its id or its name.
+        #[arg(long)]
+        org: String,
+        /// owner (everything, users and API keys), admin (changes calls and agents) or viewer
+        /// (sees everything, changes nothing).
+        #[arg(long, value_parser = ["owner", "admin", "viewer"])]
+        role: String,
+        /// Read the password from the first line of stdin instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        store: StoreConfig,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -154,6 +154,63 @@ pub fn validate_settings(config: &ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The email of the owner the first start creates (issue 12); more users with `user create`.
+pub const FIRST_OWNER_EMAIL: &str = "owner@switchboard.local";
+
+/// `switchboard user create EMAIL --org ORG --role ROLE [--password-stdin]` (issue 12): prints
+/// `{"email", "password" (when generated), "organization_id", "role"}`.
+pub async fn user_create(
+    email: &str,
+    org: &str,
+    role: &str,
+    password_stdin: bool,
+    store: &config::StoreConfig,
+) -> anyhow::Result<()> {
+    use anyhow::bail;
+    let email = email.trim().to_lowercase();
+    if !switchboard_dashboard::valid_email(&email) {
+        bail!("EMAIL must look like name@example.com, got {email:?}");
+    }
+    if switchboard_dashboard::Role::parse(role).is_none() {
+        bail!("--role must be owner, admin or viewer");
+    }
+    let (password, generated) = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        let p = line.trim_end_matches(['\r', '\n']).to_string();
+        if p.chars().count() < switchboard_dashboard::MIN_PASSWORD {
+            bail!(
+                "the password read from stdin must have at least {} characters",
+                switchboard_dashboard::MIN_PASSWORD
+            );
+        }
+        (p, false)
+    } else {
+        (switchboard_dashboard::generate_password(), true)
+    };
+    std::fs::create_dir_all(&store.data_dir)?;
+    let s = Store::connect(&store.url(), 2).await?;
+    let org_id = match s.find_org(org).await {
+        Ok(o) => o,
+        Err(switchboard_store::StoreError::NotFound) => {
+            bail!("--org: no organization with id or name {org:?}")
+        }
+        Err(e) => bail!("--org: {e}"),
+    };
+    let hash = switchboard_dashboard::hash_password(&password).map_err(anyhow::Error::msg)?;
+    let created = s.create_user(org_id, &email, &hash, role).await;
+    s.close().await;
+    if let Err(e) = created {
+        bail!("{e}");
+    }
+    let mut out = serde_json::json!({"email": email, "organization_id": org_id, "role": role});
+    if generated {
+        out["password"] = password.into();
+    }
+    println!("{out}");
+    Ok(())
+}
+
 pub struct Application {
     listener: TcpListener,
     state: AppState,
@@ -161,6 +218,9 @@ pub struct Application {
     webhooks: switchboard_webhooks::WebhookWorker,
     /// The default organization's key when this start created it (first start, empty store).
     pub first_run_key: Option<(String, String)>,
+    /// The dashboard owner (email, password) created with it (issue 12).
+    pub first_run_login: Option<(String, String)>,
+    public_url: Option<String>,
 }
 
 impl Application {
@@ -192,11 +252,24 @@ impl Application {
             // Not fatal: calls are recorded into the spool and uploaded once it answers.
             tracing::warn!(recordings = %recordings, error = %e, "recordings store does not answer; recordings wait in the spool");
         }
-        let first_run_key = if store.org_count().await? == 0 {
+        let (first_run_key, first_run_login) = if store.org_count().await? == 0 {
             let (org, key) = store.create_org("default").await?;
-            Some((org.id.to_string(), key))
+            // Dashboard (issue 12): the default organization's first owner.
+            let password = switchboard_dashboard::generate_password();
+            let p = password.clone();
+            let hash =
+                tokio::task::spawn_blocking(move || switchboard_dashboard::hash_password(&p))
+                    .await?
+                    .map_err(anyhow::Error::msg)?;
+            store
+                .create_user(org.id, FIRST_OWNER_EMAIL, &hash, "owner")
+                .await?;
+            (
+                Some((org.id.to_string(), key)),
+                Some((FIRST_OWNER_EMAIL.to_string(), password)),
+            )
         } else {
-            None
+            (None, None)
         };
         let listener = TcpListener::bind(config.listen)
             .await
@@ -264,7 +337,17 @@ impl Application {
             engine,
             webhooks,
             first_run_key,
+            first_run_login,
+            public_url: config.public_url.clone(),
         })
+    }
+
+    /// Where the dashboard is reached: --public-url, else the listening address.
+    pub fn dashboard_base(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.local_addr()),
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -296,7 +379,9 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let app = switchboard_api::router(self.state.clone());
+        // The dashboard (issue 12) shares the port; its routes merge into the API's.
+        let app = switchboard_api::router(self.state.clone())
+            .merge(switchboard_dashboard::router(self.state.clone()));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let engine = self.engine.clone();
         let watcher = tokio::spawn(async move {

@@ -1,5 +1,5 @@
 use clap::Parser;
-use switchboard::config::{Cli, Command, OrgCommand};
+use switchboard::config::{Cli, Command, OrgCommand, UserCommand};
 use switchboard::{shutdown_signal, Application};
 use tracing_subscriber::EnvFilter;
 
@@ -59,10 +59,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logs(config.log_format == "json");
             let app = Application::build(&config).await?;
             if let Some((org, key)) = &app.first_run_key {
-                println!(
-                    "{}",
-                    serde_json::json!({"organization_id": org, "api_key": key, "note": "first start: default organization created; this key is shown only once"})
-                );
+                let mut line = serde_json::json!({"organization_id": org, "api_key": key, "note": "first start: default organization created; this key is shown only once"});
+                // The dashboard's first owner, beside the key (issue 12).
+                if let Some((email, password)) = &app.first_run_login {
+                    line["dashboard"] = serde_json::json!({"url": format!("{}/login", app.dashboard_base()), "email": email, "password": password, "role": "owner"});
+                    line["note"] = "first start: default organization and its owner created; the key and the password are shown only once".into();
+                }
+                println!("{line}");
             }
             tracing::info!(addr = %app.local_addr(), sip_port = app.sip_port(), "HTTP API and SIP listening");
             app.run_until_stopped(shutdown_signal()).await
@@ -94,6 +97,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             s.close().await;
             Ok(())
+        }
+        Command::User {
+            command:
+                UserCommand::Create {
+                    email,
+                    org,
+                    role,
+                    password_stdin,
+                    store,
+                },
+        } => {
+            init_logs(false);
+            switchboard::user_create(&email, &org, &role, password_stdin, &store).await
         }
     }
 }

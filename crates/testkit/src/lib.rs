@@ -167,6 +167,8 @@ pub struct TestApp {
     /// The default organization (created on the server's first start).
     pub org_id: String,
     pub api_key: String,
+    /// The dashboard owner the first start created: (email, password) (issue 12).
+    pub owner_login: (String, String),
     pub client: reqwest::Client,
     /// The server's store (same pool): seed or inspect rows directly.
     pub store: Store,
@@ -220,6 +222,10 @@ impl TestApp {
             expected,
             "the server runs on the backend asked for"
         );
+        let owner_login = app
+            .first_run_login
+            .clone()
+            .expect("a fresh store gets a dashboard owner on the first start");
         let addr = app.local_addr();
         let store = app.store().clone();
         let recordings = app.recordings().clone();
@@ -244,6 +250,7 @@ impl TestApp {
             addr,
             org_id,
             api_key,
+            owner_login,
             client,
             store,
             recordings,

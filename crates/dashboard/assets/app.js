@@ -1,0 +1,111 @@
+// Switchboard dashboard: progressive enhancement only (every page works without it).
+"use strict";
+(function () {
+  // Confirm destructive forms.
+  document.querySelectorAll("form[data-confirm]").forEach(function (f) {
+    f.addEventListener("submit", function (e) {
+      if (!window.confirm(f.getAttribute("data-confirm"))) e.preventDefault();
+    });
+  });
+
+  // Live rows on the first page of /calls: poll the same filters, swap the rows in place.
+  var rows = document.getElementById("rows");
+  if (rows && rows.dataset.live) {
+    var busy = false;
+    setInterval(function () {
+      if (busy || document.visibilityState !== "visible") return;
+      busy = true;
+      fetch(rows.dataset.live, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (html !== null && html !== rows.innerHTML) rows.innerHTML = html;
+        })
+        .catch(function () {})
+        .then(function () { busy = false; });
+    }, 3000);
+  }
+
+  // Transcript follows the recording: the current turn is highlighted (and scrolled into
+  // view); clicking a turn seeks the player to it.
+  var player = document.getElementById("player");
+  var turns = Array.prototype.slice.call(document.querySelectorAll(".turn"));
+  if (player && turns.length) {
+    var current = null;
+    var follow = function () {
+      var t = player.currentTime, found = null;
+      for (var i = 0; i < turns.length; i++) {
+        var s = parseFloat(turns[i].dataset.start), e = parseFloat(turns[i].dataset.end);
+        if (t >= s && t < Math.max(e, s + 0.5)) found = turns[i];
+      }
+      if (found !== current) {
+        if (current) { current.classList.remove("current"); current.removeAttribute("aria-current"); }
+        if (found) {
+          found.classList.add("current");
+          found.setAttribute("aria-current", "true");
+          if (!player.paused) found.scrollIntoView({ block: "nearest" });
+        }
+        current = found;
+      }
+    };
+    player.addEventListener("timeupdate", follow);
+    player.addEventListener("seeked", follow);
+    turns.forEach(function (b) {
+      b.addEventListener("click", function () {
+        player.currentTime = parseFloat(b.dataset.start);
+        follow();
+      });
+    });
+  }
+
+  // Stereo recording as two waveform lanes (caller top, agent bottom), decoded in the
+  // browser; the line follows playback and a click seeks. Decorative: the transcript and the
+  // player carry the same information for assistive technology.
+  var lanes = document.getElementById("lanes");
+  var Ctx = window.AudioContext || window.webkitAudioContext;
+  if (lanes && Ctx) {
+    fetch(lanes.dataset.src, { credentials: "same-origin" })
+      .then(function (r) { return r.arrayBuffer(); })
+      .then(function (buf) { return new Ctx().decodeAudioData(buf); })
+      .then(function (audio) {
+        var g = lanes.getContext("2d"), w = lanes.width, h = lanes.height;
+        var n = Math.min(2, audio.numberOfChannels), lane = h / n, peaks = [];
+        for (var ch = 0; ch < n; ch++) {
+          var d = audio.getChannelData(ch), step = Math.max(1, Math.floor(d.length / w)), p = [];
+          for (var x = 0; x < w; x++) {
+            var m = 0;
+            for (var i = x * step; i < (x + 1) * step && i < d.length; i++) {
+              var v = Math.abs(d[i]);
+              if (v > m) m = v;
+            }
+            p.push(m);
+          }
+          peaks.push(p);
+        }
+        var draw = function () {
+          g.clearRect(0, 0, w, h);
+          peaks.forEach(function (p, ch) {
+            g.fillStyle = ch === 0 ? "#137333" : "#0b57d0";
+            var mid = lane * ch + lane / 2;
+            for (var x = 0; x < w; x++) {
+              var a = p[x] * lane / 2;
+              g.fillRect(x, mid - a, 1, Math.max(1, 2 * a));
+            }
+          });
+          if (player && audio.duration) {
+            g.fillStyle = "#1a1a1a";
+            g.fillRect(player.currentTime / audio.duration * w, 0, 2, h);
+          }
+        };
+        draw();
+        lanes.dataset.drawn = String(n);
+        if (player) {
+          player.addEventListener("timeupdate", draw);
+          lanes.addEventListener("click", function (e) {
+            var r = lanes.getBoundingClientRect();
+            player.currentTime = (e.clientX - r.left) / r.width * audio.duration;
+          });
+        }
+      })
+      .catch(function () { lanes.hidden = true; });
+  }
+})();
