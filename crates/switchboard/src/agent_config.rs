@@ -50,8 +50,9 @@ pub struct AgentConfig {
     pub tts_model: Option<String>,
     /// Delays before each retry of a post-call analysis whose LLM request failed
     /// (comma-separated, units ms/s/m/h/d); after the last one the failure is recorded.
+    // `std::vec::Vec` spelled out: clap would take a plain `Vec` for a repeated flag.
     #[arg(long, env = "SWITCHBOARD_ANALYSIS_RETRY_SCHEDULE", default_value = "10s,1m,5m,30m,2h", value_parser = switchboard_webhooks::parse_schedule)]
-    pub analysis_retry_schedule: Vec<Duration>,
+    pub analysis_retry_schedule: std::vec::Vec<Duration>,
 }
 
 impl std::fmt::Debug for AgentConfig {
