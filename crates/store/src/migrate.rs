@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "agent_tools_analysis",
         include_str!("../migrations/0005_agent_tools_analysis.sql"),
     ),
+    (
+        7,
+        "call_commands",
+        include_str!("../migrations/0007_call_commands.sql"),
+    ),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {
