@@ -286,16 +286,22 @@ impl Api {
 
 /// Phase 3: `n` live calls (organization of their own, cap raised for it), a backlog burst
 /// while they run, then their RTP counters.
+/// Phase 3's size: `n` calls of `seconds`, and a backlog of `burst` events while they run.
+struct LiveCalls {
+    n: usize,
+    seconds: u64,
+    burst: usize,
+}
+
 async fn with_live_calls(
     rx: &Rx,
     store: &Store,
     events_org: OrgId,
     base: &str,
     data_dir: &Path,
-    n: usize,
-    seconds: u64,
-    burst: usize,
+    size: LiveCalls,
 ) -> anyhow::Result<()> {
+    let LiveCalls { n, seconds, burst } = size;
     let nofile = raise_nofile();
     if nofile < (n as u64) * 6 + 256 {
         eprintln!("warning: open-files limit {nofile} may be too low for {n} calls");
@@ -639,17 +645,12 @@ async fn main() -> anyhow::Result<()> {
 
     // 3. The same with live calls.
     if calls > 0 {
-        with_live_calls(
-            &rx,
-            &store,
-            org,
-            &base,
-            dir.path(),
-            calls,
-            call_seconds,
-            calls_burst,
-        )
-        .await?;
+        let size = LiveCalls {
+            n: calls,
+            seconds: call_seconds,
+            burst: calls_burst,
+        };
+        with_live_calls(&rx, &store, org, &base, dir.path(), size).await?;
     }
     let _ = stop_tx.send(());
     server.await??;
