@@ -45,7 +45,21 @@ pub(crate) fn event_types(v: &str, allow_star: bool) -> ApiResult<Vec<String>> {
     Ok(out)
 }
 
-async fn list_events(State(s): State<AppState>, Org(org): Org, q: QueryMap) -> ApiResult<Response> {
+#[utoipa::path(
+    get, path = "/v1/events", tag = "events",
+    summary = "List events",
+    description = "The organization's events in the order they were written, oldest first, kept for `--event-retention-days`. Keep the `cursor` of the last page and pass it as `after` to read only what came since: a client that was down misses nothing.",
+    params(schema::EventsQuery),
+    responses(
+        (status = 200, description = "A page of events", body = schema::EventList),
+        (status = 400, description = "Invalid parameter; the message names it and its allowed values", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn list_events(
+    State(s): State<AppState>,
+    Org(org): Org,
+    q: QueryMap,
+) -> ApiResult<Response> {
     let after = q.get("after").map(|v| event_seq("after", v)).transpose()?;
     let types = q
         .get("type")
@@ -85,7 +99,17 @@ async fn list_events(State(s): State<AppState>, Org(org): Org, q: QueryMap) -> A
     .into_response())
 }
 
-async fn get_event(
+#[utoipa::path(
+    get, path = "/v1/events/{id}", tag = "events",
+    summary = "Get an event",
+    params(("id" = String, Path, description = "The event's id (`evt_` and 16 hex digits)")),
+    responses(
+        (status = 200, description = "The event", body = schema::Event),
+        (status = 400, description = "Not an event id", body = crate::error::ErrorBody),
+        (status = 404, description = "Event not found (or past retention)", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn get_event(
     State(s): State<AppState>,
     Org(org): Org,
     Path(id): Path<String>,
@@ -97,4 +121,85 @@ async fn get_event(
         .await
         .map_err(|e| ApiError::from_store(e, "event"))?;
     Ok(Json(ev.to_json()).into_response())
+}
+
+// ----- OpenAPI schema -----
+
+/// The shapes of the event log's JSON (`Event::to_json`).
+#[allow(
+    dead_code,
+    reason = "the types exist for the OpenAPI document only; nothing constructs them"
+)]
+pub mod schema {
+    use serde_json::Value;
+    use utoipa::{IntoParams, ToSchema};
+
+    /// The type of an event.
+    #[derive(ToSchema)]
+    pub enum EventType {
+        #[schema(rename = "call.created")]
+        CallCreated,
+        #[schema(rename = "call.ringing")]
+        CallRinging,
+        #[schema(rename = "call.answered")]
+        CallAnswered,
+        #[schema(rename = "call.ended")]
+        CallEnded,
+        #[schema(rename = "call.transcript")]
+        CallTranscript,
+        #[schema(rename = "call.analyzed")]
+        CallAnalyzed,
+        #[schema(rename = "recording.ready")]
+        RecordingReady,
+        #[schema(rename = "webhook_endpoint.disabled")]
+        WebhookEndpointDisabled,
+    }
+
+    /// An event, as listed and as delivered in a webhook's `data`'s envelope.
+    #[derive(ToSchema)]
+    pub struct Event {
+        /// `evt_` and 16 hex digits; unique, and sorting as text sorts by creation.
+        #[schema(example = "evt_00000000000004d2")]
+        pub id: String,
+        #[schema(rename = "type", inline)]
+        pub event_type: EventType,
+        /// When the change was written (RFC 3339, UTC).
+        pub created_at: String,
+        /// The call the event is about, if any.
+        pub call_id: Option<uuid::Uuid>,
+        /// The event's number among its call's events (1, 2, ...): orders a call's events.
+        pub sequence: Option<i64>,
+        /// The call as `GET /v1/call/{id}?fields=full&include=transcript` shows it at that
+        /// moment (`call.*`), `{call_id, index, turn}` (`call.transcript`),
+        /// `{call_id, recording_url, recording}` (`recording.ready`), or the endpoint
+        /// (`webhook_endpoint.disabled`).
+        pub data: Value,
+    }
+
+    /// A page of events.
+    #[derive(ToSchema)]
+    pub struct EventList {
+        pub num_items: usize,
+        /// The last event's id (or the `after` given when the page is empty): pass it as
+        /// `after` next time.
+        pub cursor: Option<String>,
+        pub has_more: bool,
+        pub events: Vec<Event>,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct EventsQuery {
+        /// Only events after this event id (the `cursor` of the previous page).
+        #[param(pattern = "^evt_[0-9a-f]{16}$")]
+        pub after: Option<String>,
+        /// Comma-separated event types (e.g. `call.ended,call.analyzed`).
+        #[param(rename = "type")]
+        pub event_type: Option<String>,
+        /// Only this call's events.
+        pub call_id: Option<uuid::Uuid>,
+        /// Page size (default 100).
+        #[param(minimum = 1, maximum = 1000)]
+        pub limit: Option<u32>,
+    }
 }

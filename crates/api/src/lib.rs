@@ -7,6 +7,7 @@
 
 mod agentvoice;
 pub mod auth;
+mod control;
 pub mod dispatch;
 pub mod error;
 mod events;
@@ -52,6 +53,48 @@ pub trait CallControl: Send + Sync {
     /// `false` if the call is not live on this process.
     fn transfer(&self, _call: switchboard_domain::CallId, _to: &str) -> bool {
         false
+    }
+    /// Hang-up of a call wherever it is live: on this process, or through the replica that
+    /// carries it (bounded wait; see `switchboard_store::Reached`). With `wait_end`, also
+    /// waits that long at most for the call to have ended. The default reaches this process
+    /// only.
+    fn hangup_anywhere(
+        &self,
+        call: switchboard_domain::CallId,
+        wait_end: Option<std::time::Duration>,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<switchboard_store::Reached, switchboard_store::StoreError>,
+    > {
+        use switchboard_store::Reached;
+        let ended = self.hangup(call);
+        Box::pin(async move {
+            Ok(match (ended, wait_end) {
+                (None, _) => Reached::NotLive,
+                (Some(_), None) => Reached::Accepted,
+                (Some(ended), Some(d)) => match tokio::time::timeout(d, ended).await {
+                    Ok(()) => Reached::Ended,
+                    Err(_) => Reached::Accepted,
+                },
+            })
+        })
+    }
+    /// Blind transfer wherever the call is live (see [`CallControl::hangup_anywhere`]).
+    fn transfer_anywhere(
+        &self,
+        call: switchboard_domain::CallId,
+        to: String,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<switchboard_store::Reached, switchboard_store::StoreError>,
+    > {
+        use switchboard_store::Reached;
+        let r = if self.transfer(call, &to) {
+            Reached::Accepted
+        } else {
+            Reached::NotLive
+        };
+        Box::pin(async move { Ok(r) })
     }
     /// A trunk was created, changed or deleted: bring registrations up to date (in the
     /// background; the API does not wait for the registrar).

@@ -69,6 +69,17 @@ const DOCS_HTML: &str = include_str!("docs.html");
         crate::resources::campaigns::get_campaign,
         crate::resources::campaigns::update_campaign,
         crate::resources::campaigns::delete_campaign,
+        crate::events::list_events,
+        crate::events::get_event,
+        crate::webhooks::create_endpoint,
+        crate::webhooks::list_endpoints,
+        crate::webhooks::get_endpoint,
+        crate::webhooks::update_endpoint,
+        crate::webhooks::delete_endpoint,
+        crate::webhooks::rotate_secret,
+        crate::webhooks::list_deliveries,
+        crate::webhooks::retry_delivery,
+        crate::webhooks::agent_secret,
     ),
     components(schemas(
         crate::error::ErrorBody,
@@ -89,6 +100,8 @@ const DOCS_HTML: &str = include_str!("docs.html");
         (name = "sip-trunks", description = "SIP trunks that carry the calls"),
         (name = "contacts", description = "People the organization calls"),
         (name = "campaigns", description = "Groups of calls"),
+        (name = "events", description = "The organization's event log, replayable from any point"),
+        (name = "webhooks", description = "Endpoints that receive the events, signed the Standard Webhooks way, with their delivery attempts"),
     )
 )]
 pub struct NativeDoc;

@@ -43,6 +43,14 @@ pub(crate) trait Resource: Send + Sync + 'static {
     fn patch(o: &Obj) -> ApiResult<Patch<Self>>;
     /// What a create needs beyond a valid patch: its required fields.
     fn check_create(p: &Patch<Self>) -> ApiResult<()>;
+    /// Checks of a create's or update's fields that need I/O (an agent's `webhook_url`
+    /// must resolve to a public address), run before anything is written.
+    fn check(
+        _s: &AppState,
+        _p: &Patch<Self>,
+    ) -> impl std::future::Future<Output = ApiResult<()>> + Send {
+        async { Ok(()) }
+    }
     /// The JSON a client sees.
     fn render(_s: &AppState, e: &Self::Entity) -> Value {
         to_json(e)
@@ -73,6 +81,7 @@ pub(crate) async fn create<R: Resource>(
 ) -> ApiResult<Response> {
     let p = R::patch(&Obj::new(b.value, R::FIELDS)?)?;
     R::check_create(&p)?;
+    R::check(&s, &p).await?;
     let e = s
         .store
         .create::<R::Entity>(org, p)
@@ -103,6 +112,7 @@ pub(crate) async fn update<R: Resource>(
 ) -> ApiResult<Response> {
     let id = parse_id::<R>(&id)?;
     let p = R::patch(&Obj::new(b.value, R::FIELDS)?)?;
+    R::check(&s, &p).await?;
     let e = s
         .store
         .update::<R::Entity>(org, id, p)

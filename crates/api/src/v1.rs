@@ -284,7 +284,8 @@ const HANGUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
     responses(
         (status = 200, description = "Deleted", body = crate::resource::Deleted),
         (status = 400, description = "Invalid id", body = crate::error::ErrorBody),
-        (status = 404, description = "Call not found", body = crate::error::ErrorBody)
+        (status = 404, description = "Call not found", body = crate::error::ErrorBody),
+        (status = 503, description = "The call is live on another server that is gone or did not answer; nothing was deleted", body = crate::error::ErrorBody)
     )
 )]
 pub async fn delete_call(
@@ -299,17 +300,14 @@ pub async fn delete_call(
         .get_call(org, id, false)
         .await
         .map_err(|e| ApiError::from_store(e, "Call"))?;
-    if let Some(ended) = state
-        .control
-        .as_ref()
-        .filter(|_| !call.status.is_final())
-        .and_then(|c| c.hangup(id))
+    // A live call (here or on another replica) is hung up and waited for, so its recorder
+    // has closed its files and stored their keys before we erase them; nothing writes to what
+    // we delete. Its replica gone or silent: 503, nothing deleted.
+    if !call.status.is_final()
+        && crate::control::hangup(&state, id, Some(HANGUP_WAIT)).await?
+            == switchboard_store::Reached::Accepted
     {
-        // A live call is hung up and waited for, so its recorder has closed its files and
-        // stored their keys before we erase them; nothing writes to what we delete.
-        if tokio::time::timeout(HANGUP_WAIT, ended).await.is_err() {
-            tracing::warn!(call_id = %id, "call did not end in time; deleting it anyway");
-        }
+        tracing::warn!(call_id = %id, "call did not end in time; deleting it anyway");
     }
     let recording = state
         .store
@@ -374,7 +372,8 @@ pub(crate) async fn set_context(
         (status = 202, description = "Hang-up started", body = schema::CallV1),
         (status = 400, description = "Invalid id", body = crate::error::ErrorBody),
         (status = 404, description = "Call not found", body = crate::error::ErrorBody),
-        (status = 409, description = "The call already ended, or is not live on this server yet", body = crate::error::ErrorBody)
+        (status = 409, description = "The call already ended, or is not live on any server yet", body = crate::error::ErrorBody),
+        (status = 503, description = "The call is live on another server that is gone or did not answer", body = crate::error::ErrorBody)
     )
 )]
 pub async fn hangup(
@@ -395,14 +394,12 @@ pub async fn hangup(
             format!("call already ended with status {}", call.status),
         ));
     }
-    let live = state
-        .control
-        .as_ref()
-        .is_some_and(|c| c.hangup(id).is_some());
+    let live =
+        crate::control::hangup(&state, id, None).await? != switchboard_store::Reached::NotLive;
     if !live {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "call is not live on this server yet (still queued); try again once it is dialing",
+            "call is not live on any server yet (still queued); try again once it is dialing",
         ));
     }
     Ok(accepted(&state, &headers, &call))
@@ -464,7 +461,8 @@ fn parse_transfer_target(to: Option<String>) -> ApiResult<String> {
         (status = 202, description = "Transfer requested", body = schema::CallV1),
         (status = 400, description = "Invalid id or target", body = crate::error::ErrorBody),
         (status = 404, description = "Call not found", body = crate::error::ErrorBody),
-        (status = 409, description = "The call is not answered, already ended, or not live on this server", body = crate::error::ErrorBody)
+        (status = 409, description = "The call is not answered, already ended, or not live on any server", body = crate::error::ErrorBody),
+        (status = 503, description = "The call is live on another server that is gone or did not answer", body = crate::error::ErrorBody)
     )
 )]
 pub(crate) async fn transfer(
@@ -502,11 +500,12 @@ pub async fn transfer_call(
             ),
         ));
     }
-    let live = state.control.as_ref().is_some_and(|c| c.transfer(id, &to));
+    let live =
+        crate::control::transfer(&state, id, &to).await? != switchboard_store::Reached::NotLive;
     if !live {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "call is not live on this server",
+            "call is not live on any server",
         ));
     }
     Ok(call)

@@ -106,7 +106,19 @@ fn description_field(v: &Value) -> ApiResult<Option<String>> {
     }
 }
 
-async fn create_endpoint(
+#[utoipa::path(
+    post, path = "/v1/webhook-endpoints", tag = "webhooks",
+    summary = "Create a webhook endpoint",
+    description = "Registers a URL that receives the organization's events of the given types, signed the Standard Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature`). The answer carries the signing `secret` (`whsec_...`): it is shown this once (see rotate-secret). URLs that resolve to loopback, private, link-local or metadata addresses are refused unless the server runs with `--webhook-allow-private`.",
+    request_body(content = schema::WebhookEndpointCreate, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The endpoint, with its secret", body = schema::WebhookEndpointCreated),
+        (status = 400, description = "Invalid or unknown field, unknown event type, or a URL that is not public http(s)", body = crate::error::ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = crate::error::ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn create_endpoint(
     State(s): State<AppState>,
     Org(org): Org,
     b: JsonBody<Value>,
@@ -151,7 +163,16 @@ async fn create_endpoint(
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
-async fn list_endpoints(
+#[utoipa::path(
+    get, path = "/v1/webhook-endpoints", tag = "webhooks",
+    summary = "List webhook endpoints",
+    params(schema::ListEndpointsQuery),
+    responses(
+        (status = 200, description = "A page of endpoints (secrets are never listed)", body = schema::WebhookEndpointList),
+        (status = 400, description = "Invalid cursor or limit", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn list_endpoints(
     State(s): State<AppState>,
     Org(org): Org,
     q: QueryMap,
@@ -173,7 +194,16 @@ async fn list_endpoints(
     )
 }
 
-async fn get_endpoint(
+#[utoipa::path(
+    get, path = "/v1/webhook-endpoints/{id}", tag = "webhooks",
+    summary = "Get a webhook endpoint",
+    params(("id" = uuid::Uuid, Path, description = "The endpoint's id")),
+    responses(
+        (status = 200, description = "The endpoint", body = schema::WebhookEndpoint),
+        (status = 404, description = "Endpoint not found", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn get_endpoint(
     State(s): State<AppState>,
     Org(org): Org,
     Path(id): Path<String>,
@@ -186,7 +216,21 @@ async fn get_endpoint(
     Ok(Json(ep.to_json()).into_response())
 }
 
-async fn update_endpoint(
+#[utoipa::path(
+    patch, path = "/v1/webhook-endpoints/{id}", tag = "webhooks",
+    summary = "Update a webhook endpoint",
+    description = "Changes the given fields. `enabled: true` re-enables an endpoint that was disabled after failing too long. A new URL applies to pending retries too.",
+    params(("id" = uuid::Uuid, Path, description = "The endpoint's id")),
+    request_body(content = schema::WebhookEndpointPatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The updated endpoint", body = schema::WebhookEndpoint),
+        (status = 400, description = "Invalid or unknown field", body = crate::error::ErrorBody),
+        (status = 404, description = "Endpoint not found", body = crate::error::ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = crate::error::ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn update_endpoint(
     State(s): State<AppState>,
     Org(org): Org,
     Path(id): Path<String>,
@@ -217,7 +261,17 @@ async fn update_endpoint(
     Ok(Json(ep.to_json()).into_response())
 }
 
-async fn delete_endpoint(
+#[utoipa::path(
+    delete, path = "/v1/webhook-endpoints/{id}", tag = "webhooks",
+    summary = "Delete a webhook endpoint",
+    description = "Its pending deliveries are dropped.",
+    params(("id" = uuid::Uuid, Path, description = "The endpoint's id")),
+    responses(
+        (status = 200, description = "Deleted", body = crate::resource::Deleted),
+        (status = 404, description = "Endpoint not found", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn delete_endpoint(
     State(s): State<AppState>,
     Org(org): Org,
     Path(id): Path<String>,
@@ -229,7 +283,17 @@ async fn delete_endpoint(
     Ok(Json(json!({"id": id, "deleted": true})).into_response())
 }
 
-async fn rotate_secret(
+#[utoipa::path(
+    post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "webhooks",
+    summary = "Rotate an endpoint's signing secret",
+    description = "A new secret, shown this once; every delivery from now on (retries included) is signed with it.",
+    params(("id" = uuid::Uuid, Path, description = "The endpoint's id")),
+    responses(
+        (status = 200, description = "The new secret", body = schema::RotatedSecret),
+        (status = 404, description = "Endpoint not found", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn rotate_secret(
     State(s): State<AppState>,
     Org(org): Org,
     Path(id): Path<String>,
@@ -254,7 +318,18 @@ fn attempt_json(a: &WebhookAttempt) -> Value {
     })
 }
 
-async fn list_deliveries(
+#[utoipa::path(
+    get, path = "/v1/webhook-endpoints/{id}/deliveries", tag = "webhooks",
+    summary = "List delivery attempts",
+    description = "The attempts made at this endpoint, newest first: event, time, status code, response time, error and next retry.",
+    params(("id" = uuid::Uuid, Path, description = "The endpoint's id"), schema::ListDeliveriesQuery),
+    responses(
+        (status = 200, description = "A page of attempts", body = schema::DeliveryList),
+        (status = 400, description = "Invalid cursor or limit", body = crate::error::ErrorBody),
+        (status = 404, description = "Endpoint not found", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn list_deliveries(
     State(s): State<AppState>,
     Org(org): Org,
     Path(id): Path<String>,
@@ -281,7 +356,21 @@ async fn list_deliveries(
     )
 }
 
-async fn retry_delivery(
+#[utoipa::path(
+    post, path = "/v1/webhook-endpoints/{id}/deliveries/{event_id}/retry", tag = "webhooks",
+    summary = "Retry a delivery",
+    description = "Sends the event to this endpoint again, at once (also after it succeeded or gave up).",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The endpoint's id"),
+        ("event_id" = String, Path, description = "The event's id (`evt_` and 16 hex digits)")
+    ),
+    responses(
+        (status = 202, description = "Queued for delivery", body = schema::RetryAccepted),
+        (status = 400, description = "Not an event id", body = crate::error::ErrorBody),
+        (status = 404, description = "Endpoint not found, or the event was never for this endpoint", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn retry_delivery(
     State(s): State<AppState>,
     Org(org): Org,
     Path((id, event)): Path<(String, String)>,
@@ -302,7 +391,18 @@ async fn retry_delivery(
         .into_response())
 }
 
-async fn agent_secret(
+#[utoipa::path(
+    get, path = "/v1/agents/{id}/webhook-secret", tag = "webhooks",
+    summary = "Get the signing secret of an agent's webhook_url",
+    description = "The agent's `webhook_url` receives its calls' events, signed with this per-agent secret (made on first use).",
+    params(("id" = uuid::Uuid, Path, description = "The agent's id")),
+    responses(
+        (status = 200, description = "The secret", body = schema::AgentWebhookSecret),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorBody),
+        (status = 404, description = "Agent not found", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn agent_secret(
     State(s): State<AppState>,
     Org(org): Org,
     Path(id): Path<String>,
@@ -314,4 +414,142 @@ async fn agent_secret(
         .await
         .map_err(|e| ApiError::from_store(e, "agent"))?;
     Ok(Json(json!({"agent_id": agent, "secret": secret})).into_response())
+}
+
+// ----- OpenAPI schema -----
+
+/// The shapes of the webhook endpoints' JSON (`WebhookEndpoint::to_json`, `attempt_json`).
+#[allow(
+    dead_code,
+    reason = "the types exist for the OpenAPI document only; nothing constructs them"
+)]
+pub mod schema {
+    use utoipa::{IntoParams, ToSchema};
+
+    /// A webhook endpoint (its secret is shown only at creation and rotation).
+    #[derive(ToSchema)]
+    pub struct WebhookEndpoint {
+        pub id: uuid::Uuid,
+        pub url: String,
+        /// Event types it receives, or `["*"]` for all.
+        pub events: Vec<String>,
+        pub description: Option<String>,
+        /// `false` once disabled (by a PATCH, or after failing for `--webhook-disable-after`).
+        pub enabled: bool,
+        /// Why it was disabled by the server.
+        pub disabled_reason: Option<String>,
+        /// Start of the current run of failures (RFC 3339), `null` after a success.
+        pub failing_since: Option<String>,
+        pub created_at: String,
+        pub updated_at: String,
+    }
+
+    /// A new endpoint, with its signing secret (shown this once).
+    #[derive(ToSchema)]
+    pub struct WebhookEndpointCreated {
+        pub id: uuid::Uuid,
+        pub url: String,
+        pub events: Vec<String>,
+        pub description: Option<String>,
+        pub enabled: bool,
+        pub disabled_reason: Option<String>,
+        pub failing_since: Option<String>,
+        pub created_at: String,
+        pub updated_at: String,
+        /// `whsec_` and the base64 key: verify signatures with it.
+        #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+        pub secret: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct WebhookEndpointCreate {
+        /// A public http(s) URL (at most 2048 characters).
+        pub url: String,
+        /// Event types (see the `events` tag), or `["*"]` for all.
+        pub events: Vec<String>,
+        /// At most 1000 characters.
+        pub description: Option<String>,
+        /// Default `true`.
+        pub enabled: Option<bool>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct WebhookEndpointPatch {
+        pub url: Option<String>,
+        pub events: Option<Vec<String>>,
+        /// `null` clears it.
+        pub description: Option<String>,
+        pub enabled: Option<bool>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct WebhookEndpointList {
+        pub num_items: usize,
+        /// Pass as `cursor` for the next page; `null` on the last.
+        pub cursor: Option<String>,
+        pub webhook_endpoints: Vec<WebhookEndpoint>,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct ListEndpointsQuery {
+        /// The previous page's `cursor`.
+        pub cursor: Option<String>,
+        /// Page size (default 100).
+        #[param(minimum = 1, maximum = 100)]
+        pub limit: Option<u32>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct RotatedSecret {
+        pub id: uuid::Uuid,
+        pub secret: String,
+    }
+
+    /// One attempt to deliver an event to the endpoint.
+    #[derive(ToSchema)]
+    pub struct DeliveryAttempt {
+        pub event_id: String,
+        pub attempted_at: String,
+        /// The endpoint's HTTP status, `null` when no response came (timeout, refused).
+        pub status_code: Option<u16>,
+        pub response_time_ms: Option<i64>,
+        /// What went wrong; `null` for a 2xx.
+        pub error: Option<String>,
+        /// When it is tried again; `null` after a success or the last attempt.
+        pub next_retry_at: Option<String>,
+        pub success: bool,
+    }
+
+    #[derive(ToSchema)]
+    pub struct DeliveryList {
+        pub num_items: usize,
+        /// Pass as `cursor` for the next (older) page; `null` on the last.
+        pub cursor: Option<String>,
+        pub deliveries: Vec<DeliveryAttempt>,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct ListDeliveriesQuery {
+        /// The previous page's `cursor`.
+        pub cursor: Option<String>,
+        /// Page size (default 50).
+        #[param(minimum = 1, maximum = 100)]
+        pub limit: Option<u32>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct RetryAccepted {
+        pub endpoint_id: uuid::Uuid,
+        pub event_id: String,
+        /// Always `pending`.
+        pub state: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct AgentWebhookSecret {
+        pub agent_id: uuid::Uuid,
+        pub secret: String,
+    }
 }

@@ -39,6 +39,8 @@ pub(crate) struct Inner {
         Mutex<HashMap<TrunkId, (RegistrationKey, switchboard_sip::Registration)>>,
     /// Serializes [`Engine::sync_registrations`] so two syncs never race on one trunk.
     pub(crate) reg_sync: tokio::sync::Mutex<()>,
+    /// Wake-ups for call commands across replicas (see `commands`).
+    pub(crate) commands: crate::commands::Commands,
 }
 
 impl Inner {
@@ -100,6 +102,7 @@ impl Engine {
             .map_err(|e| StoreError::Config(format!("SIP: {e}")))?;
         let (stopping, _) = watch::channel(false);
         let (finished, _) = watch::channel(false);
+        let commands = crate::commands::Commands::new(&store, &engine_id);
         let inner = Arc::new(Inner {
             engine_id,
             cfg,
@@ -113,6 +116,7 @@ impl Engine {
             tasks: Mutex::new(JoinSet::new()),
             registrations: Mutex::new(HashMap::new()),
             reg_sync: tokio::sync::Mutex::new(()),
+            commands,
         });
         let engine = Engine { inner };
         engine.sync_registrations().await?;
@@ -121,6 +125,7 @@ impl Engine {
         tokio::spawn(inbound_loop(inner.clone(), incoming));
         tokio::spawn(heartbeat(inner.clone()));
         tokio::spawn(crate::analysis::worker(inner.clone()));
+        tokio::spawn(crate::commands::serve_commands(inner.clone()));
         Ok(engine)
     }
 

@@ -12,6 +12,8 @@
 //! - `engine`: the [`Engine`] handle, the state its tasks share, and `Engine::start`.
 //! - `live`: the table of calls this engine carries (API hang-up and transfer reach a call
 //!   through it) and the per-organization cap.
+//! - `commands`: hang-up and transfer of a call another engine (replica) carries, through
+//!   the `call_commands` table (and NOTIFY on PostgreSQL), and serving those addressed here.
 //! - `dispatcher`: the outbound queue → INVITE.
 //! - `inbound`: inbound INVITEs → which organization and agent, or a rejection.
 //! - `call`: the per-call task (`CallCtx::drive`), shared by both directions; its media
@@ -26,6 +28,7 @@
 
 mod analysis;
 mod call;
+mod commands;
 mod config;
 mod dispatcher;
 mod engine;

@@ -5,6 +5,7 @@
 mod analysis;
 mod bench;
 mod calls;
+mod commands;
 mod cursor;
 mod engines;
 mod entities;
@@ -24,6 +25,7 @@ mod webhooks;
 pub use analysis::{ClaimedAnalysis, Note};
 pub use bench::{BenchOrg, BenchSeedConfig};
 pub use calls::{CallPage, CallUpdate, CreateCallOutcome};
+pub use commands::{CallCommand, CallCommandKind, CommandSignals, CommandState, Reached};
 pub use cursor::{decode_cursor, decode_seq_cursor, encode_cursor, encode_seq_cursor};
 pub use entity::{Entity, ResourcePage, Val};
 pub use error::StoreError;
@@ -66,6 +68,9 @@ pub struct Store {
     readers: Option<Arc<read::Readers>>,
     /// Event outbox state shared by the clones (see `events`).
     hub: Arc<events::Hub>,
+    /// PostgreSQL only: the URL again, for the LISTEN connection of call commands (see
+    /// `commands`), which cannot be a pooled `Any` connection.
+    pg_url: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -147,6 +152,7 @@ impl Store {
             write_gate,
             readers,
             hub: Arc::default(),
+            pg_url: (backend == Backend::Postgres).then(|| Arc::from(url)),
         };
         migrate::run(&store).await?;
         Ok(store)

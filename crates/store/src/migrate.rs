@@ -31,7 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "call_analysis",
         include_str!("../migrations/0006_call_analysis.sql"),
     ),
-    // Issue 12 (dashboard). 7 is reserved by call control across replicas (issue 11).
+    (
+        7,
+        "call_commands",
+        include_str!("../migrations/0007_call_commands.sql"),
+    ),
     (
         8,
         "dashboard_users",

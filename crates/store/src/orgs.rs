@@ -69,4 +69,23 @@ impl Store {
             None => Err(StoreError::NotFound),
         }
     }
+
+    /// Sets (or with `None` clears, back to `--max-calls-per-org`) the organization's cap on
+    /// concurrent calls. No API sets it yet; benches and operators' tooling do.
+    pub async fn set_org_max_concurrent_calls(
+        &self,
+        org: OrgId,
+        max: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let _write = self.write_gate().await;
+        let r = sqlx::query("UPDATE organizations SET max_concurrent_calls = $1 WHERE id = $2")
+            .bind(max)
+            .bind(org.to_string())
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
 }

@@ -147,7 +147,7 @@ pub struct DispatchResult {
 
 /// Process CPU time (user + system, all threads) so far, from /proc/self/stat (clock ticks of
 /// 10 ms; the windows are many seconds long).
-pub(crate) fn cpu_time() -> Duration {
+pub fn cpu_time() -> Duration {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return Duration::ZERO;
     };
@@ -185,7 +185,7 @@ pub(crate) fn loadavg() -> String {
 
 /// Raises the soft open-files limit to the hard limit (each call holds 2 UDP sockets and 2
 /// recording files; sipp, our child, inherits the limit too). Returns the soft limit.
-pub(crate) fn raise_nofile() -> u64 {
+pub fn raise_nofile() -> u64 {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut l = getrlimit(Resource::Nofile);
     if l.current < l.maximum {
@@ -339,7 +339,7 @@ impl Bench {
     }
 }
 
-const TONE_SCENARIO: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+pub const TONE_SCENARIO: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!-- switchboard bench-calls: answers, streams a tone for the call's length, then BYE. -->
 <scenario name="bench_uas_tone_bye">
   <recv request="INVITE" crlf="true">
@@ -393,7 +393,7 @@ const TONE_SCENARIO: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 "#;
 
 /// `seconds` of a 1 kHz tone as raw mu-law (what sipp's rtp_stream plays).
-fn write_tone(path: &Path, seconds: u64) -> anyhow::Result<()> {
+pub fn write_tone(path: &Path, seconds: u64) -> anyhow::Result<()> {
     let n = 8000 * seconds as usize;
     let bytes: Vec<u8> = (0..n)
         .map(|i| {
@@ -422,7 +422,7 @@ pub(crate) fn mulaw(sample: i16) -> u8 {
 }
 
 /// sipp's final SuccessfulCall(C) / FailedCall(C) from its -trace_stat file.
-pub(crate) fn sipp_stat(path: &Path) -> (Option<u64>, Option<u64>) {
+pub fn sipp_stat(path: &Path) -> (Option<u64>, Option<u64>) {
     let Ok(text) = std::fs::read_to_string(path) else {
         return (None, None);
     };
@@ -446,7 +446,7 @@ pub(crate) fn sipp_stat(path: &Path) -> (Option<u64>, Option<u64>) {
 
 /// One sipp UAS running `scen` for all `n` calls of a level (control port `sipp_port + 50`),
 /// with its statistics written to the returned file.
-pub(crate) fn spawn_sipp_uas(
+pub fn spawn_sipp_uas(
     scen: &Path,
     data_dir: &Path,
     sipp_port: u16,

@@ -78,6 +78,28 @@ impl switchboard_api::CallControl for EngineControl {
     fn transfer(&self, call: switchboard_domain::CallId, to: &str) -> bool {
         self.0.transfer(call, to)
     }
+    fn hangup_anywhere(
+        &self,
+        call: switchboard_domain::CallId,
+        wait_end: Option<Duration>,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<switchboard_store::Reached, switchboard_store::StoreError>,
+    > {
+        let engine = self.0.clone();
+        Box::pin(async move { engine.hangup_anywhere(call, wait_end).await })
+    }
+    fn transfer_anywhere(
+        &self,
+        call: switchboard_domain::CallId,
+        to: String,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<switchboard_store::Reached, switchboard_store::StoreError>,
+    > {
+        let engine = self.0.clone();
+        Box::pin(async move { engine.transfer_anywhere(call, &to).await })
+    }
     fn trunks_changed(&self) {
         if let Some(f) = self.1.clone() {
             tokio::spawn(async move { f.refresh().await });

@@ -15,6 +15,8 @@ mod calls_get;
 mod calls_list;
 #[path = "api/cli.rs"]
 mod cli;
+#[path = "api/control.rs"]
+mod control;
 #[path = "api/isolation.rs"]
 mod isolation;
 #[path = "api/misc.rs"]

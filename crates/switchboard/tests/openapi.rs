@@ -79,6 +79,57 @@ async fn openapi_document_and_reference_page() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "missing path {path}");
     }
+    // Events and webhooks (issue 11), each operation with the status codes it answers.
+    for (path, method, codes) in [
+        ("/v1/events", "get", &["200", "400", "401"][..]),
+        ("/v1/events/{id}", "get", &["200", "400", "404"]),
+        ("/v1/webhook-endpoints", "get", &["200", "400"]),
+        ("/v1/webhook-endpoints", "post", &["201", "400", "415"]),
+        ("/v1/webhook-endpoints/{id}", "get", &["200", "404"]),
+        (
+            "/v1/webhook-endpoints/{id}",
+            "patch",
+            &["200", "400", "404"],
+        ),
+        ("/v1/webhook-endpoints/{id}", "delete", &["200", "404"]),
+        (
+            "/v1/webhook-endpoints/{id}/rotate-secret",
+            "post",
+            &["200", "404"],
+        ),
+        (
+            "/v1/webhook-endpoints/{id}/deliveries",
+            "get",
+            &["200", "400", "404"],
+        ),
+        (
+            "/v1/webhook-endpoints/{id}/deliveries/{event_id}/retry",
+            "post",
+            &["202", "400", "404"],
+        ),
+        ("/v1/agents/{id}/webhook-secret", "get", &["200", "404"]),
+        // Call control reaches calls on other replicas: 503 when that replica is away.
+        ("/v1/call/{id}", "delete", &["200", "404", "503"]),
+        ("/v1/call/{id}/hangup", "post", &["202", "409", "503"]),
+        ("/v1/call/{id}/transfer", "post", &["202", "409", "503"]),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "missing operation {method} {path}");
+        for code in codes {
+            assert!(
+                op["responses"].get(*code).is_some(),
+                "{method} {path} does not document {code}"
+            );
+        }
+    }
+    let schemas = &doc["components"]["schemas"];
+    let created = &schemas["WebhookEndpointCreated"]["properties"];
+    assert!(created.get("secret").is_some(), "{created}");
+    assert!(schemas["WebhookEndpoint"]["properties"]
+        .get("secret")
+        .is_none());
+    let event = &schemas["Event"]["properties"];
+    assert!(event.to_string().contains("call.ended"), "{event}");
     // Security schemes: bearer, and the x-api-key + x-organization-id pair.
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["scheme"], "bearer");

@@ -60,18 +60,30 @@ fn v4_reason(ip: Ipv4Addr) -> Option<&'static str> {
 /// Checks a webhook URL as a client gives it: http or https, a host, and (unless private
 /// addresses are allowed) every address it resolves to is public. The message says why not.
 pub async fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, String> {
-    let u = url::Url::parse(raw.trim()).map_err(|e| format!("url is not a valid URL: {e}"))?;
+    check_url_field("url", raw, allow_private).await
+}
+
+/// [`check_url`] for a URL given in the field `field` (e.g. an agent's `webhook_url`): the
+/// message names that field.
+pub async fn check_url_field(
+    field: &str,
+    raw: &str,
+    allow_private: bool,
+) -> Result<url::Url, String> {
+    let u = url::Url::parse(raw.trim()).map_err(|e| format!("{field} is not a valid URL: {e}"))?;
     if u.scheme() != "http" && u.scheme() != "https" {
         return Err(format!(
-            "url must be an http:// or https:// URL, got {}://",
+            "{field} must be an http:// or https:// URL, got {}://",
             u.scheme()
         ));
     }
     if !u.username().is_empty() || u.password().is_some() {
-        return Err("url must not carry credentials (user:password@)".into());
+        return Err(format!(
+            "{field} must not carry credentials (user:password@)"
+        ));
     }
     let Some(host) = u.host_str() else {
-        return Err("url has no host".into());
+        return Err(format!("{field} has no host"));
     };
     if allow_private {
         return Ok(u);
@@ -79,12 +91,12 @@ pub async fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, Strin
     let port = u.port_or_known_default().unwrap_or(443);
     let addrs = resolve(host, port)
         .await
-        .map_err(|e| format!("url host {host} does not resolve: {e}"))?;
+        .map_err(|e| format!("{field} host {host} does not resolve: {e}"))?;
     for a in &addrs {
         if let Some(why) = forbidden_reason(a.ip()) {
             return Err(format!(
-                "url host {host} resolves to {} ({why}); webhooks may only reach public addresses \
-                 (the server's --webhook-allow-private lifts this)",
+                "{field} host {host} resolves to {} ({why}); webhooks may only reach public \
+                 addresses (the server's --webhook-allow-private lifts this)",
                 a.ip()
             ));
         }

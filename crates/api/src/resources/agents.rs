@@ -47,6 +47,21 @@ impl Resource for Agents {
         required(p.name.as_ref(), "name", "the agent's unique name")?;
         Ok(())
     }
+    async fn check(s: &AppState, p: &AgentPatch) -> ApiResult<()> {
+        check_webhook_url(s, p).await
+    }
+}
+
+/// An agent's `webhook_url` receives its calls' events: it goes through the same SSRF guard
+/// as webhook endpoints (400 for loopback, private, link-local or metadata addresses unless
+/// `--webhook-allow-private`), when it is saved and again at each delivery.
+async fn check_webhook_url(s: &AppState, p: &AgentPatch) -> ApiResult<()> {
+    if let Some(Some(u)) = &p.webhook_url {
+        switchboard_webhooks::ssrf::check_url_field("webhook_url", u, s.webhook_allow_private)
+            .await
+            .map_err(ApiError::bad_request)?;
+    }
+    Ok(())
 }
 
 crate::resource::resource_endpoints! {
@@ -192,6 +207,7 @@ pub(crate) async fn flyflow_upsert_agent(
         "name",
         "the agent's name (agents are upserted by name)",
     )?;
+    check_webhook_url(&s, &p).await?;
     let (agent, is_new) = s.store.upsert_agent_by_name(org, p).await?;
     let status = if is_new {
         StatusCode::CREATED
