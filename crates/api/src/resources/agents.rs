@@ -52,14 +52,31 @@ impl Resource for Agents {
     }
 }
 
-/// An agent's `webhook_url` receives its calls' events: it goes through the same SSRF guard
-/// as webhook endpoints (400 for loopback, private, link-local or metadata addresses unless
+/// An agent's `webhook_url` receives its calls' events, and its webhook tools' URLs are called
+/// during calls: both go through the same SSRF guard as webhook endpoints (400 for loopback, private, link-local or metadata addresses unless
 /// `--webhook-allow-private`), when it is saved and again at each delivery.
 async fn check_webhook_url(s: &AppState, p: &AgentPatch) -> ApiResult<()> {
     if let Some(Some(u)) = &p.webhook_url {
         switchboard_webhooks::ssrf::check_url_field("webhook_url", u, s.webhook_allow_private)
             .await
             .map_err(ApiError::bad_request)?;
+    }
+    // Webhook tools are requests the server makes on the LLM's behalf: the same guard.
+    if let Some(Some(tools)) = &p.tools {
+        let tools = switchboard_domain::tools::parse_tools(tools)
+            .map_err(|e| ApiError::bad_request(e.message))?;
+        for (i, t) in tools.iter().enumerate() {
+            if let switchboard_domain::tools::Tool::Webhook(w) = t {
+                let field = format!("tools[{i}].url");
+                switchboard_webhooks::ssrf::check_url_field(
+                    &field,
+                    &w.url,
+                    s.webhook_allow_private,
+                )
+                .await
+                .map_err(ApiError::bad_request)?;
+            }
+        }
     }
     Ok(())
 }

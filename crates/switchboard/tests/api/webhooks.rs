@@ -896,6 +896,25 @@ async fn private_addresses_are_refused_and_redirects_not_followed(db: Db) {
     )
     .await;
     assert!(m.contains("webhook_url") && m.contains("private"), "{m}");
+    // The agent's webhook tools are called by the server too: same guard, per tool.
+    let tool = |url: &str| {
+        json!({"tools": [{"type": "end_call"}, {"type": "webhook", "name": "lookup",
+            "description": "Look something up", "url": url,
+            "parameters": {"type": "object", "properties": {}}}]})
+    };
+    let m = expect_error(
+        app.patch_json(&path, &tool("http://169.254.169.254/latest"))
+            .await,
+        400,
+    )
+    .await;
+    assert!(m.contains("tools[1].url"), "{m}");
+    let (s, ok) = status_json(
+        app.patch_json(&path, &tool("https://93.184.216.34/lookup"))
+            .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{ok}");
     let (_, still) = status_json(app.get(&path).await).await;
     assert_eq!(
         still["webhook_url"], "https://93.184.216.34/hook",
