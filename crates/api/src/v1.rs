@@ -501,7 +501,7 @@ pub async fn transfer_call(
         ));
     }
     let live =
-        crate::control::transfer(&state, id, &to).await? != switchboard_store::Reached::NotLive;
+        crate::control::transfer(state, id, &to).await? != switchboard_store::Reached::NotLive;
     if !live {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
