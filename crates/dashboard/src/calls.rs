@@ -359,10 +359,25 @@ pub async fn call_page(
                 .as_str()
                 .or(e["event"].as_str())
                 .unwrap_or("event");
+            // Event times are RFC 3339 strings; shown like the others (to the second, UTC).
+            let at = e["at"].as_str().or(e["time"].as_str()).unwrap_or("");
+            let at = at.get(..19).unwrap_or(at).replace('T', " ");
+            let what = match kind {
+                "answering-machine-detection" => format!(
+                    "answered by {} ({:.0} % sure, decided {:.1} s after answer)",
+                    e["answered_by"]
+                        .as_str()
+                        .unwrap_or("unknown")
+                        .replace('_', " "),
+                    e["confidence"].as_f64().unwrap_or(0.0) * 100.0,
+                    e["decision_ms"].as_f64().unwrap_or(0.0) / 1000.0
+                ),
+                _ => format!("{kind} {}", compact(e)),
+            };
             tl.push_str(&format!(
                 r#"<li class="event"><span class="at">{}</span> {}</li>"#,
-                esc(e["at"].as_str().or(e["time"].as_str()).unwrap_or("")),
-                esc(&format!("{kind} {}", compact(e)))
+                esc(&at),
+                esc(&what)
             ));
         }
     }
