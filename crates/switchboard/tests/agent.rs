@@ -3,7 +3,7 @@
 //! OpenAI transcription API, `scripts/stt_server.py` in the test venv), the LLM as a scripted
 //! fake speaking the real OpenAI SSE protocol over HTTP, espeak-ng TTS.
 //!
-//! Fixed loopback ports (see README): baresip blocks of 40 from 17200 (17200-17399 used) (SIP base and base + 1,
+//! Fixed loopback ports (see README): baresip blocks of 40 from 17200 (17200-17439 used) (SIP base and base + 1,
 //! ctrl_tcp base + 5, RTP base + 10..29); the server on port 0 (RTP 40000-49999).
 
 use serde_json::{json, Value};
@@ -791,4 +791,49 @@ async fn tools_act_on_the_wire() {
         "the phone heard {text:?}; the call says {}",
         c["transcript"]
     );
+}
+
+/// Issue 10: `voicemail: hangup`. The agent holds its greeting; a machine's greeting (no beep
+/// needed) ends the call at once with end_reason `voicemail`, and the phone hears nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voicemail_hangup_ends_the_call_without_a_word() {
+    let stt = stt().await;
+    let llm = FakeLlm::start().await;
+    llm.set_default_reply(Reply::Text(
+        r#"{"answered_by": "machine", "confidence": 0.95}"#.into(),
+    ));
+    let srv = server(&llm, stt).await;
+    setup(
+        &srv,
+        17400,
+        json!({
+            "name": "Reminder",
+            "initial_message": "Hello, this is Ana from Luigi's.",
+            "voicemail": {"action": "hangup"},
+        }),
+    )
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let greeting = "Hi, you have reached the voicemail of Sam Jones. I am away from my desk \
+        right now. Please leave your name, your number and a short message after the tone, \
+        and I will call you back as soon as I can.";
+    let mic = mic(
+        tmp.path(),
+        &[Part::speech(greeting), Part::silence_ms(30_000)],
+    );
+    let mut phone = Phone::start("+14155550128", 17400, &mic).await;
+    let id = srv.dispatch("+15550001000", "+14155550128").await;
+    within(20, "answer", phone.wait_event("CALL_ESTABLISHED", 20)).await;
+    within(30, "the hang-up", phone.wait_event("CALL_CLOSED", 30)).await;
+    let done = srv.wait_final(&id).await;
+    assert_eq!(done["end_reason"], "voicemail", "{done}");
+    assert_eq!(done["went_to_voicemail"], true, "{done}");
+    assert_eq!(done["answered_by"], "machine_start", "{done}");
+    // Hung up during the greeting (it runs well over 8 s), and the agent never spoke.
+    assert!(done["duration"].as_i64().unwrap() < 9, "{done}");
+    let heard = phone.heard();
+    let loud = switchboard_media::audio::rms(&heard);
+    assert!(loud < 50.0, "the phone heard the agent (rms {loud})");
+    let c = full_call(&srv, &id).await;
+    assert!(c["transcript_formatted"].is_null(), "{c}");
 }
