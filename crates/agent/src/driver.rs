@@ -68,6 +68,12 @@ pub struct AgentReport {
     pub tool_usage: Option<Value>,
 }
 
+/// Checks a URL the server is about to call on a caller's behalf (a webhook tool): `Err` with
+/// the reason when it must not be called (private, loopback or metadata addresses). Given by
+/// the binary, which owns that policy (`--webhook-allow-private`).
+pub type UrlGuard =
+    Arc<dyn Fn(String) -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
 /// The providers and models shared by every call of the server.
 #[derive(Clone)]
 pub struct Providers {
@@ -80,6 +86,9 @@ pub struct Providers {
     pub local_tts: Arc<dyn Tts>,
     pub vad: Option<VadModel>,
     pub turn: Option<TurnModel>,
+    /// Checked before every webhook tool request (the address is re-resolved each time, like
+    /// event webhooks at delivery). `None`: no check.
+    pub tool_url_guard: Option<UrlGuard>,
 }
 
 impl std::fmt::Debug for Providers {
@@ -92,6 +101,7 @@ impl std::fmt::Debug for Providers {
             .field("tts", &self.tts.name())
             .field("vad", &self.vad.is_some())
             .field("turn", &self.turn.is_some())
+            .field("tool_url_guard", &self.tool_url_guard.is_some())
             .finish()
     }
 }
@@ -108,6 +118,7 @@ impl Providers {
             local_tts: tts,
             vad: None,
             turn: None,
+            tool_url_guard: None,
         }
     }
 }
@@ -398,13 +409,19 @@ pub async fn run(
                         secret: agent.tool_secret.clone(),
                     };
                     let (itx, client) = (itx.clone(), tool_client.clone());
+                    let guard = providers.tool_url_guard.clone();
                     tool_tasks.retain(|t| !t.is_finished());
                     tool_tasks.push(tokio::spawn(async move {
-                        let result = match tool {
-                            Some(w) => {
+                        let checked = match (&tool, guard) {
+                            (Some(w), Some(g)) => g(w.url.clone()).await,
+                            _ => Ok(()),
+                        };
+                        let result = match (tool, checked) {
+                            (_, Err(why)) => Err(format!("the tool's URL was refused: {why}")),
+                            (Some(w), Ok(())) => {
                                 crate::tools::call_webhook(&client, &w, &ctx, &arguments).await
                             }
-                            None => Err(format!("there is no webhook tool named {name}")),
+                            (None, Ok(())) => Err(format!("there is no webhook tool named {name}")),
                         };
                         let _ = itx.send(Internal::ToolResult(reply, call_id, result));
                     }));

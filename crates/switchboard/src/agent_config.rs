@@ -118,7 +118,13 @@ fn nonempty(k: &Option<String>) -> Option<String> {
 impl AgentConfig {
     /// Builds the providers, checking every setting before anything else starts. Returns
     /// them with a one-line description for the start-up log (no keys).
-    pub fn providers(&self, tts_voice: &str) -> anyhow::Result<(Providers, String)> {
+    /// The providers; webhook tool URLs are checked before each request unless
+    /// `allow_private` (`--webhook-allow-private`).
+    pub fn providers(
+        &self,
+        tts_voice: &str,
+        allow_private: bool,
+    ) -> anyhow::Result<(Providers, String)> {
         let timeout = Duration::from_secs(10);
         let mut said = Vec::new();
         let llm: Option<Arc<dyn Llm>> =
@@ -246,6 +252,13 @@ impl AgentConfig {
                 local_tts: local,
                 vad,
                 turn,
+                tool_url_guard: Some(Arc::new(move |url: String| {
+                    Box::pin(async move {
+                        switchboard_webhooks::ssrf::check_url_field("url", &url, allow_private)
+                            .await
+                            .map(|_| ())
+                    })
+                })),
             },
             said.join("; "),
         ))
@@ -256,6 +269,26 @@ impl AgentConfig {
 mod tests {
     use super::*;
 
+    /// Webhook tool URLs are checked again before each request: private and metadata addresses
+    /// are refused unless `--webhook-allow-private`.
+    #[tokio::test]
+    async fn tool_urls_are_guarded_at_call_time() {
+        let strict = AgentConfig::default().providers("en", false).unwrap().0;
+        let guard = strict.tool_url_guard.expect("a guard");
+        let e = guard("http://169.254.169.254/latest".into())
+            .await
+            .unwrap_err();
+        assert!(e.contains("url"), "{e}");
+        assert!(guard("http://127.0.0.1:9/x".into()).await.is_err());
+        assert!(guard("https://93.184.216.34/x".into()).await.is_ok());
+        let open = AgentConfig::default().providers("en", true).unwrap().0;
+        assert!(
+            (open.tool_url_guard.unwrap())("http://127.0.0.1:9/x".into())
+                .await
+                .is_ok()
+        );
+    }
+
     #[test]
     fn settings_are_checked_and_keys_never_shown() {
         let cfg = AgentConfig {
@@ -264,7 +297,7 @@ mod tests {
             stt_api_key: Some("dg-secret-2".into()),
             ..AgentConfig::default()
         };
-        let (p, said) = cfg.providers("en").unwrap();
+        let (p, said) = cfg.providers("en", false).unwrap();
         assert!(p.llm.is_some() && p.stt.is_some());
         assert!(
             said.contains("LLM gpt-4o-mini at https://api.openai.com/v1"),
@@ -273,7 +306,7 @@ mod tests {
         let shown = format!("{cfg:?} {said} {p:?}");
         assert!(!shown.contains("secret"), "{shown}");
 
-        let none = AgentConfig::default().providers("en").unwrap();
+        let none = AgentConfig::default().providers("en", false).unwrap();
         assert!(none.0.llm.is_none() && none.0.stt.is_none());
         assert!(none.1.contains("no LLM"), "{}", none.1);
 
@@ -281,7 +314,7 @@ mod tests {
             llm_url: Some("ftp://x?key=sk-secret-3".into()),
             ..AgentConfig::default()
         };
-        let e = bad.providers("en").unwrap_err().to_string();
+        let e = bad.providers("en", false).unwrap_err().to_string();
         assert_eq!(
             e,
             "--llm-url must be an http:// or https:// URL, got \"ftp://x\""
@@ -291,7 +324,7 @@ mod tests {
             ..AgentConfig::default()
         };
         assert_eq!(
-            dg.providers("en").unwrap_err().to_string(),
+            dg.providers("en", false).unwrap_err().to_string(),
             "--stt-provider deepgram needs --stt-api-key"
         );
     }

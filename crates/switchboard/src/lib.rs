@@ -253,7 +253,10 @@ impl Application {
         validate_settings(config)?;
         let (providers, agent_summary) = config
             .agent
-            .providers(&config.telephony.tts_voice)
+            .providers(
+                &config.telephony.tts_voice,
+                config.events.webhook_allow_private,
+            )
             .context("agent settings")?;
         // A bad URL is refused before anything is created; a good one creates its folders.
         let recordings = Recordings::from_url(
