@@ -7,18 +7,13 @@
 //! the final failure, is stored on the call. A worker that dies mid-analysis leaves a row whose
 //! lease runs out and is claimed again after restart.
 
-use crate::{row, Backend, Store, StoreError};
+use crate::{Store, StoreError};
 use serde::Serialize;
 use sqlx::AnyConnection;
 use switchboard_domain::{Call, CallDetails, CallId, OrgId, Timestamp};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClaimedAnalysis {
-    pub call_id: CallId,
-    pub org_id: OrgId,
-    /// Including this claim.
-    pub attempts: i64,
-}
+/// A claimed analysis: the same shape as a claimed dispatch (one leased-queue rule).
+pub type ClaimedAnalysis = crate::queue::ClaimedDispatch;
 
 /// One note on a call (`POST /v1/call/{id}/notes`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -51,34 +46,8 @@ impl Store {
         n: u32,
         lease_micros: i64,
     ) -> Result<Vec<ClaimedAnalysis>, StoreError> {
-        let now = Timestamp::now().micros();
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE analysis_queue SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
-             WHERE seq IN (SELECT seq FROM analysis_queue WHERE not_before <= $3 \
-             AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY seq LIMIT $4{lock}) \
-             RETURNING call_id, org_id, attempts"
-        );
-        let _write = self.write_gate().await;
-        let rows = sqlx::query(&sql)
-            .bind(worker)
-            .bind(now + lease_micros)
-            .bind(now)
-            .bind(n as i64)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ClaimedAnalysis {
-                    call_id: row::uuid(r, "call_id")?,
-                    org_id: row::uuid(r, "org_id")?,
-                    attempts: row::i(r, "attempts")?,
-                })
-            })
-            .collect()
+        self.claim_leased(crate::queue::LeasedQueue::Analysis, worker, n, lease_micros)
+            .await
     }
 
     /// Releases what `worker` had claimed in a previous life of this node (a restart does not

@@ -5,17 +5,37 @@
 use crate::{row, Backend, Store, StoreError};
 use switchboard_domain::{CallId, OrgId, Timestamp};
 
+/// A claimed entry of a leased queue (dispatches, post-call analyses).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedDispatch {
     pub call_id: CallId,
     pub org_id: OrgId,
+    /// Including this claim.
     pub attempts: i64,
 }
 
+/// The queues that share one shape (`call_id`, `org_id`, `not_before`, `attempts`,
+/// `claimed_by`, `claimed_until`) and one claiming rule.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LeasedQueue {
+    Dispatch,
+    Analysis,
+}
+
+impl LeasedQueue {
+    fn table(self) -> &'static str {
+        match self {
+            LeasedQueue::Dispatch => "dispatch_queue",
+            LeasedQueue::Analysis => "analysis_queue",
+        }
+    }
+}
+
 impl Store {
-    /// Claims up to `n` ready entries for `worker` for `lease_micros`.
-    pub async fn claim_dispatches(
+    /// Claims up to `n` ready entries of `queue` for `worker` for `lease_micros`.
+    pub(crate) async fn claim_leased(
         &self,
+        queue: LeasedQueue,
         worker: &str,
         n: u32,
         lease_micros: i64,
@@ -27,9 +47,10 @@ impl Store {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        let table = queue.table();
         let sql = format!(
-            "UPDATE dispatch_queue SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
-             WHERE seq IN (SELECT seq FROM dispatch_queue WHERE not_before <= $3 \
+            "UPDATE {table} SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
+             WHERE seq IN (SELECT seq FROM {table} WHERE not_before <= $3 \
              AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY seq LIMIT $4{lock}) \
              RETURNING call_id, org_id, attempts"
         );
@@ -41,16 +62,6 @@ impl Store {
             .bind(n as i64)
             .fetch_all(&self.pool)
             .await?;
-        if !rows.is_empty() {
-            // The claiming engine carries these calls from now on (see engines.rs).
-            sqlx::query(
-                "UPDATE calls SET engine_id = $1 WHERE id IN \
-                 (SELECT call_id FROM dispatch_queue WHERE claimed_by = $1)",
-            )
-            .bind(worker)
-            .execute(&self.pool)
-            .await?;
-        }
         rows.iter()
             .map(|r| {
                 Ok(ClaimedDispatch {
@@ -60,6 +71,30 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Claims up to `n` ready entries for `worker` for `lease_micros`.
+    pub async fn claim_dispatches(
+        &self,
+        worker: &str,
+        n: u32,
+        lease_micros: i64,
+    ) -> Result<Vec<ClaimedDispatch>, StoreError> {
+        let claimed = self
+            .claim_leased(LeasedQueue::Dispatch, worker, n, lease_micros)
+            .await?;
+        if !claimed.is_empty() {
+            // The claiming engine carries these calls from now on (see engines.rs).
+            let _write = self.write_gate().await;
+            sqlx::query(
+                "UPDATE calls SET engine_id = $1 WHERE id IN \
+                 (SELECT call_id FROM dispatch_queue WHERE claimed_by = $1)",
+            )
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(claimed)
     }
 
     /// Removes an entry once its INVITE is on the wire (or the call was finalized).
