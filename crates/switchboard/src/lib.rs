@@ -5,6 +5,8 @@ pub mod agent_config;
 pub mod bench;
 pub mod bench_agent;
 pub mod bench_calls;
+pub mod bench_flood;
+pub mod bench_soak;
 pub mod config;
 
 use anyhow::Context;
