@@ -87,10 +87,10 @@ pub struct BenchCallsArgs {
     #[arg(long, default_value_t = 0)]
     pub flood_malformed: u32,
     /// Soak instead of load levels (issue 13): keep the first `--concurrency` value of calls
-    /// live for this many minutes, each `--seconds` long, a new call as each ends; prints
-    /// memory, open files and database size over time. See `bench_soak.rs`.
+    /// live for this many seconds (e.g. 1800), each `--seconds` long, a new call as each
+    /// ends; prints memory, open files and database size over time. See `bench_soak.rs`.
     #[arg(long, default_value_t = 0)]
-    pub soak_minutes: u64,
+    pub soak_seconds: u64,
 }
 
 pub(crate) fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -971,12 +971,13 @@ fn print_levels(levels: &[LevelResult]) {
         );
         if let Some(f) = &r.flood {
             println!(
-                "level {} under a SIP flood for {:.1} s: sipp sent {:?} INVITEs from 127.0.0.2 (exit {}); the own flooder on 127.0.0.3 sent {} datagrams and got {} answers ({} × 503, {} with Retry-After; last answer {:.2} s after the start); API GET /v1/calls meanwhile: {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors; live calls: {} late packets, {} lost",
+                "level {} under a SIP flood for {:.1} s: sipp sent {:?} INVITEs from 127.0.0.2 (exit {}); the own flooder on 127.0.0.3 sent {} datagrams and {} of them were answered ({} answers with retransmissions; {} × 503, {} with Retry-After; last answer {:.2} s after the start); API GET /v1/calls meanwhile: {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors; live calls: {} late packets, {} lost",
                 r.calls,
                 f.seconds,
                 f.sipp_invites,
                 f.sipp_exit,
                 f.own_sent,
+                f.own_answered_requests,
                 f.own_answers,
                 f.own_503,
                 f.own_503_with_retry_after,
@@ -998,6 +999,7 @@ fn print_levels(levels: &[LevelResult]) {
 pub struct Report {
     pub levels: Vec<LevelResult>,
     pub dispatch: Option<DispatchResult>,
+    pub soak: Option<crate::bench_soak::SoakResult>,
 }
 
 /// Runs the levels and the dispatch test, prints the tables (unless `--json`).
@@ -1022,10 +1024,13 @@ pub async fn measure(args: BenchCallsArgs) -> anyhow::Result<Report> {
 }
 
 async fn measure_in(args: &BenchCallsArgs, root: &Path, temp: bool) -> anyhow::Result<Report> {
-    if args.soak_minutes > 0 {
+    if args.soak_seconds > 0 {
         let n = args.concurrency.first().copied().unwrap_or(100).max(1);
-        crate::bench_soak::run(args, n, root).await?;
-        return Ok(Report::default());
+        let soak = crate::bench_soak::run(args, n, root).await?;
+        return Ok(Report {
+            soak: Some(soak),
+            ..Default::default()
+        });
     }
     let args = args.clone();
     let root = root.to_path_buf();
@@ -1093,6 +1098,7 @@ async fn measure_in(args: &BenchCallsArgs, root: &Path, temp: bool) -> anyhow::R
     Ok(Report {
         levels: results,
         dispatch,
+        soak: None,
     })
 }
 

@@ -48,9 +48,14 @@ pub struct FloodResult {
     /// INVITEs the sipp UAC created (its `TotalCallCreated`).
     pub sipp_invites: Option<u64>,
     pub sipp_exit: i32,
-    /// Datagrams the bench's own flooder sent, and the answers it got back.
+    /// Datagrams the bench's own flooder sent, and the answers it got back (retransmitted
+    /// final responses included: RFC 3261 §17.2.1 repeats them until an ACK the flooder never
+    /// sends).
     pub own_sent: u64,
     pub own_answers: u64,
+    /// Distinct requests that got any answer (by Call-ID; an answer without one counts once
+    /// per distinct text).
+    pub own_answered_requests: u64,
     pub own_503: u64,
     pub own_503_with_retry_after: u64,
     /// Seconds from the flood's start to the last answer the own flooder got.
@@ -66,7 +71,7 @@ pub(crate) struct Flood {
     started: Instant,
     sipp: Option<(tokio::process::Child, std::path::PathBuf)>,
     stop: Arc<AtomicBool>,
-    own: tokio::task::JoinHandle<(u64, u64, u64, u64, f64)>,
+    own: tokio::task::JoinHandle<(u64, u64, u64, u64, u64, f64)>,
     api: tokio::task::JoinHandle<(Vec<f64>, u64)>,
 }
 
@@ -158,6 +163,7 @@ impl Flood {
                 AtomicU64::new(0),
             );
             let mut last_answer = 0.0f64;
+            let mut answered = std::collections::HashSet::<String>::new();
             let period = Duration::from_secs_f64(1.0 / f64::from(own_per_s.max(1)));
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -177,6 +183,11 @@ impl Flood {
                             answers.fetch_add(1, Ordering::Relaxed);
                             last_answer = t0.elapsed().as_secs_f64();
                             let text = String::from_utf8_lossy(&buf[..n]);
+                            let key = text
+                                .lines()
+                                .find(|l| l.to_ascii_lowercase().starts_with("call-id:"))
+                                .map_or_else(|| text.to_string(), str::to_string);
+                            answered.insert(key);
                             if text.starts_with("SIP/2.0 503") {
                                 s503.fetch_add(1, Ordering::Relaxed);
                                 if text.lines().any(|l| l.to_ascii_lowercase().starts_with("retry-after:")) {
@@ -191,6 +202,7 @@ impl Flood {
             (
                 sent.into_inner(),
                 answers.into_inner(),
+                answered.len() as u64,
                 s503.into_inner(),
                 s503ra.into_inner(),
                 last_answer,
@@ -235,8 +247,14 @@ impl Flood {
     pub(crate) async fn stop(self) -> FloodResult {
         self.stop.store(true, Ordering::Relaxed);
         let seconds = self.started.elapsed().as_secs_f64();
-        let (own_sent, own_answers, own_503, own_503_with_retry_after, own_last_answer_s) =
-            self.own.await.unwrap_or_default();
+        let (
+            own_sent,
+            own_answers,
+            own_answered_requests,
+            own_503,
+            own_503_with_retry_after,
+            own_last_answer_s,
+        ) = self.own.await.unwrap_or_default();
         let (mut lat, api_errors) = self.api.await.unwrap_or_default();
         lat.sort_by(f64::total_cmp);
         let (mut sipp_invites, mut sipp_exit) = (None, -1);
@@ -251,6 +269,7 @@ impl Flood {
             sipp_exit,
             own_sent,
             own_answers,
+            own_answered_requests,
             own_503,
             own_503_with_retry_after,
             own_last_answer_s,

@@ -1,5 +1,5 @@
-//! `switchboard bench-calls --soak-minutes M --concurrency N --seconds S` (issue 13): N calls
-//! kept live for M minutes, each S seconds long (a sipp UAS answers, streams a tone, hangs
+//! `switchboard bench-calls --soak-seconds T --concurrency N --seconds S` (issue 13): N calls
+//! kept live for T seconds, each S seconds long (a sipp UAS answers, streams a tone, hangs
 //! up; the call is recorded), a new call dispatched as each ends. Samples the process's
 //! resident memory, open files and the database and recordings sizes every 30 s, so the
 //! curves show whether anything grows per call after warm-up; at the end every call must be
@@ -13,6 +13,24 @@ use futures::StreamExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use switchboard_domain::*;
+
+/// What a soak left behind (the figures are printed).
+#[derive(Debug, Clone, Default)]
+pub struct SoakResult {
+    pub calls: usize,
+    pub dispatch_errors: u64,
+    /// Calls per final status (and any left live).
+    pub by_status: std::collections::BTreeMap<String, usize>,
+    pub recordings_ok: usize,
+    pub recordings_bad: usize,
+    pub without_recording: usize,
+    /// Open files at the first sample and after every call ended.
+    pub fds_start: usize,
+    pub fds_end: usize,
+    /// Files under the soak's data directory (recordings, the database) still open after
+    /// every call ended, apart from the database's own: must be 0.
+    pub files_open_in_data_dir: usize,
+}
 
 struct Sample {
     at_s: f64,
@@ -44,6 +62,22 @@ fn tree_bytes(p: &Path) -> u64 {
         .sum()
 }
 
+/// Open files of this process under `dir`, apart from the database's.
+fn open_under(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    rd.flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|p| p.starts_with(dir))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("switchboard.db"))
+        })
+        .count()
+}
+
 fn db_bytes(dir: &Path) -> u64 {
     ["switchboard.db", "switchboard.db-wal", "switchboard.db-shm"]
         .iter()
@@ -52,7 +86,7 @@ fn db_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result<()> {
+pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result<SoakResult> {
     let dir = root.join("soak");
     std::fs::create_dir_all(&dir)?;
     raise_nofile();
@@ -69,7 +103,7 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
             .replace("TONE_FILE", &tone.display().to_string())
             .replace("HOLD_MS", &(args.seconds * 1000).to_string()),
     )?;
-    let soak = Duration::from_secs(args.soak_minutes * 60);
+    let soak = Duration::from_secs(args.soak_seconds);
     let (mut sipp, _stat) = spawn_sipp_uas(
         &scen,
         &dir,
@@ -87,24 +121,14 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
     let every = Duration::from_secs(30);
     let mut dispatch_errors = 0u64;
     eprintln!(
-        "soak: {n} calls of {} s kept live for {} min ...",
-        args.seconds, args.soak_minutes
+        "soak: {n} calls of {} s kept live for {} s ...",
+        args.seconds, args.soak_seconds
     );
     loop {
         let live =
             bench.count(CallStatus::Dialing).await? + bench.count(CallStatus::InProgress).await?;
         let done = start.elapsed() >= soak;
-        if !done {
-            for _ in (live as usize)..n {
-                match bench.dispatch("+15550001111", ids.len()).await {
-                    Ok(id) => ids.push(id),
-                    Err(e) => {
-                        dispatch_errors += 1;
-                        eprintln!("soak: dispatch failed: {e:#}");
-                    }
-                }
-            }
-        }
+        // Sampled before this round's dispatches: every call created so far is live or over.
         if Instant::now() >= next_sample || (done && live == 0) {
             let s = Sample {
                 at_s: start.elapsed().as_secs_f64(),
@@ -127,6 +151,17 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
             samples.push(s);
             next_sample += every;
         }
+        if !done {
+            for _ in (live as usize)..n {
+                match bench.dispatch("+15550001111", ids.len()).await {
+                    Ok(id) => ids.push(id),
+                    Err(e) => {
+                        dispatch_errors += 1;
+                        eprintln!("soak: dispatch failed: {e:#}");
+                    }
+                }
+            }
+        }
         if done && live == 0 {
             break;
         }
@@ -137,6 +172,7 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let _ = sipp.kill().await;
+    let files_open_in_data_dir = open_under(&dir);
 
     // Every call final; every recording decodes to the length it claims.
     let mut by_status: std::collections::BTreeMap<String, usize> = Default::default();
@@ -175,9 +211,9 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
     bench.stop().await?;
 
     println!(
-        "\nSoak: {n} concurrent calls of {} s for {} min ({} calls; {} dispatch errors)\n",
+        "\nSoak: {n} concurrent calls of {} s for {} s ({} calls; {} dispatch errors)\n",
         args.seconds,
-        args.soak_minutes,
+        args.soak_seconds,
         ids.len(),
         dispatch_errors
     );
@@ -211,7 +247,7 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
     let last_live = samples
         .iter()
         .rev()
-        .find(|s| s.at_s <= soak.as_secs_f64())
+        .find(|s| s.at_s <= soak.as_secs_f64() + 1.0)
         .or(samples.last());
     if let (Some(a), Some(b)) = (warm, last_live) {
         let calls = (b.finished - a.finished).max(1) as f64;
@@ -226,6 +262,7 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
             (b.db_bytes as f64 - a.db_bytes as f64) / 1024.0 / calls,
         );
     }
+    println!("files under the data directory still open after the last call: {files_open_in_data_dir} (the database's apart)");
     println!(
         "calls by status: {by_status:?}; recordings: {decoded} decode to their stated length, {} do not{}, {missing} calls without one",
         bad.len(),
@@ -235,5 +272,15 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
             format!(" (e.g. {})", bad[0])
         }
     );
-    Ok(())
+    Ok(SoakResult {
+        calls: ids.len(),
+        dispatch_errors,
+        by_status,
+        recordings_ok: decoded,
+        recordings_bad: bad.len(),
+        without_recording: missing,
+        fds_start: samples.first().map(|s| s.fds).unwrap_or(0),
+        fds_end: samples.last().map(|s| s.fds).unwrap_or(0),
+        files_open_in_data_dir,
+    })
 }
