@@ -87,6 +87,15 @@ impl Limiter {
         self.buckets.len()
     }
 
+    /// The 503 of a [`Verdict::Refuse`] could not be sent (the message that hit the limit
+    /// was too broken to answer): the next message over the limit gets it instead, so a
+    /// source that mixes garbage into its flood still learns it is throttled.
+    pub fn rearm(&mut self, ip: IpAddr) {
+        if let Some(b) = self.buckets.get_mut(&ip) {
+            b.refused = false;
+        }
+    }
+
     pub fn check(&mut self, ip: IpAddr, now: Instant) -> Verdict {
         if self.exempt.contains(&ip) {
             return Verdict::Pass;
@@ -183,6 +192,13 @@ impl FloodGuard {
         v
     }
 
+    /// See [`Limiter::rearm`]; the refusal is not counted as a 503 sent.
+    pub fn rearm(&self, ip: IpAddr) {
+        crate::endpoint::lock(&self.limiter).rearm(ip);
+        self.refused.fetch_sub(1, Ordering::Relaxed);
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn stats(&self) -> FloodStats {
         FloodStats {
             refused: self.refused.load(Ordering::Relaxed),
@@ -247,6 +263,26 @@ mod tests {
             assert_eq!(l.check(a, t2), Verdict::Pass);
         }
         assert!(matches!(l.check(a, t2), Verdict::Refuse { .. }));
+    }
+
+    #[test]
+    fn an_unanswerable_message_over_the_limit_passes_the_503_on() {
+        let t0 = Instant::now();
+        let mut l = Limiter::new(
+            RateLimit {
+                per_second: 1.0,
+                burst: 2,
+            },
+            100,
+        );
+        let a = ip("192.0.2.9");
+        assert_eq!(l.check(a, t0), Verdict::Pass);
+        assert_eq!(l.check(a, t0), Verdict::Pass);
+        assert!(matches!(l.check(a, t0), Verdict::Refuse { .. }));
+        // That message was garbage: no 503 could be built from it.
+        l.rearm(a);
+        assert!(matches!(l.check(a, t0), Verdict::Refuse { .. }));
+        assert_eq!(l.check(a, t0), Verdict::Drop);
     }
 
     #[test]
