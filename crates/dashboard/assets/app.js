@@ -57,6 +57,37 @@
     });
   }
 
+  // Agent page: the voice preview speaks what the form holds now (unsaved edits included).
+  // Without this script the link plays the saved greeting.
+  var preview = document.getElementById("preview");
+  var previewPlayer = document.getElementById("preview-player");
+  var previewStatus = document.getElementById("preview-status");
+  if (preview && previewPlayer) {
+    var val = function (id) { var e = document.getElementById(id); return e ? e.value : ""; };
+    preview.addEventListener("click", function (e) {
+      e.preventDefault();
+      var q = new URLSearchParams({ text: val("initial_message"), voice: val("voice"), language: val("language") });
+      var url = preview.getAttribute("href") + "?" + q.toString();
+      previewStatus.textContent = "Making the preview…";
+      previewPlayer.hidden = false;
+      previewPlayer.src = url;
+      previewPlayer.play().catch(function () {});
+    });
+    previewPlayer.addEventListener("loadedmetadata", function () {
+      previewStatus.textContent = "Preview ready: " + previewPlayer.duration.toFixed(1) + " s.";
+    });
+    // The audio element does not say why it failed: ask the server for its error message.
+    previewPlayer.addEventListener("error", function () {
+      if (!previewPlayer.src) return;
+      fetch(previewPlayer.src, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? null : r.json(); })
+        .then(function (j) {
+          previewStatus.textContent = "No preview: " + (j && j.message ? j.message : "the audio could not be played.");
+        })
+        .catch(function () { previewStatus.textContent = "No preview: the server could not be reached."; });
+    });
+  }
+
   // Stereo recording as two waveform lanes (caller top, agent bottom), decoded in the
   // browser; the line follows playback and a click seeks. Decorative: the transcript and the
   // player carry the same information for assistive technology.
