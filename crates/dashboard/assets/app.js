@@ -25,6 +25,27 @@
     }, 3000);
   }
 
+  // A live call's page follows the call: when its status changes (answered, ended) the page
+  // reloads, bringing the actions and the recording that fit the new state.
+  var summary = document.querySelector("dl.summary[data-live-status]");
+  if (summary) {
+    var checking = false;
+    setInterval(function () {
+      if (checking || document.visibilityState !== "visible") return;
+      checking = true;
+      fetch(location.pathname, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (html === null) return;
+          var now = new DOMParser().parseFromString(html, "text/html").querySelector("dl.summary");
+          var st = now ? now.getAttribute("data-live-status") : null;
+          if (st !== summary.getAttribute("data-live-status")) location.reload();
+        })
+        .catch(function () {})
+        .then(function () { checking = false; });
+    }, 2000);
+  }
+
   // Transcript follows the recording: the current turn is highlighted (and scrolled into
   // view); clicking a turn seeks the player to it.
   var player = document.getElementById("player");

@@ -723,8 +723,16 @@ async fn try_agents_in_the_browser(app: &TestApp, b: &Browser) {
     );
     let id = test_call_from_the_page(b, &base, &sales, "+14155550201").await;
     assert!(b.text().await.contains("Sales line"));
-    wait_call(app, &id, "answered", |c| c["status"] == "in_progress").await;
-    b.go(&format!("{base}/calls/{id}")).await;
+    // The page follows the live call: once answered it offers the transfer form.
+    b.wait_for(
+        "the call page to follow the answer",
+        "return document.getElementById('transfer-to') !== null",
+    )
+    .await;
+    assert_eq!(
+        wait_call(app, &id, "answered", |c| c["status"] == "in_progress").await["status"],
+        "in_progress"
+    );
     b.screenshot("call-live").await;
     b.axe("/calls/{id} (live)").await;
     b.click("#hangup").await;
@@ -750,8 +758,11 @@ async fn try_agents_in_the_browser(app: &TestApp, b: &Browser) {
         &[],
     );
     let id = test_call_from_the_page(b, &base, &desk, "+14155550202").await;
-    wait_call(app, &id, "answered", |c| c["status"] == "in_progress").await;
-    b.go(&format!("{base}/calls/{id}")).await;
+    b.wait_for(
+        "the transfer form of the answered call",
+        "return document.getElementById('transfer-to') !== null",
+    )
+    .await;
     b.type_into("#transfer-to", "+15550008888").await;
     b.click("form.transfer button[type=submit]").await;
     assert_eq!(
@@ -774,6 +785,8 @@ async fn try_agents_in_the_browser(app: &TestApp, b: &Browser) {
         true,
         "the agent page scrolls sideways at phone width"
     );
+    b.js("document.getElementById('try-h').scrollIntoView(); return true")
+        .await;
     b.screenshot("agent-phone").await;
     b.cmd(
         "POST",
