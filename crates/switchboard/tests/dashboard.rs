@@ -633,12 +633,22 @@ async fn agent_on_sipp(app: &TestApp, name: &str, number: &str, port: u16) -> St
     agent
 }
 
-/// Places a test call from the agent page (the form, as a user would) and returns the new
-/// call's id from the page the browser lands on.
-async fn test_call_from_the_page(b: &Browser, base: &str, agent: &str, to: &str) -> String {
+/// Places a test call from the agent page (the form, as a user would: a click on the button,
+/// or Enter in the field) and returns the new call's id from the page the browser lands on.
+async fn test_call_from_the_page(
+    b: &Browser,
+    base: &str,
+    agent: &str,
+    to: &str,
+    keyboard: bool,
+) -> String {
     b.go(&format!("{base}/agents/{agent}")).await;
-    b.type_into("#test-to", to).await;
-    b.click("#test-call").await;
+    if keyboard {
+        b.type_into("#test-to", &format!("{to}\u{E007}")).await;
+    } else {
+        b.type_into("#test-to", to).await;
+        b.click("#test-call").await;
+    }
     let u = b
         .wait_url("the new call's page", |u| {
             u.starts_with(&format!("{base}/calls/")) && u.len() > base.len() + 20
@@ -721,7 +731,7 @@ async fn try_agents_in_the_browser(app: &TestApp, b: &Browser) {
         17980,
         &[],
     );
-    let id = test_call_from_the_page(b, &base, &sales, "+14155550201").await;
+    let id = test_call_from_the_page(b, &base, &sales, "+14155550201", false).await;
     assert!(b.text().await.contains("Sales line"));
     // The page follows the live call: once answered it offers the transfer form.
     b.wait_for(
@@ -757,7 +767,7 @@ async fn try_agents_in_the_browser(app: &TestApp, b: &Browser) {
         17981,
         &[],
     );
-    let id = test_call_from_the_page(b, &base, &desk, "+14155550202").await;
+    let id = test_call_from_the_page(b, &base, &desk, "+14155550202", true).await;
     b.wait_for(
         "the transfer form of the answered call",
         "return document.getElementById('transfer-to') !== null",
