@@ -85,6 +85,11 @@
   var previewStatus = document.getElementById("preview-status");
   if (preview && previewPlayer) {
     var val = function (id) { var e = document.getElementById(id); return e ? e.value : ""; };
+    // With this script the link acts in place: announced and operated as a button (Space too).
+    preview.setAttribute("role", "button");
+    preview.addEventListener("keydown", function (e) {
+      if (e.key === " ") { e.preventDefault(); preview.click(); }
+    });
     preview.addEventListener("click", function (e) {
       e.preventDefault();
       var q = new URLSearchParams({ text: val("initial_message"), voice: val("voice"), language: val("language") });

@@ -704,6 +704,14 @@ async fn try_agents_in_the_browser(app: &TestApp, b: &Browser) {
     .await;
     b.screenshot("agent-preview").await;
     b.axe("/agents/{id} with a preview").await;
+    // Too long a greeting: the server's reason is shown, not a silent player.
+    b.type_into("#initial_message", &"la ".repeat(110)).await;
+    b.click("#preview").await;
+    b.wait_for(
+        "the preview's error",
+        "return document.getElementById('preview-status').innerText.includes('at most 300 characters')",
+    )
+    .await;
 
     // A bad number: explained beside the field, nothing placed.
     b.type_into("#test-to", "12345").await;
