@@ -4,9 +4,11 @@
 //! too) takes a token from that source IP's bucket, refilled at `per_second` up to
 //! `burst`. A source with an empty bucket is first answered `503 Service Unavailable`
 //! with `Retry-After` (RFC 3261 §21.5.4, §20.33: the overload answer a UAC backs off
-//! from), then ignored for as long as it keeps exceeding: answering a flood would
-//! double its cost to us. Once its bucket is full again (it slowed down for
-//! `burst / per_second` seconds) the next excess gets a 503 again.
+//! from), then ignored for as long as it keeps exceeding (what it sends meanwhile keeps
+//! draining its bucket, so the refill lets nothing of a sustained flood through):
+//! answering a flood would double its cost to us. A source that slows below the rate
+//! earns tokens back and is served again; once its bucket is full again the next excess
+//! gets a 503 again.
 //!
 //! Exempt sources (the configured trunks, `--sip-trusted`) are never counted. The
 //! decision ([`Limiter::check`]) is a pure function of the time it is given.
@@ -128,6 +130,11 @@ impl Limiter {
             return Verdict::Pass;
         }
         if b.refused {
+            // Silence while it keeps exceeding: what it sends over the limit keeps draining
+            // its bucket (down to -burst), so a source flooding above the rate is never let
+            // through on the refill; it is served again once it stays under the rate long
+            // enough to earn tokens back (at most 2 × burst / rate seconds of quiet).
+            b.tokens = (b.tokens - 1.0).max(-burst);
             return Verdict::Drop;
         }
         b.refused = true;
@@ -251,14 +258,15 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(l.check(a, t0), Verdict::Drop);
         }
-        // 100 ms later one token is back: served again, but still no new 503.
+        // 100 ms later one token was earned, but the drops drained the bucket: a source
+        // that keeps exceeding stays silenced, and gets no new 503.
         let t1 = t0 + Duration::from_millis(100);
-        assert_eq!(l.check(a, t1), Verdict::Pass);
+        assert_eq!(l.check(a, t1), Verdict::Drop);
         assert_eq!(l.check(a, t1), Verdict::Drop);
         // Another source is not affected.
         assert_eq!(l.check(ip("192.0.2.2"), t1), Verdict::Pass);
         // Quiet long enough for a full bucket: the whole burst, and a 503 re-armed.
-        let t2 = t1 + Duration::from_secs(1);
+        let t2 = t1 + Duration::from_millis(1100);
         for _ in 0..5 {
             assert_eq!(l.check(a, t2), Verdict::Pass);
         }

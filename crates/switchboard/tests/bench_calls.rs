@@ -104,8 +104,10 @@ async fn live_calls_survive_a_sip_flood() {
     assert!(f.api_samples > 50, "{f:?}");
     assert_eq!(f.api_errors, 0, "{f:?}");
     assert!(f.own_503_with_retry_after >= 1, "{f:?}");
-    // 200/s against a limit of 50/s (burst 100): about a third is let through.
-    assert!(f.own_answered_requests * 2 < f.own_sent, "throttled: {f:?}");
+    // 200/s against a limit of 50/s (burst 100): the burst, one 503, then silence while it
+    // keeps exceeding.
+    assert!(f.own_answered_requests <= 110, "throttled: {f:?}");
+    assert!(f.own_sent > 1000, "{f:?}");
 }
 
 /// A short soak: calls cycle (answered, recorded, hung up, replaced) and afterwards every
