@@ -247,8 +247,9 @@ const TONE_MIN_POWER: f32 = 1e-5;
 /// Shortest tone reported (the 150 ms; see [`ToneDetector`] for the 20 ms slack).
 const TONE_MIN_HELD_MS: u64 = 140;
 /// Against a learned noise floor, a tone must add at least this share of the noise's power to
-/// the frame (-6 dB): the sum over ~150 independent bins of noise alone varies by about 10 %,
-/// so a noise-only frame crosses it about once in 200, never for 7 frames at one frequency.
+/// the frame (-6 dB): the band's power sums ~150 independent bins, so noise alone varies by
+/// about 10 % and rarely crosses it in one frame, let alone in 7 at one frequency (unit tests
+/// `weak_beeps_stand_out_of_a_learned_noise_floor`, `speech_in_noise_has_no_beeps`).
 const TONE_MIN_EXCESS: f32 = 0.25;
 /// ... and stand this far above the noise in its own lobe (6 dB).
 const TONE_MIN_LOBE_SNR: f32 = 4.0;
@@ -324,7 +325,7 @@ pub struct ToneDetector {
     scratch: Vec<Complex<f32>>,
     run: Option<ToneRun>,
     last_tonal: Option<(f32, f32)>,
-    /// Power per bin of the last window (bins `spec_lo..`).
+    /// Power per bin of the last window, 100-3900 Hz.
     spec: Vec<f32>,
     /// The line's stationary noise per bin (same bins), learned from frames without speech or
     /// tone; `None` until the first such frame.
