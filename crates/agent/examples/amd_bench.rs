@@ -198,7 +198,12 @@ fn report(mode: &str, samples: &[Sample], outcomes: &[Outcome]) {
         .filter(|(s, o)| {
             let got = o.decision.as_ref().map(|d| d.answered_by);
             match s.truth {
-                Truth::Human => got != Some(AnsweredBy::Human),
+                // A short opener must also be decided within 2.5 s of answer (the goal).
+                Truth::Human => {
+                    got != Some(AnsweredBy::Human)
+                        || (amd_corpus_short_opener(s)
+                            && o.decision.as_ref().is_some_and(|d| d.decision_ms > 2500))
+                }
                 Truth::MachineBeep | Truth::MachineSilence => {
                     !got.is_some_and(AnsweredBy::is_machine) || !greeting_end_ok(s, o)
                 }
