@@ -279,6 +279,30 @@ impl Bench {
         })
     }
 
+    /// The server set up for `n` concurrent calls of `--seconds` to the sipp UAS on
+    /// `--sipp-port`, and that UAS's scenario (a tone for the call's length, then BYE).
+    pub(crate) async fn with_tone_peer(
+        args: &BenchCallsArgs,
+        sip_port: u16,
+        data_dir: &Path,
+        n: usize,
+    ) -> anyhow::Result<(Bench, PathBuf)> {
+        let bench = Bench::start(args, sip_port, data_dir, (n as i64) * 2 + 10).await?;
+        bench
+            .setup(args.sipp_port, "+15550001111", args.seconds + 120)
+            .await?;
+        let tone = data_dir.join("tone.ulaw");
+        write_tone(&tone, args.seconds)?;
+        let scen = data_dir.join("bench_uas.xml");
+        std::fs::write(
+            &scen,
+            TONE_SCENARIO
+                .replace("TONE_FILE", &tone.display().to_string())
+                .replace("HOLD_MS", &(args.seconds * 1000).to_string()),
+        )?;
+        Ok((bench, scen))
+    }
+
     pub(crate) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let r = self
             .client
@@ -518,21 +542,7 @@ async fn run_level(
     if nofile < (n as u64) * 6 + 256 {
         eprintln!("warning: open-files limit {nofile} may be too low for {n} calls (ulimit -n)");
     }
-    let bench = Bench::start(args, sip_port, data_dir, (n as i64) * 2 + 10).await?;
-    bench
-        .setup(args.sipp_port, "+15550001111", args.seconds + 120)
-        .await?;
-
-    // sipp: one UAS for all the calls of the level.
-    let tone = data_dir.join("tone.ulaw");
-    write_tone(&tone, args.seconds)?;
-    let scen = data_dir.join("bench_uas.xml");
-    std::fs::write(
-        &scen,
-        TONE_SCENARIO
-            .replace("TONE_FILE", &tone.display().to_string())
-            .replace("HOLD_MS", &(args.seconds * 1000).to_string()),
-    )?;
+    let (bench, scen) = Bench::with_tone_peer(args, sip_port, data_dir, n).await?;
     let (mut sipp, stat) = spawn_sipp_uas(
         &scen,
         data_dir,

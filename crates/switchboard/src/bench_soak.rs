@@ -6,9 +6,7 @@
 //! final and every recording must decode to the length it claims. Prints figures, asserts
 //! nothing (the exit code is non-zero only when the bench itself fails).
 
-use crate::bench_calls::{
-    raise_nofile, rss_kib, spawn_sipp_uas, write_tone, Bench, BenchCallsArgs, TONE_SCENARIO,
-};
+use crate::bench_calls::{raise_nofile, rss_kib, spawn_sipp_uas, Bench, BenchCallsArgs};
 use futures::StreamExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -90,19 +88,7 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
     let dir = root.join("soak");
     std::fs::create_dir_all(&dir)?;
     raise_nofile();
-    let bench = Bench::start(args, args.sip_port, &dir, (n as i64) * 2 + 10).await?;
-    bench
-        .setup(args.sipp_port, "+15550001111", args.seconds + 120)
-        .await?;
-    let tone = dir.join("tone.ulaw");
-    write_tone(&tone, args.seconds)?;
-    let scen = dir.join("bench_uas.xml");
-    std::fs::write(
-        &scen,
-        TONE_SCENARIO
-            .replace("TONE_FILE", &tone.display().to_string())
-            .replace("HOLD_MS", &(args.seconds * 1000).to_string()),
-    )?;
+    let (bench, scen) = Bench::with_tone_peer(args, args.sip_port, &dir, n).await?;
     let soak = Duration::from_secs(args.soak_seconds);
     let (mut sipp, _stat) = spawn_sipp_uas(
         &scen,
