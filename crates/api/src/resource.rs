@@ -159,6 +159,16 @@ fn write_error(e: StoreError, what: &str) -> ApiError {
     }
 }
 
+/// A JSON integer, also written with a zero fraction (`5.0`), as JSON Schema's `integer`
+/// counts it.
+pub fn json_int(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|x| x.fract() == 0.0 && x.abs() < 9.0e15)
+            .map(|x| x as i64)
+    })
+}
+
 pub(crate) fn to_json<T: Serialize>(t: &T) -> Value {
     serde_json::to_value(t).unwrap_or(Value::Null)
 }
@@ -213,7 +223,7 @@ impl Obj {
         match self.0.get(k) {
             None => Ok(None),
             Some(Value::Null) => Ok(Some(None)),
-            Some(v) => match v.as_i64() {
+            Some(v) => match json_int(v) {
                 Some(n) if (min..=max).contains(&n) => Ok(Some(Some(n))),
                 _ => Err(ApiError::bad_request(format!(
                     "{k} must be an integer between {min} and {max}"
@@ -279,6 +289,7 @@ pub struct PageQuery {
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The `cursor` of the previous page, unchanged.
+    #[param(pattern = r"^s1\.[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 
