@@ -180,6 +180,14 @@ async fn openapi_document_and_reference_page() {
         }
     }
     assert!(operations >= 61, "{operations} operations");
+    assert_eq!(
+        doc["paths"]["/v1/agents"]["post"]["summary"],
+        "Create an agent"
+    );
+    assert_eq!(
+        doc["paths"]["/v1/sip-trunks/{id}"]["get"]["summary"],
+        "Get a SIP trunk"
+    );
     // The dashboard's HTML pages are said to be left out, and are.
     assert!(doc["info"]["description"]
         .as_str()

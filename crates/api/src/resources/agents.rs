@@ -83,7 +83,7 @@ async fn check_webhook_url(s: &AppState, p: &AgentPatch) -> ApiResult<()> {
 
 crate::resource::resource_endpoints! {
     resource: Agents, tag: "agents", path: "/v1/agents", item: "/v1/agents/{id}",
-    one: "agent", many: "agents",
+    one: "an" "agent", many: "agents",
     schema: Agent, input: AgentInput, list: AgentList { agents },
     handlers: list_agents, create_agent, get_agent, update_agent, delete_agent,
 }

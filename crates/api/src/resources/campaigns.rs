@@ -39,7 +39,7 @@ impl Resource for Campaigns {
 
 crate::resource::resource_endpoints! {
     resource: Campaigns, tag: "campaigns", path: "/v1/campaigns", item: "/v1/campaigns/{id}",
-    one: "campaign", many: "campaigns",
+    one: "a" "campaign", many: "campaigns",
     schema: Campaign, input: CampaignInput, list: CampaignList { campaigns },
     handlers: list_campaigns, create_campaign, get_campaign, update_campaign, delete_campaign,
 }

@@ -52,7 +52,7 @@ impl Resource for Contacts {
 
 crate::resource::resource_endpoints! {
     resource: Contacts, tag: "contacts", path: "/v1/contacts", item: "/v1/contacts/{id}",
-    one: "contact", many: "contacts",
+    one: "a" "contact", many: "contacts",
     schema: Contact, input: ContactInput, list: ContactList { contacts },
     handlers: list_contacts, create_contact, get_contact, update_contact, delete_contact,
 }

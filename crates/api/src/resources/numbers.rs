@@ -38,7 +38,7 @@ impl Resource for Numbers {
 
 crate::resource::resource_endpoints! {
     resource: Numbers, tag: "phone-numbers", path: "/v1/phone-numbers",
-    item: "/v1/phone-numbers/{id}", one: "phone number", many: "phone numbers",
+    item: "/v1/phone-numbers/{id}", one: "a" "phone number", many: "phone numbers",
     schema: PhoneNumber, input: PhoneNumberInput, list: PhoneNumberList { phone_numbers },
     handlers: list_numbers, create_number, get_number, update_number, delete_number,
 }

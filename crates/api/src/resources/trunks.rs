@@ -124,7 +124,7 @@ impl Resource for Trunks {
 
 crate::resource::resource_endpoints! {
     resource: Trunks, tag: "sip-trunks", path: "/v1/sip-trunks", item: "/v1/sip-trunks/{id}",
-    one: "SIP trunk", many: "SIP trunks",
+    one: "a" "SIP trunk", many: "SIP trunks",
     schema: SipTrunk, input: SipTrunkInput, list: SipTrunkList { sip_trunks },
     handlers: list_trunks, create_trunk, get_trunk, update_trunk, delete_trunk,
 }
