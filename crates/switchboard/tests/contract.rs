@@ -130,4 +130,72 @@ async fn contract(db: Db) {
     assert_eq!(app.get("/healthz").await.status(), 200);
 }
 
-both!(contract);
+/// What the contract run found, each pinned by a plain request: values the document admits
+/// are accepted, and checks across values answer 422, not 400.
+async fn found_by_the_contract(db: Db) {
+    let app = TestApp::spawn_with(db, hold_calls).await;
+    let status = |r: reqwest::Response| r.status().as_u16();
+    // Two tools of one name: each valid, together not.
+    let dup =
+        serde_json::json!({"name": "dup", "tools": [{"type": "end_call"}, {"type": "end_call"}]});
+    assert_eq!(status(app.post_json("/v1/agents", &dup).await), 422);
+    let agent = app
+        .post_json("/v1/agents", &serde_json::json!({"name": "a"}))
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .expect("agent");
+    // `30.0` is the integer 30 (JSON Schema's `integer`).
+    let call =
+        serde_json::json!({"to": "+14155550100", "agent_id": agent["id"], "ring_timeout": 30.0});
+    assert_eq!(status(app.post_json("/v1/call", &call).await), 201);
+    assert_eq!(status(app.post_json("/v1/call", &call).await), 201);
+    let call =
+        serde_json::json!({"to": "+14155550100", "agent_id": agent["id"], "ring_timeout": 30.5});
+    assert_eq!(status(app.post_json("/v1/call", &call).await), 400);
+    // An empty query value is absent; a cursor is plain text, and one of another order is 422.
+    assert_eq!(status(app.get("/v1/agents?cursor=&limit=").await), 200);
+    let page = app
+        .get("/v1/calls?limit=1&order_by=started_at")
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .expect("page");
+    let cursor = page["cursor"].as_str().unwrap_or("");
+    assert!(cursor.starts_with("c1.started_at.desc."), "{page}");
+    assert_eq!(
+        status(app.get(&format!("/v1/calls?cursor={cursor}")).await),
+        422
+    );
+    // pageno stops where int64 does.
+    assert_eq!(
+        status(app.get("/api/v1/agents?pageno=9223372036854775808").await),
+        400
+    );
+    assert_eq!(
+        status(app.get("/api/v1/agents?pageno=9223372036854775807").await),
+        200
+    );
+    // A webhook endpoint: `enabled` must be a boolean (and nothing is created otherwise);
+    // the description's limit counts characters, not bytes.
+    let bad =
+        serde_json::json!({"url": "http://hooks.example/x", "events": ["*"], "enabled": "no"});
+    assert_eq!(
+        status(app.post_json("/v1/webhook-endpoints", &bad).await),
+        400
+    );
+    let list = app
+        .get("/v1/webhook-endpoints")
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .expect("list");
+    assert_eq!(list["num_items"], 0, "{list}");
+    let ok = serde_json::json!({"url": "http://hooks.example/x", "events": ["*"], "description": "é".repeat(1000)});
+    assert_eq!(
+        status(app.post_json("/v1/webhook-endpoints", &ok).await),
+        201
+    );
+}
+
+both!(contract, found_by_the_contract);
