@@ -497,7 +497,29 @@ pub(crate) async fn create_agent(
         fields.insert("system_prompt".into(), Value::String(breakdown));
     }
     // voice {provider, voice_id} and model {model} also name our voice and LLM model; the
-    // objects themselves stay in settings with everything else.
+    // objects themselves stay in settings with everything else. Their named fields are
+    // checked: a voice_id that is not a string would otherwise be kept and never used.
+    for (obj, fields) in [
+        ("voice", &["provider", "voice_id"][..]),
+        ("model", &["model"][..]),
+    ] {
+        match m.get(obj) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(o)) => {
+                for f in fields {
+                    if !matches!(o.get(*f), None | Some(Value::Null) | Some(Value::String(_))) {
+                        return Err(ApiError::bad_request(format!("{obj}.{f} must be a string")));
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "{obj} must be an object ({})",
+                    fields.join(", ")
+                )))
+            }
+        }
+    }
     if let Some(v) = m
         .get("voice")
         .and_then(|v| v.get("voice_id"))

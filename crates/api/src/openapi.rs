@@ -285,7 +285,7 @@ fn raw_parts() -> Vec<(&'static str, Value)> {
         "/components/schemas/SipTrunkInput/properties/inbound_sources",
         crate::resources::trunks::ip_list(),
     ));
-    for s in ["CreateCallBody", "ContextBody"] {
+    for s in ["CreateCallBody", "ContextBody", "CallV1"] {
         let p: &'static str =
             Box::leak(format!("/components/schemas/{s}/properties/context").into_boxed_str());
         v.push((p, object_or_string()));

@@ -68,7 +68,13 @@ fn links() -> Vec<Link> {
             v.push(by_id(from, status, "get_agent"));
             v.push(by_id(from, status, "update_agent"));
         }
+        // Flyflow's ?id= operations only from Flyflow's own create: a tester that saw the agent
+        // deleted through /v1/agents/{id} cannot tell that /v1/agent?id= names the same one
+        // (schemathesis matches deletions by path), and would take the 404 for a lost agent.
         for to in ["flyflow_get_agent", "flyflow_delete_agent"] {
+            if from == "create_agent" {
+                continue;
+            }
             v.push(Link {
                 from,
                 status,
@@ -89,7 +95,20 @@ fn links() -> Vec<Link> {
             status,
             to: "create_call",
             params: &[],
-            body: Some(|| json!({"to": "+14155550100", "agent_id": "$response.body#/id"})),
+            // Every field named: a generated value beside the link's (a random campaign or
+            // caller-ID number) would make the call a 404 and the link useless.
+            body: Some(|| {
+                json!({
+                    "to": "+14155550100",
+                    "agent_id": "$response.body#/id",
+                    "from": "",
+                    "campaign_id": null,
+                    "context": {"plan": "gold"},
+                    "metadata": null,
+                    "user_speaks_first": false,
+                    "ring_timeout": 30
+                })
+            }),
         });
     }
     // A call: every operation on it, in each dialect.
@@ -105,13 +124,7 @@ fn links() -> Vec<Link> {
     ] {
         v.push(by_id("create_call", "201", to));
     }
-    v.push(Link {
-        from: "create_call",
-        status: "201",
-        to: "get_call_by_query",
-        params: &[("query.id", "$response.body#/id")],
-        body: None,
-    });
+
     v.push(Link {
         from: "create_call",
         status: "201",
@@ -119,13 +132,7 @@ fn links() -> Vec<Link> {
         params: &[("query.call_id", "$response.body#/id")],
         body: None,
     });
-    v.push(Link {
-        from: "create_call",
-        status: "201",
-        to: "set_context",
-        params: &[],
-        body: Some(|| json!({"id": "$response.body#/id", "context": {"plan": "gold"}})),
-    });
+
     // Webhook endpoints.
     for to in [
         "get_endpoint",
@@ -151,6 +158,23 @@ fn links() -> Vec<Link> {
         to: "omnidim_dispatch_call",
         params: &[],
         body: Some(|| json!({"agent_id": "$response.body#/id", "to_number": "+14155550100"})),
+    });
+    // The operations that take a call's id in the query or the body are linked from here, not
+    // from POST /v1/call: a tester cannot tell they name the call a DELETE /v1/call/{id}
+    // removed (see above).
+    v.push(Link {
+        from: "omnidim_dispatch_call",
+        status: "200",
+        to: "get_call_by_query",
+        params: &[("query.id", "$response.body#/call_log_id")],
+        body: None,
+    });
+    v.push(Link {
+        from: "omnidim_dispatch_call",
+        status: "200",
+        to: "set_context",
+        params: &[],
+        body: Some(|| json!({"id": "$response.body#/call_log_id", "context": {"plan": "gold"}})),
     });
     for to in ["omnidim_get_call_log", "get_call", "agentvoice_get_call"] {
         v.push(Link {

@@ -783,6 +783,7 @@ pub mod schema {
         pub client_number: String,
         pub from_number: Option<String>,
         pub to_number: Option<String>,
+        /// A JSON object or a string, as given (see `openapi::raw_parts`).
         #[schema(value_type = Option<Object>)]
         pub context: Option<Value>,
         #[schema(value_type = Option<Object>)]
