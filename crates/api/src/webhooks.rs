@@ -48,6 +48,19 @@ pub fn routes() -> Router<AppState> {
 
 const FIELDS: &[&str] = &["url", "events", "description", "enabled"];
 
+/// An endpoint id from the path: a UUID (anything else is a 400 before the store sees it;
+/// PostgreSQL refuses some strings, e.g. with a NUL, outright).
+fn endpoint_id(s: &str) -> ApiResult<String> {
+    uuid::Uuid::parse_str(s.trim())
+        .map(|u| u.to_string())
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "webhook endpoint id must be a UUID, got {:?}",
+                s.chars().take(64).collect::<String>()
+            ))
+        })
+}
+
 fn object(v: Value, allowed: &[&str]) -> ApiResult<Map<String, Value>> {
     let Value::Object(m) = v else {
         return Err(ApiError::bad_request("request body must be a JSON object"));
@@ -206,6 +219,7 @@ pub(crate) async fn list_endpoints(
     params(("id" = uuid::Uuid, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The endpoint", body = schema::WebhookEndpoint),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorBody),
         (status = 404, description = "Endpoint not found", body = crate::error::ErrorBody)
     )
 )]
@@ -214,6 +228,7 @@ pub(crate) async fn get_endpoint(
     Org(org): Org,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    let id = endpoint_id(&id)?;
     let ep = s
         .store
         .get_webhook_endpoint(org, &id)
@@ -242,6 +257,7 @@ pub(crate) async fn update_endpoint(
     Path(id): Path<String>,
     b: JsonBody<Value>,
 ) -> ApiResult<Response> {
+    let id = endpoint_id(&id)?;
     let m = object(b.value, FIELDS)?;
     let mut p = WebhookEndpointPatch::default();
     if let Some(v) = m.get("url") {
@@ -274,6 +290,7 @@ pub(crate) async fn update_endpoint(
     params(("id" = uuid::Uuid, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "Deleted", body = crate::resource::Deleted),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorBody),
         (status = 404, description = "Endpoint not found", body = crate::error::ErrorBody)
     )
 )]
@@ -282,6 +299,7 @@ pub(crate) async fn delete_endpoint(
     Org(org): Org,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    let id = endpoint_id(&id)?;
     s.store
         .delete_webhook_endpoint(org, &id)
         .await
@@ -296,6 +314,7 @@ pub(crate) async fn delete_endpoint(
     params(("id" = uuid::Uuid, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The new secret", body = schema::RotatedSecret),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorBody),
         (status = 404, description = "Endpoint not found", body = crate::error::ErrorBody)
     )
 )]
@@ -304,6 +323,7 @@ pub(crate) async fn rotate_secret(
     Org(org): Org,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    let id = endpoint_id(&id)?;
     let secret = s
         .store
         .rotate_webhook_secret(org, &id)
@@ -341,6 +361,7 @@ pub(crate) async fn list_deliveries(
     Path(id): Path<String>,
     q: QueryMap,
 ) -> ApiResult<Response> {
+    let id = endpoint_id(&id)?;
     let before = q.opt("cursor", decode_seq_cursor)?;
     let limit = q
         .opt("limit", |v| parse_limit("limit", v, 100))?
@@ -381,6 +402,7 @@ pub(crate) async fn retry_delivery(
     Org(org): Org,
     Path((id, event)): Path<(String, String)>,
 ) -> ApiResult<Response> {
+    let id = endpoint_id(&id)?;
     let seq = event_seq("event id", &event)?;
     s.store
         .get_webhook_endpoint(org, &id)
@@ -413,6 +435,7 @@ pub(crate) async fn agent_secret(
     Org(org): Org,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    let id = endpoint_id(&id)?;
     let agent: AgentId = id.parse()?;
     let secret = s
         .store

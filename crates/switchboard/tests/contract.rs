@@ -7,7 +7,9 @@
 //! `--seed`) so each backend takes well under two minutes.
 //!
 //! schemathesis comes from the test venv (`SWITCHBOARD_TEST_VENV`, pinned in
-//! `scripts/requirements-test.txt`); its settings are in `contract/schemathesis.toml`.
+//! `scripts/requirements-test.txt`); its settings are in `contract/schemathesis.toml`, and
+//! `contract/safety_hooks.py` keeps generated trunks and webhook URLs from sending anything
+//! off this machine (a trunk's `register` is turned off, numeric hosts point at loopback).
 //! The server listens on port 0 (no fixed ports). It holds dispatched calls in the queue
 //! (nothing is dialed) and lets webhook URLs name any host (`--webhook-allow-private`, as
 //! every test server does): whether a host resolves to a public address is the DNS's answer,
@@ -40,6 +42,13 @@ fn schemathesis() -> PathBuf {
 }
 
 async fn contract(db: Db) {
+    // The server's warnings and errors go to the test's output: a 5xx schemathesis reports
+    // comes with the error the server logged for it.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_ansi(false)
+        .with_test_writer()
+        .try_init();
     let app = TestApp::spawn_with(db, hold_calls).await;
     let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/contract/schemathesis.toml");
     let report_dir = app.data_dir.join("schemathesis-report");
@@ -72,6 +81,9 @@ async fn contract(db: Db) {
         .args(["--generation-with-security-parameters", "false"])
         .arg("--report-dir")
         .arg(&report_dir)
+        // Keeps the server from reaching anything off this machine (see the module's text).
+        .env("PYTHONPATH", config.parent().expect("contract dir"))
+        .env("SCHEMATHESIS_HOOKS", "safety_hooks")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -199,6 +211,26 @@ async fn found_by_the_contract(db: Db) {
     assert_eq!(
         status(app.post_json("/v1/webhook-endpoints", &ok).await),
         201
+    );
+    // A NUL character in any string is a 400 on both backends (PostgreSQL refuses to store
+    // one: it was a 500 there), and so is an endpoint id that is not a UUID.
+    let nul = serde_json::json!({"name": "t", "host": "pbx.example", "password": "a\u{0}b"});
+    let r = app.post_json("/v1/sip-trunks", &nul).await;
+    assert_eq!(r.status(), 400);
+    let v = r.json::<serde_json::Value>().await.expect("error body");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("password must not contain NUL"),
+        "{v}"
+    );
+    let nul_key = serde_json::json!({"name": "t", "settings": {"a\u{0}": 1}});
+    assert_eq!(status(app.post_json("/v1/agents", &nul_key).await), 400);
+    assert_eq!(status(app.get("/v1/webhook-endpoints/%00").await), 400);
+    assert_eq!(
+        status(app.get("/v1/webhook-endpoints/not-an-id").await),
+        400
     );
 }
 
