@@ -40,6 +40,8 @@ const DOCS_HTML: &str = include_str!("docs.html");
             request whose values are each valid but cannot be served together or in the \
             current state (an id that does not exist, an Idempotency-Key reused with another \
             body, `from` later than `to`, a cursor of another order, two tools of one name). \
+            No string, in a body or a parameter, may contain the NUL character (U+0000): it is a \
+            400 (PostgreSQL cannot store it). \
             Every operation may answer 503 with `Retry-After` while the database is unreachable."
     ),
     paths(

@@ -79,6 +79,10 @@ async fn contract(db: Db) {
         // x-api-key / x-organization-id values would only turn them into 401s. The
         // `ignored_auth` check still sends every operation without credentials.
         .args(["--generation-with-security-parameters", "false"])
+        // No string of the API may hold U+0000 (PostgreSQL cannot store it; the API answers
+        // 400, pinned in `found_by_the_contract`): a rule of the whole document, stated in its
+        // description, that would otherwise take a pattern on every string and object key.
+        .args(["--generation-allow-x00", "false"])
         .arg("--report-dir")
         .arg(&report_dir)
         // Keeps the server from reaching anything off this machine (see the module's text).
