@@ -88,6 +88,8 @@ async fn contract(db: Db) {
         // Keeps the server from reaching anything off this machine (see the module's text).
         .env("PYTHONPATH", config.parent().expect("contract dir"))
         .env("SCHEMATHESIS_HOOKS", "safety_hooks")
+        // Its crash cache (`.schemathesis/`) goes with the test's data, not the source tree.
+        .current_dir(&app.data_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
