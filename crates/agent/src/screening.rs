@@ -279,8 +279,9 @@ mod tests {
             message: Some("Please call back.".into()),
         });
         let mut t = 0;
-        // 6 s of greeting: machine_start, but no message yet.
-        let steps = feed(&mut s, &mut t, voice(300), 0.9);
+        // 7 s of greeting without a pause: machine_start (at 6.5 s: no pause to hear its
+        // words in), but no message yet.
+        let steps = feed(&mut s, &mut t, voice(350), 0.9);
         assert!(
             steps
                 .iter()
@@ -312,13 +313,13 @@ mod tests {
             message: None,
         });
         let mut t = 0;
-        let steps = feed(&mut s, &mut t, voice(300), 0.9);
+        let steps = feed(&mut s, &mut t, voice(350), 0.9);
         assert!(steps.contains(&Step::Hangup("voicemail")), "{steps:?}");
 
         let mut c = Screening::new(Voicemail::default());
         assert!(!c.holding());
         let mut t = 0;
-        let steps = feed(&mut c, &mut t, voice(300), 0.9);
+        let steps = feed(&mut c, &mut t, voice(350), 0.9);
         assert!(
             steps.iter().all(|x| matches!(x, Step::Report(_))),
             "{steps:?}"

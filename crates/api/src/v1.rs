@@ -758,6 +758,11 @@ pub mod schema {
         pub duration_ms: Option<i64>,
         pub size_bytes: Option<i64>,
         pub sha256: Option<String>,
+        /// True when the recording stops before the call did (the recordings disk filled
+        /// up, the server stopped mid-call).
+        pub incomplete: bool,
+        /// Why it stops early; null for a recording of the whole call.
+        pub incomplete_reason: Option<String>,
     }
 
     /// A call. The light payload always has the fields up to `events`; `fields=full` and the

@@ -112,6 +112,10 @@ pub fn call_v1(call: &Call, base: &str, shape: &Shape) -> Value {
             "duration_ms": r.duration_ms,
             "size_bytes": r.size_bytes,
             "sha256": r.sha256,
+            // The recordings disk filled up, or the server stopped mid-call: the file plays
+            // up to `duration_ms`, and this says why it stops there.
+            "incomplete": r.incomplete_reason.is_some(),
+            "incomplete_reason": r.incomplete_reason,
         })),
         "events": call.details.as_ref().and_then(|d| d.events.clone()),
     }) {

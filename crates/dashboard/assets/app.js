@@ -25,6 +25,27 @@
     }, 3000);
   }
 
+  // A live call's page follows the call: when its status changes (answered, ended) the page
+  // reloads, bringing the actions and the recording that fit the new state.
+  var summary = document.querySelector("dl.summary[data-live-status]");
+  if (summary) {
+    var checking = false;
+    setInterval(function () {
+      if (checking || document.visibilityState !== "visible") return;
+      checking = true;
+      fetch(location.pathname, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (html === null) return;
+          var now = new DOMParser().parseFromString(html, "text/html").querySelector("dl.summary");
+          var st = now ? now.getAttribute("data-live-status") : null;
+          if (st !== summary.getAttribute("data-live-status")) location.reload();
+        })
+        .catch(function () {})
+        .then(function () { checking = false; });
+    }, 2000);
+  }
+
   // Transcript follows the recording: the current turn is highlighted (and scrolled into
   // view); clicking a turn seeks the player to it.
   var player = document.getElementById("player");
@@ -54,6 +75,42 @@
         player.currentTime = parseFloat(b.dataset.start);
         follow();
       });
+    });
+  }
+
+  // Agent page: the voice preview speaks what the form holds now (unsaved edits included).
+  // Without this script the link plays the saved greeting.
+  var preview = document.getElementById("preview");
+  var previewPlayer = document.getElementById("preview-player");
+  var previewStatus = document.getElementById("preview-status");
+  if (preview && previewPlayer) {
+    var val = function (id) { var e = document.getElementById(id); return e ? e.value : ""; };
+    // With this script the link acts in place: announced and operated as a button (Space too).
+    preview.setAttribute("role", "button");
+    preview.addEventListener("keydown", function (e) {
+      if (e.key === " ") { e.preventDefault(); preview.click(); }
+    });
+    preview.addEventListener("click", function (e) {
+      e.preventDefault();
+      var q = new URLSearchParams({ text: val("initial_message"), voice: val("voice"), language: val("language") });
+      var url = preview.getAttribute("href") + "?" + q.toString();
+      previewStatus.textContent = "Making the preview…";
+      previewPlayer.hidden = false;
+      previewPlayer.src = url;
+      previewPlayer.play().catch(function () {});
+    });
+    previewPlayer.addEventListener("loadedmetadata", function () {
+      previewStatus.textContent = "Preview ready: " + previewPlayer.duration.toFixed(1) + " s.";
+    });
+    // The audio element does not say why it failed: ask the server for its error message.
+    previewPlayer.addEventListener("error", function () {
+      if (!previewPlayer.src) return;
+      fetch(previewPlayer.src, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? null : r.json(); })
+        .then(function (j) {
+          previewStatus.textContent = "No preview: " + (j && j.message ? j.message : "the audio could not be played.");
+        })
+        .catch(function () { previewStatus.textContent = "No preview: the server could not be reached."; });
     });
   }
 

@@ -240,6 +240,9 @@ impl FromRequestParts<Dash> for Me {
                     tracing::error!(user = %s.user.id, role = %s.user.role, "user has an unknown role");
                     return Err(ApiError::internal().into_response());
                 };
+                // The request's trace span (see `with_layers`) names the organization, as the
+                // API's auth does for keys.
+                tracing::Span::current().record("org_id", tracing::field::display(s.user.org_id));
                 Ok(Me {
                     user: s.user,
                     role,
@@ -254,11 +257,13 @@ impl FromRequestParts<Dash> for Me {
 }
 
 /// A page asks for sign-in (303 to /login, coming back afterwards); anything else (a
-/// form post, the live rows, a recording) gets a 401.
+/// form post, the live rows, a recording, a voice preview) gets a 401.
 fn not_signed_in(parts: &Parts) -> Response {
     let path = parts.uri.path();
-    let is_page =
-        parts.method == Method::GET && !path.ends_with(".mp3") && !path.starts_with("/calls/rows");
+    let is_page = parts.method == Method::GET
+        && !path.ends_with(".mp3")
+        && !path.ends_with(".wav")
+        && !path.starts_with("/calls/rows");
     if is_page {
         let back = parts
             .uri

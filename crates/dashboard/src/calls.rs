@@ -463,7 +463,7 @@ pub async fn call_page(
     }
     let body = format!(
         r#"<div class="actions-bar">{actions}</div>
-<dl class="summary">
+<dl class="summary"{follow}>
 <dt>Status</dt><dd><span class="status s-{status}">{status_label}</span></dd>
 <dt>Number</dt><dd>{number}</dd>
 <dt>Our number</dt><dd>{ours}</dd>
@@ -480,6 +480,13 @@ pub async fn call_page(
 </div>
 {latency}{extra}"#,
         status = call.status.as_str(),
+        // A live call's page follows it (app.js reloads when the status changes: the
+        // answer brings the transfer form, the end the recording).
+        follow = if live {
+            format!(r#" data-live-status="{}""#, call.status.as_str())
+        } else {
+            String::new()
+        },
         number = esc(call.client_number.as_str()),
         ours = esc(call
             .agent_phone_number

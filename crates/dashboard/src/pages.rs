@@ -254,7 +254,18 @@ pub async fn agents(State(state): State<Dash>, me: Me) -> ApiResult<Response> {
     ))
 }
 
-fn agent_form(me: &Me, a: &Agent, notice: Option<Notice>) -> String {
+/// What was typed into the test-call form and why it was refused.
+pub struct TestCallInput<'a> {
+    pub to: &'a str,
+    pub error: &'a str,
+}
+
+pub fn agent_form(
+    me: &Me,
+    a: &Agent,
+    notice: Option<Notice>,
+    test_call: Option<TestCallInput<'_>>,
+) -> String {
     let ro = if me.can_change() { "" } else { " readonly" };
     let field = |id: &str, label: &str, v: Option<&str>| {
         format!(
@@ -267,12 +278,44 @@ fn agent_form(me: &Me, a: &Agent, notice: Option<Notice>) -> String {
     } else {
         r#"<p>You can view this agent; an owner or admin can change it.</p>"#
     };
+    // Trying the agent: the preview is for everyone (it changes nothing); the test call places
+    // a real call, so owners and admins only.
+    let call_form = if me.can_change() {
+        let (error, invalid) = match &test_call {
+            Some(t) => (
+                format!(
+                    r#"<p class="notice error" role="alert" id="test-to-error">{}</p>"#,
+                    esc(t.error)
+                ),
+                r#" aria-invalid="true" aria-describedby="test-to-error" autofocus"#,
+            ),
+            None => (String::new(), ""),
+        };
+        format!(
+            r#"<form method="post" action="/agents/{id}/call" class="card" id="test-call-form">{csrf}<h3>Place a test call</h3>
+<p class="hint">Calls the number with this agent, from a number bound to it (else through the default trunk), as <code>POST /v1/call</code> does, then opens the call.</p>{error}
+<label for="test-to">Number to call (E.164)</label><input id="test-to" name="to" type="tel" inputmode="tel" autocomplete="off" placeholder="+14155550123" required value="{to}"{invalid}>
+<button type="submit" id="test-call">Call this number</button></form>"#,
+            id = a.id,
+            csrf = csrf_field(me),
+            to = esc(test_call.as_ref().map(|t| t.to).unwrap_or("")),
+        )
+    } else {
+        r#"<p class="hint">An owner or admin can place test calls.</p>"#.to_string()
+    };
     format!(
         r#"{notice}<form method="post" action="/agents/{id}" class="card edit">{csrf}
 {name}
 <label for="system_prompt">Prompt</label><textarea id="system_prompt" name="system_prompt" rows="8"{ro}>{prompt}</textarea>
 {greeting}{voice}{language}{model}
 {save}</form>
+<section aria-labelledby="try-h"><h2 id="try-h">Try this agent</h2>
+<div class="card" id="preview-card"><h3>Voice preview</h3>
+<p class="hint">Speaks the greeting above (unsaved edits included) in the voice and language above, or a short default sentence, with this server's text-to-speech; at most {max} characters.</p>
+<p><a href="/agents/{id}/preview.wav" id="preview" class="button">Hear a voice preview</a></p>
+<audio id="preview-player" controls preload="none" aria-label="Voice preview" hidden></audio>
+<p id="preview-status" role="status" class="hint"></p></div>
+{call_form}</section>
 <section><h2>Settings</h2>{settings}</section>"#,
         notice = notice.map(|n| n.html()).unwrap_or_default(),
         id = a.id,
@@ -283,6 +326,7 @@ fn agent_form(me: &Me, a: &Agent, notice: Option<Notice>) -> String {
         voice = field("voice", "Voice", a.voice.as_deref()),
         language = field("language", "Language", a.language.as_deref()),
         model = field("llm_model", "LLM model", a.llm_model.as_deref()),
+        max = crate::try_agent::MAX_PREVIEW_CHARS,
         settings = a
             .settings
             .as_ref()
@@ -291,7 +335,7 @@ fn agent_form(me: &Me, a: &Agent, notice: Option<Notice>) -> String {
     )
 }
 
-fn agent_id(s: &str) -> Result<AgentId, ApiError> {
+pub fn agent_id(s: &str) -> Result<AgentId, ApiError> {
     AgentId::parse_param("agent id", s).map_err(|_| ApiError::not_found("Agent not found"))
 }
 
@@ -306,7 +350,7 @@ pub async fn agent_page(
         .get(me.org(), agent_id(&id)?)
         .await
         .map_err(|e| ApiError::from_store(e, "Agent"))?;
-    let body = agent_form(&me, &a, None);
+    let body = agent_form(&me, &a, None, None);
     Ok(layout(&me, "/agents", &format!("Agent {}", a.name), &body).into_response())
 }
 
@@ -346,7 +390,7 @@ pub async fn agent_save(
         .update(me.org(), id, patch)
         .await
         .map_err(|e| ApiError::from_store(e, "Agent"))?;
-    let body = agent_form(&me, &a, Some(Notice::info("Saved.")));
+    let body = agent_form(&me, &a, Some(Notice::info("Saved.")), None);
     Ok(layout(&me, "/agents", &format!("Agent {}", a.name), &body).into_response())
 }
 

@@ -96,6 +96,11 @@ pub struct RecordingMeta {
     pub duration_ms: Option<i64>,
     pub size_bytes: Option<i64>,
     pub sha256: Option<String>,
+    /// Why the recording stops before the call did (the recordings disk filled up, the server
+    /// stopped mid-call); `None` for a recording of the whole call. What was written before
+    /// plays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete_reason: Option<String>,
 }
 
 /// The heavy parts of a call: transcript, analysis, metrics, diagnostics, actions. Loaded only

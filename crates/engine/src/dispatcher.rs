@@ -2,9 +2,10 @@
 //! organization's cap, picks the trunk and caller ID, and sends the INVITE; then the call's
 //! task takes over (`call`).
 
+use crate::call::writer::retry_unavailable;
 use crate::call::CallCtx;
 use crate::engine::Inner;
-use crate::live::{add_live, org_cap, org_live, remove_live, spawn_call};
+use crate::live::{add_live, is_live, org_cap, org_live, remove_live, spawn_call};
 use crate::registrations::trunk_target;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,10 +54,10 @@ async fn fail_before_wire(inner: &Inner, id: CallId, reason: &str) {
         end_reason: Some(reason.into()),
         ..Default::default()
     };
-    if let Err(e) = inner.store.update_call(id, u).await {
+    if let Err(e) = retry_unavailable(|| inner.store.update_call(id, u.clone())).await {
         tracing::error!(call_id = %id, error = %e, "could not fail call");
     }
-    let _ = inner.store.complete_dispatch(id).await;
+    let _ = retry_unavailable(|| inner.store.complete_dispatch(id)).await;
 }
 
 async fn place_call(inner: Arc<Inner>, claim: ClaimedDispatch) {
@@ -69,7 +70,9 @@ async fn place_call(inner: Arc<Inner>, claim: ClaimedDispatch) {
             return;
         }
     };
-    if call.status != CallStatus::Dialing {
+    // Already dialed: a call that went on (its status written), or one this engine is
+    // carrying whose queue row outlived a database outage (its removal still being retried).
+    if call.status != CallStatus::Dialing || is_live(&inner, id) {
         let _ = inner.store.complete_dispatch(id).await;
         return;
     }
@@ -152,10 +155,15 @@ async fn place_call(inner: Arc<Inner>, claim: ClaimedDispatch) {
         }
     };
     // The INVITE is on the wire: from here a crash leaves a live call that the next start
-    // closes as server_restarted, instead of dialing the person twice.
-    if let Err(e) = inner.store.complete_dispatch(id).await {
-        tracing::error!(call_id = %id, error = %e, "could not remove dispatched call from the queue");
-    }
+    // closes as server_restarted, instead of dialing the person twice. While the database is
+    // away the removal is retried beside the call (which must not wait for it); until it
+    // lands, the live-table check above keeps this engine from dialing the row again.
+    let store = inner.store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = retry_unavailable(|| store.complete_dispatch(id)).await {
+            tracing::error!(call_id = %id, error = %e, "could not remove dispatched call from the queue");
+        }
+    });
     tracing::info!(call_id = %id, to = %call.client_number.masked(), "INVITE sent");
     let ctx = CallCtx::new(inner.clone(), call, agent, (rtp, rtcp), live_rx, None);
     ctx.drive(handle).await;

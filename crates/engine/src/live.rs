@@ -74,6 +74,11 @@ pub(crate) fn transfer_live(inner: &Inner, call: CallId, to: &str) -> bool {
     }
 }
 
+/// True while this engine carries the call.
+pub(crate) fn is_live(inner: &Inner, id: CallId) -> bool {
+    lock(&inner.live).contains_key(&id)
+}
+
 pub(crate) fn remove_live(inner: &Inner, id: CallId) {
     lock(&inner.live).remove(&id);
 }

@@ -28,6 +28,11 @@ pub(crate) async fn close_interrupted_calls(
                 duration_ms: None,
                 size_bytes: Some(bytes.len() as i64),
                 sha256: Some(hex::encode(Sha256::digest(&bytes))),
+                incomplete_reason: Some(
+                    "the server stopped during the call; the recording holds the call up to \
+                     its last write"
+                        .into(),
+                ),
             }),
             _ => None,
         };

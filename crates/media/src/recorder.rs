@@ -28,6 +28,11 @@ pub const FRAME_SAMPLES: usize = 160;
 pub trait RecordingSink: Send {
     /// Append encoded bytes. Called at most every few hundred milliseconds.
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Cut the object back to `len` bytes, after an `append` that failed part-way, so it
+    /// ends on the last whole hand-over (and its SHA-256 is that of the bytes counted).
+    fn truncate(&mut self, _len: u64) -> std::io::Result<()> {
+        Ok(())
+    }
     /// All bytes were appended; make them durable.
     fn finish(&mut self) -> std::io::Result<()>;
     /// Path or URL of the stored object, reported in [`RecordingInfo`].
@@ -61,6 +66,9 @@ impl FileSink {
 impl RecordingSink for FileSink {
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.file.write_all(bytes)
+    }
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.file.set_len(len)
     }
     fn finish(&mut self) -> std::io::Result<()> {
         self.file.flush()?;
@@ -128,6 +136,9 @@ pub struct RecordingInfo {
     pub stereo_size_bytes: u64,
     /// SHA-256 of the two-channel file.
     pub stereo_sha256_hex: String,
+    /// Set when writing failed during the call (say, the disk filled up): the files hold the
+    /// call up to `duration_ms`, and this says why they stop there.
+    pub incomplete: Option<String>,
 }
 
 fn bitrate(kbps: u32) -> Result<Bitrate, RecorderError> {
@@ -216,7 +227,13 @@ impl Track {
 
     fn flush_to_sink(&mut self) -> Result<(), RecorderError> {
         if !self.pending.is_empty() {
-            self.sink.append(&self.pending)?;
+            if let Err(e) = self.sink.append(&self.pending) {
+                // A write that failed part-way (ENOSPC) leaves a torn MP3 frame: cut it off
+                // so the file ends where the counted bytes do. If even that fails, the
+                // decoder skips a torn last frame anyway.
+                let _ = self.sink.truncate(self.written);
+                return Err(e.into());
+            }
             self.hasher.update(&self.pending);
             self.written += self.pending.len() as u64;
             self.pending.clear();
@@ -224,18 +241,32 @@ impl Track {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<(PathBuf, u64, String), RecorderError> {
+    /// Writes the encoder's tail and makes the file durable; describes it either way, with
+    /// the error if that last write failed.
+    fn finish(mut self) -> ((PathBuf, u64, String), Option<String>) {
         self.pending.reserve(7200 * 2);
-        self.encoder
+        let r = self
+            .encoder
             .flush_to_vec::<FlushNoGap>(&mut self.pending)
-            .map_err(enc_err)?;
-        self.flush_to_sink()?;
-        self.sink.finish()?;
-        Ok((
+            .map_err(enc_err)
+            .and_then(|_| self.flush_to_sink())
+            .and_then(|()| self.sink.finish().map_err(RecorderError::from));
+        (self.describe(), r.err().map(|e| e.to_string()))
+    }
+
+    /// Location, bytes written and their SHA-256, without writing more (after a failure).
+    fn abandon(mut self) -> (PathBuf, u64, String) {
+        // Make what was written durable if the device lets us; the file is valid either way.
+        let _ = self.sink.finish();
+        self.describe()
+    }
+
+    fn describe(self) -> (PathBuf, u64, String) {
+        (
             self.sink.location(),
             self.written,
             hex::encode(self.hasher.finalize()),
-        ))
+        )
     }
 }
 
@@ -245,6 +276,11 @@ pub struct CallRecorder {
     stereo: Track,
     cfg: RecorderConfig,
     frames: u64,
+    /// Ticks in the files: up to the last hand-over both tracks took.
+    flushed_frames: u64,
+    /// Why recording stopped during the call (the first write error); the rest of the call
+    /// is not recorded and the files keep what they had.
+    failed: Option<String>,
     since_flush: u32,
     caller: Vec<i16>,
     agent: Vec<i16>,
@@ -301,6 +337,8 @@ impl CallRecorder {
             stereo: Track::new(2, cfg.stereo_kbps, cfg.quality, stereo)?,
             cfg,
             frames: 0,
+            flushed_frames: 0,
+            failed: None,
             since_flush: 0,
             caller: Vec::with_capacity(FRAME_SAMPLES),
             agent: Vec::with_capacity(FRAME_SAMPLES),
@@ -313,12 +351,25 @@ impl CallRecorder {
         self.frames
     }
 
+    /// Why recording stopped during the call, if it did.
+    pub fn failed(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
     /// Record one 20 ms tick. `None` (or a short frame) is silence for that channel.
+    ///
+    /// The first write error is returned once; the recorder then stops recording (later
+    /// ticks are no-ops) and [`CallRecorder::finish`] describes the files as they were before
+    /// the error, marked incomplete. Writing on after a gap would misalign the two files'
+    /// time with the call's, so a recording that stopped stays stopped.
     pub fn push_frame(
         &mut self,
         caller: Option<&[i16]>,
         agent: Option<&[i16]>,
     ) -> Result<(), RecorderError> {
+        if self.failed.is_some() {
+            return Ok(());
+        }
         fill_frame(&mut self.caller, caller);
         fill_frame(&mut self.agent, agent);
         self.mix.clear();
@@ -356,16 +407,55 @@ impl CallRecorder {
 
     /// Hand encoded bytes to the sinks now.
     pub fn flush(&mut self) -> Result<(), RecorderError> {
+        if self.failed.is_some() {
+            return Ok(());
+        }
         self.since_flush = 0;
-        self.mono.flush_to_sink()?;
-        self.stereo.flush_to_sink()
+        let r = self
+            .mono
+            .flush_to_sink()
+            .and_then(|()| self.stereo.flush_to_sink());
+        match r {
+            Ok(()) => {
+                self.flushed_frames = self.frames;
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = Some(e.to_string());
+                Err(e)
+            }
+        }
     }
 
-    /// Flush the encoders, close the sinks and describe the result.
-    pub fn finish(self) -> Result<RecordingInfo, RecorderError> {
-        let duration_ms = self.frames * 1000 * FRAME_SAMPLES as u64 / u64::from(SAMPLE_RATE);
-        let (mono_path, size_bytes, sha256_hex) = self.mono.finish()?;
-        let (stereo_path, stereo_size_bytes, stereo_sha256_hex) = self.stereo.finish()?;
+    /// Flush the encoders, close the sinks and describe the result. After a write error
+    /// during the call, the files are described as they stand (`incomplete` says why);
+    /// `Err` only when the final write itself fails.
+    pub fn finish(mut self) -> Result<RecordingInfo, RecorderError> {
+        let ms = |frames: u64| frames * 1000 * FRAME_SAMPLES as u64 / u64::from(SAMPLE_RATE);
+        if let Some(why) = self.failed.take() {
+            let duration_ms = ms(self.flushed_frames);
+            let (mono_path, size_bytes, sha256_hex) = self.mono.abandon();
+            let (stereo_path, stereo_size_bytes, stereo_sha256_hex) = self.stereo.abandon();
+            return Ok(RecordingInfo {
+                duration_ms,
+                mono_path,
+                stereo_path,
+                size_bytes,
+                sha256_hex,
+                stereo_size_bytes,
+                stereo_sha256_hex,
+                incomplete: Some(why),
+            });
+        }
+        let ((mono_path, size_bytes, sha256_hex), e1) = self.mono.finish();
+        let ((stereo_path, stereo_size_bytes, stereo_sha256_hex), e2) = self.stereo.finish();
+        let incomplete = e1.or(e2);
+        // A failed last write loses the tail since the last hand-over.
+        let duration_ms = ms(if incomplete.is_some() {
+            self.flushed_frames
+        } else {
+            self.frames
+        });
         Ok(RecordingInfo {
             duration_ms,
             mono_path,
@@ -374,6 +464,7 @@ impl CallRecorder {
             sha256_hex,
             stereo_size_bytes,
             stereo_sha256_hex,
+            incomplete,
         })
     }
 }
@@ -496,6 +587,98 @@ mod tests {
             pcm[0].len()
         );
         assert!(tone_ratio(&pcm[0][4000..12000], 8000, 1000.0) > 0.8);
+    }
+
+    /// A file on a device with `room` bytes left: an append that does not fit writes what
+    /// fits, then fails with ENOSPC, as write(2) does on a full file system.
+    struct FullDisk {
+        file: FileSink,
+        room: usize,
+    }
+    impl RecordingSink for FullDisk {
+        fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+            let n = bytes.len().min(self.room);
+            self.file.append(&bytes[..n])?;
+            self.room -= n;
+            if n < bytes.len() {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            Ok(())
+        }
+        fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+            self.file.truncate(len)
+        }
+        fn finish(&mut self) -> std::io::Result<()> {
+            self.file.finish()
+        }
+        fn location(&self) -> PathBuf {
+            self.file.location()
+        }
+    }
+
+    #[test]
+    fn a_full_disk_keeps_what_was_written_and_says_why_it_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = |name: &str, room| {
+            Box::new(FullDisk {
+                file: FileSink::create(dir.path().join(name)).unwrap(),
+                room,
+            })
+        };
+        // Room for ~2.5 s of the 32 kbit/s mono file; the stereo file has plenty.
+        let mut rec = CallRecorder::with_sinks(
+            sink("m.mp3", 10_000),
+            sink("s.mp3", 1 << 20),
+            RecorderConfig::default(),
+        )
+        .unwrap();
+        let tone = sine(1000.0, 8000, 160, 10000.0);
+        let mut errors = 0;
+        for _ in 0..250 {
+            // 5 s of call: the error comes back once, then the call goes on unrecorded.
+            if rec.push_frame(Some(&tone), Some(&tone)).is_err() {
+                errors += 1;
+            }
+        }
+        assert_eq!(errors, 1);
+        assert!(
+            rec.failed().unwrap().contains("os error 28"),
+            "{:?}",
+            rec.failed()
+        );
+        let info = rec.finish().expect("described, not an error");
+        let why = info.incomplete.expect("marked incomplete");
+        assert!(why.contains("No space left on device"), "{why}");
+        // What is described is what the files hold: whole hand-overs before the failure.
+        assert!(
+            (2000..=2500).contains(&info.duration_ms),
+            "{}",
+            info.duration_ms
+        );
+        let bytes = std::fs::read(&info.mono_path).unwrap();
+        assert_eq!(
+            info.size_bytes,
+            bytes.len() as u64,
+            "the torn write was cut off"
+        );
+        assert_eq!(info.sha256_hex, hex::encode(Sha256::digest(&bytes)));
+        let stereo = std::fs::read(&info.stereo_path).unwrap();
+        assert_eq!(info.stereo_size_bytes, stereo.len() as u64);
+        // Both files play, and hold the tone up to where they stop.
+        let (_, _, pcm) = decode_mp3(&info.mono_path).unwrap();
+        let expect = info.duration_ms as usize * 8;
+        assert!(
+            pcm[0].len().abs_diff(expect) < 1600,
+            "{} vs {expect}",
+            pcm[0].len()
+        );
+        assert!(tone_ratio(&pcm[0][2000..12000], 8000, 1000.0) > 0.8);
+        let (_, _, spcm) = decode_mp3(&info.stereo_path).unwrap();
+        assert!(
+            spcm[0].len().abs_diff(expect) < 1600,
+            "{} vs {expect}",
+            spcm[0].len()
+        );
     }
 
     #[test]

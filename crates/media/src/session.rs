@@ -630,10 +630,10 @@ impl State {
         }
         if let Some(rec) = &mut self.recorder {
             if let Err(e) = rec.push_frame(caller.as_deref(), agent.as_deref()) {
-                // Keep the call going; the recording is lost, which stop() reports.
-                warn!(error = %e, "recording failed; stopping the recorder");
+                // Keep the call going. The recorder keeps what it wrote and records no more
+                // (returned once); stop() reports the recording as incomplete.
+                warn!(error = %e, "recording failed; the rest of the call is not recorded");
                 self.stats.recording_errors += 1;
-                self.recorder = None;
             }
         }
     }
@@ -784,8 +784,9 @@ impl State {
             self.emit(MediaEvent::Dtmf(d));
         }
         let mut recording = None;
-        let mut recording_error = (self.stats.recording_errors > 0)
-            .then(|| "recorder failed during the call".to_string());
+        // A write error during the call is not an error here: the recording keeps what was
+        // written and says why it is incomplete (`RecordingInfo::incomplete`).
+        let mut recording_error = None;
         if let Some(rec) = self.recorder.take() {
             // Final flush + fsync: keep it off the async workers.
             match tokio::task::spawn_blocking(move || rec.finish()).await {

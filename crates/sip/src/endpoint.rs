@@ -169,6 +169,45 @@ pub(crate) struct Inner {
 
 /// Lock a std mutex, recovering from poisoning: every critical section here is a
 /// plain map operation, so a panic elsewhere cannot leave the map inconsistent.
+/// Lets through at most [`LogThrottle::PER_SECOND`] log lines a second; the rest are counted
+/// and the count is reported with the next line let through.
+struct LogThrottle {
+    window: std::sync::atomic::AtomicU64,
+    used: std::sync::atomic::AtomicU64,
+    skipped: std::sync::atomic::AtomicU64,
+}
+
+impl LogThrottle {
+    const PER_SECOND: u64 = 5;
+
+    const fn new() -> LogThrottle {
+        LogThrottle {
+            window: std::sync::atomic::AtomicU64::new(0),
+            used: std::sync::atomic::AtomicU64::new(0),
+            skipped: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines not logged since the last one)` when this line may be logged.
+    fn allow(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if self.window.swap(now, Ordering::Relaxed) != now {
+            self.used.store(0, Ordering::Relaxed);
+        }
+        if self.used.fetch_add(1, Ordering::Relaxed) < Self::PER_SECOND {
+            Some(self.skipped.swap(0, Ordering::Relaxed))
+        } else {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+static MALFORMED_LOG: LogThrottle = LogThrottle::new();
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -578,11 +617,13 @@ impl Inner {
                         detail: "rate limit".into(),
                     };
                     let extra = [("Retry-After", retry_after.to_string())];
-                    warn!(remote = %flow.remote, retry_after, "SIP source over its rate limit: 503, then ignored while it keeps exceeding");
-                    if let Some(resp) =
-                        error_response_with(data, &err, &self.cfg.user_agent, &extra)
-                    {
-                        let _ = self.send_now(flow, resp);
+                    match error_response_with(data, &err, &self.cfg.user_agent, &extra) {
+                        Some(resp) => {
+                            warn!(remote = %flow.remote, retry_after, "SIP source over its rate limit: 503, then ignored while it keeps exceeding");
+                            let _ = self.send_now(flow, resp);
+                        }
+                        // Too broken to answer: the next message over the limit gets it.
+                        None => guard.rearm(flow.remote.ip()),
                     }
                     return;
                 }
@@ -596,12 +637,21 @@ impl Inner {
     }
 
     fn reject_malformed(&self, data: &[u8], e: &ParseError, flow: Flow) {
+        // Logged at most a few times a second: a stream of garbage (under the flood limit,
+        // or from an exempt source) must not turn into a stream of log writes.
+        let suppressed = MALFORMED_LOG.allow();
         match error_response(data, e, &self.cfg.user_agent) {
             Some(resp) => {
-                warn!(remote = %flow.remote, error = %e, "malformed SIP request answered");
+                if let Some(more) = suppressed {
+                    warn!(remote = %flow.remote, error = %e, not_logged_before = more, "malformed SIP request answered");
+                }
                 let _ = self.send_now(flow, resp);
             }
-            None => warn!(remote = %flow.remote, error = %e, "malformed SIP message dropped"),
+            None => {
+                if let Some(more) = suppressed {
+                    warn!(remote = %flow.remote, error = %e, not_logged_before = more, "malformed SIP message dropped");
+                }
+            }
         }
     }
 

@@ -4,9 +4,11 @@
 //! too) takes a token from that source IP's bucket, refilled at `per_second` up to
 //! `burst`. A source with an empty bucket is first answered `503 Service Unavailable`
 //! with `Retry-After` (RFC 3261 §21.5.4, §20.33: the overload answer a UAC backs off
-//! from), then ignored for as long as it keeps exceeding: answering a flood would
-//! double its cost to us. Once its bucket is full again (it slowed down for
-//! `burst / per_second` seconds) the next excess gets a 503 again.
+//! from), then ignored for as long as it keeps exceeding (what it sends meanwhile keeps
+//! draining its bucket, so the refill lets nothing of a sustained flood through):
+//! answering a flood would double its cost to us. A source that slows below the rate
+//! earns tokens back and is served again; once its bucket is full again the next excess
+//! gets a 503 again.
 //!
 //! Exempt sources (the configured trunks, `--sip-trusted`) are never counted. The
 //! decision ([`Limiter::check`]) is a pure function of the time it is given.
@@ -87,6 +89,15 @@ impl Limiter {
         self.buckets.len()
     }
 
+    /// The 503 of a [`Verdict::Refuse`] could not be sent (the message that hit the limit
+    /// was too broken to answer): the next message over the limit gets it instead, so a
+    /// source that mixes garbage into its flood still learns it is throttled.
+    pub fn rearm(&mut self, ip: IpAddr) {
+        if let Some(b) = self.buckets.get_mut(&ip) {
+            b.refused = false;
+        }
+    }
+
     pub fn check(&mut self, ip: IpAddr, now: Instant) -> Verdict {
         if self.exempt.contains(&ip) {
             return Verdict::Pass;
@@ -119,6 +130,11 @@ impl Limiter {
             return Verdict::Pass;
         }
         if b.refused {
+            // Silence while it keeps exceeding: what it sends over the limit keeps draining
+            // its bucket (down to -burst), so a source flooding above the rate is never let
+            // through on the refill; it is served again once it stays under the rate long
+            // enough to earn tokens back (at most 2 × burst / rate seconds of quiet).
+            b.tokens = (b.tokens - 1.0).max(-burst);
             return Verdict::Drop;
         }
         b.refused = true;
@@ -183,6 +199,13 @@ impl FloodGuard {
         v
     }
 
+    /// See [`Limiter::rearm`]; the refusal is not counted as a 503 sent.
+    pub fn rearm(&self, ip: IpAddr) {
+        crate::endpoint::lock(&self.limiter).rearm(ip);
+        self.refused.fetch_sub(1, Ordering::Relaxed);
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn stats(&self) -> FloodStats {
         FloodStats {
             refused: self.refused.load(Ordering::Relaxed),
@@ -235,18 +258,39 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(l.check(a, t0), Verdict::Drop);
         }
-        // 100 ms later one token is back: served again, but still no new 503.
+        // 100 ms later one token was earned, but the drops drained the bucket: a source
+        // that keeps exceeding stays silenced, and gets no new 503.
         let t1 = t0 + Duration::from_millis(100);
-        assert_eq!(l.check(a, t1), Verdict::Pass);
+        assert_eq!(l.check(a, t1), Verdict::Drop);
         assert_eq!(l.check(a, t1), Verdict::Drop);
         // Another source is not affected.
         assert_eq!(l.check(ip("192.0.2.2"), t1), Verdict::Pass);
         // Quiet long enough for a full bucket: the whole burst, and a 503 re-armed.
-        let t2 = t1 + Duration::from_secs(1);
+        let t2 = t1 + Duration::from_millis(1100);
         for _ in 0..5 {
             assert_eq!(l.check(a, t2), Verdict::Pass);
         }
         assert!(matches!(l.check(a, t2), Verdict::Refuse { .. }));
+    }
+
+    #[test]
+    fn an_unanswerable_message_over_the_limit_passes_the_503_on() {
+        let t0 = Instant::now();
+        let mut l = Limiter::new(
+            RateLimit {
+                per_second: 1.0,
+                burst: 2,
+            },
+            100,
+        );
+        let a = ip("192.0.2.9");
+        assert_eq!(l.check(a, t0), Verdict::Pass);
+        assert_eq!(l.check(a, t0), Verdict::Pass);
+        assert!(matches!(l.check(a, t0), Verdict::Refuse { .. }));
+        // That message was garbage: no 503 could be built from it.
+        l.rearm(a);
+        assert!(matches!(l.check(a, t0), Verdict::Refuse { .. }));
+        assert_eq!(l.check(a, t0), Verdict::Drop);
     }
 
     #[test]

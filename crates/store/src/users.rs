@@ -139,13 +139,11 @@ impl Store {
         csrf_token: &str,
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
+        // Expired sessions are dropped whenever someone signs in (and periodically, see
+        // `purge_expired_sessions`): the table stays small.
+        self.purge_expired_sessions(1000).await?;
         let _write = self.write_gate().await;
         let now = Timestamp::now().micros();
-        // Expired sessions are dropped whenever someone signs in: the table stays small.
-        sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -158,6 +156,21 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Deletes up to `limit` expired sessions (a bounded statement, however many piled up);
+    /// returns how many.
+    pub async fn purge_expired_sessions(&self, limit: i64) -> Result<u64, StoreError> {
+        let _write = self.write_gate().await;
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE token_hash IN \
+             (SELECT token_hash FROM sessions WHERE expires_at < $1 LIMIT $2)",
+        )
+        .bind(Timestamp::now().micros())
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// The unexpired session with this token, with its user.

@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
                     duration_ms: Some(2000),
                     size_bytes: Some(size),
                     sha256: None,
+                    incomplete_reason: None,
                 }),
                 ..Default::default()
             },

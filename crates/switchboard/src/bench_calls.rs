@@ -78,6 +78,19 @@ pub struct BenchCallsArgs {
     /// Data directory; default: a new temporary directory (removed at the end).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// SIP flood during each level's steady-state window (issue 13): INVITEs per second to
+    /// an unknown number from a sipp UAC on 127.0.0.2 (0: none). See `bench_flood.rs`.
+    #[arg(long, default_value_t = 0)]
+    pub flood_invites: u32,
+    /// Datagrams per second (malformed SIP and INVITEs, in turn) from the bench's own socket
+    /// on 127.0.0.3 during the window, which counts the answers it gets (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub flood_malformed: u32,
+    /// Soak instead of load levels (issue 13): keep the first `--concurrency` value of calls
+    /// live for this many seconds (e.g. 1800), each `--seconds` long, a new call as each
+    /// ends; prints memory, open files and database size over time. See `bench_soak.rs`.
+    #[arg(long, default_value_t = 0)]
+    pub soak_seconds: u64,
 }
 
 pub(crate) fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -129,6 +142,8 @@ pub struct LevelResult {
     pub sipp_failed: Option<u64>,
     pub load_before: String,
     pub load_after: String,
+    /// What the SIP flood saw, when one ran during the window.
+    pub flood: Option<crate::bench_flood::FloodResult>,
 }
 
 /// Dispatch-latency result.
@@ -204,18 +219,18 @@ pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// The in-process server with an agent, a trunk to `trunk_port` and a caller-ID number.
-struct Bench {
-    base: String,
-    key: String,
-    org: OrgId,
-    store: Store,
+pub(crate) struct Bench {
+    pub(crate) base: String,
+    pub(crate) key: String,
+    pub(crate) org: OrgId,
+    pub(crate) store: Store,
     client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Bench {
-    async fn start(
+    pub(crate) async fn start(
         args: &BenchCallsArgs,
         sip_port: u16,
         data_dir: &Path,
@@ -264,7 +279,31 @@ impl Bench {
         })
     }
 
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+    /// The server set up for `n` concurrent calls of `--seconds` to the sipp UAS on
+    /// `--sipp-port`, and that UAS's scenario (a tone for the call's length, then BYE).
+    pub(crate) async fn with_tone_peer(
+        args: &BenchCallsArgs,
+        sip_port: u16,
+        data_dir: &Path,
+        n: usize,
+    ) -> anyhow::Result<(Bench, PathBuf)> {
+        let bench = Bench::start(args, sip_port, data_dir, (n as i64) * 2 + 10).await?;
+        bench
+            .setup(args.sipp_port, "+15550001111", args.seconds + 120)
+            .await?;
+        let tone = data_dir.join("tone.ulaw");
+        write_tone(&tone, args.seconds)?;
+        let scen = data_dir.join("bench_uas.xml");
+        std::fs::write(
+            &scen,
+            TONE_SCENARIO
+                .replace("TONE_FILE", &tone.display().to_string())
+                .replace("HOLD_MS", &(args.seconds * 1000).to_string()),
+        )?;
+        Ok((bench, scen))
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let r = self
             .client
             .post(format!("{}{path}", self.base))
@@ -279,7 +318,12 @@ impl Bench {
     }
 
     /// Agent (short greeting) + trunk to 127.0.0.1:`port` + number bound to both.
-    async fn setup(&self, port: u16, number: &str, max_duration: u64) -> anyhow::Result<()> {
+    pub(crate) async fn setup(
+        &self,
+        port: u16,
+        number: &str,
+        max_duration: u64,
+    ) -> anyhow::Result<()> {
         let agent = self
             .post(
                 "/v1/agents",
@@ -301,7 +345,7 @@ impl Bench {
         Ok(())
     }
 
-    async fn dispatch(&self, from: &str, i: usize) -> anyhow::Result<CallId> {
+    pub(crate) async fn dispatch(&self, from: &str, i: usize) -> anyhow::Result<CallId> {
         let to = format!("+1415{:07}", 5_000_000 + i % 4_000_000);
         let v = self
             .post("/v1/call", json!({"from": from, "to": to}))
@@ -309,7 +353,7 @@ impl Bench {
         Ok(v["id"].as_str().context("no call id")?.parse()?)
     }
 
-    async fn count(&self, status: CallStatus) -> anyhow::Result<i64> {
+    pub(crate) async fn count(&self, status: CallStatus) -> anyhow::Result<i64> {
         let q = CallListQuery {
             filter: CallFilter {
                 status: Some(status),
@@ -330,7 +374,7 @@ impl Bench {
             .unwrap_or(0))
     }
 
-    async fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -423,25 +467,20 @@ pub(crate) fn mulaw(sample: i16) -> u8 {
 
 /// sipp's final SuccessfulCall(C) / FailedCall(C) from its -trace_stat file.
 pub fn sipp_stat(path: &Path) -> (Option<u64>, Option<u64>) {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return (None, None);
-    };
+    (
+        sipp_stat_column(path, "SuccessfulCall(C)"),
+        sipp_stat_column(path, "FailedCall(C)"),
+    )
+}
+
+/// The last row's value of one column of sipp's `-trace_stat` CSV (`;`-separated).
+pub fn sipp_stat_column(path: &Path, name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let Some(header) = lines.next() else {
-        return (None, None);
-    };
-    let Some(last) = lines.next_back() else {
-        return (None, None);
-    };
-    let cols: Vec<&str> = header.split(';').collect();
-    let vals: Vec<&str> = last.split(';').collect();
-    let get = |name: &str| {
-        cols.iter()
-            .position(|c| *c == name)
-            .and_then(|i| vals.get(i))
-            .and_then(|v| v.trim().parse().ok())
-    };
-    (get("SuccessfulCall(C)"), get("FailedCall(C)"))
+    let header = lines.next()?;
+    let last = lines.next_back()?;
+    let i = header.split(';').position(|c| c == name)?;
+    last.split(';').nth(i)?.trim().parse().ok()
 }
 
 /// One sipp UAS running `scen` for all `n` calls of a level (control port `sipp_port + 50`),
@@ -503,21 +542,7 @@ async fn run_level(
     if nofile < (n as u64) * 6 + 256 {
         eprintln!("warning: open-files limit {nofile} may be too low for {n} calls (ulimit -n)");
     }
-    let bench = Bench::start(args, sip_port, data_dir, (n as i64) * 2 + 10).await?;
-    bench
-        .setup(args.sipp_port, "+15550001111", args.seconds + 120)
-        .await?;
-
-    // sipp: one UAS for all the calls of the level.
-    let tone = data_dir.join("tone.ulaw");
-    write_tone(&tone, args.seconds)?;
-    let scen = data_dir.join("bench_uas.xml");
-    std::fs::write(
-        &scen,
-        TONE_SCENARIO
-            .replace("TONE_FILE", &tone.display().to_string())
-            .replace("HOLD_MS", &(args.seconds * 1000).to_string()),
-    )?;
+    let (bench, scen) = Bench::with_tone_peer(args, sip_port, data_dir, n).await?;
     let (mut sipp, stat) = spawn_sipp_uas(
         &scen,
         data_dir,
@@ -576,7 +601,31 @@ async fn run_level(
     }
     tokio::time::sleep_until(open.into()).await;
     let (c1, t1) = (cpu_time(), Instant::now());
+    let flood = if args.flood_invites > 0 || args.flood_malformed > 0 {
+        eprintln!(
+            "level {n}: flooding the SIP port ({} INVITE/s from 127.0.0.2, {} datagrams/s from 127.0.0.3)",
+            args.flood_invites, args.flood_malformed
+        );
+        Some(
+            crate::bench_flood::Flood::start(
+                SocketAddr::from(([127, 0, 0, 1], sip_port)),
+                bench.base.clone(),
+                bench.key.clone(),
+                args.flood_invites,
+                args.flood_malformed,
+                (close - open).as_secs() + 1,
+                data_dir,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     tokio::time::sleep_until(close.into()).await;
+    let flood = match flood {
+        Some(f) => Some(f.stop().await),
+        None => None,
+    };
     let window = t1.elapsed().as_secs_f64();
     let load_cores = (cpu_time() - c1).as_secs_f64() / window;
     let rss_window = rss_kib();
@@ -618,6 +667,7 @@ async fn run_level(
         sipp_failed,
         load_before,
         load_after,
+        flood,
         ..Default::default()
     };
     let (mut recv_sum, mut sent_sum, mut jit_sum) = (0u64, 0u64, 0f64);
@@ -853,6 +903,10 @@ async fn run_level_child(
             args.idle_ms.to_string(),
             "--settle-ms".into(),
             args.settle_ms.to_string(),
+            "--flood-invites".into(),
+            args.flood_invites.to_string(),
+            "--flood-malformed".into(),
+            args.flood_malformed.to_string(),
             "--in-process".into(),
             "--json".into(),
             "--data-dir".into(),
@@ -925,6 +979,28 @@ fn print_levels(levels: &[LevelResult]) {
             r.sipp_successful,
             r.sipp_failed,
         );
+        if let Some(f) = &r.flood {
+            println!(
+                "level {} under a SIP flood for {:.1} s: sipp sent {:?} INVITEs from 127.0.0.2 (exit {}); the own flooder on 127.0.0.3 sent {} datagrams and {} of them were answered ({} answers with retransmissions; {} × 503, {} with Retry-After; last answer {:.2} s after the start); API GET /v1/calls meanwhile: {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors; live calls: {} late packets, {} lost",
+                r.calls,
+                f.seconds,
+                f.sipp_invites,
+                f.sipp_exit,
+                f.own_sent,
+                f.own_answered_requests,
+                f.own_answers,
+                f.own_503,
+                f.own_503_with_retry_after,
+                f.own_last_answer_s,
+                f.api_samples,
+                f.api_p50_ms,
+                f.api_p99_ms,
+                f.api_max_ms,
+                f.api_errors,
+                r.late_total,
+                r.lost_total,
+            );
+        }
     }
 }
 
@@ -933,6 +1009,7 @@ fn print_levels(levels: &[LevelResult]) {
 pub struct Report {
     pub levels: Vec<LevelResult>,
     pub dispatch: Option<DispatchResult>,
+    pub soak: Option<crate::bench_soak::SoakResult>,
 }
 
 /// Runs the levels and the dispatch test, prints the tables (unless `--json`).
@@ -957,6 +1034,14 @@ pub async fn measure(args: BenchCallsArgs) -> anyhow::Result<Report> {
 }
 
 async fn measure_in(args: &BenchCallsArgs, root: &Path, temp: bool) -> anyhow::Result<Report> {
+    if args.soak_seconds > 0 {
+        let n = args.concurrency.first().copied().unwrap_or(100).max(1);
+        let soak = crate::bench_soak::run(args, n, root).await?;
+        return Ok(Report {
+            soak: Some(soak),
+            ..Default::default()
+        });
+    }
     let args = args.clone();
     let root = root.to_path_buf();
     let levels: Vec<usize> = args
@@ -1023,6 +1108,7 @@ async fn measure_in(args: &BenchCallsArgs, root: &Path, temp: bool) -> anyhow::R
     Ok(Report {
         levels: results,
         dispatch,
+        soak: None,
     })
 }
 

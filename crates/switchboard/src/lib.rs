@@ -5,6 +5,8 @@ pub mod agent_config;
 pub mod bench;
 pub mod bench_agent;
 pub mod bench_calls;
+pub mod bench_flood;
+pub mod bench_soak;
 pub mod config;
 
 use anyhow::Context;
@@ -243,6 +245,8 @@ pub struct Application {
     /// The dashboard owner (email, password) created with it (issue 12).
     pub first_run_login: Option<(String, String)>,
     public_url: Option<String>,
+    /// The configured TTS provider, for the dashboard's voice preview.
+    preview_tts: Arc<dyn switchboard_agent::providers::Tts>,
 }
 
 impl Application {
@@ -323,6 +327,8 @@ impl Application {
         if let Some(f) = &flood {
             f.refresh().await;
         }
+        // The dashboard's voice preview speaks with the provider calls use.
+        let preview_tts = providers.tts.clone();
         let engine_cfg = EngineConfig {
             public_ip: t.public_ip,
             rtp_ip: t.rtp_ip.unwrap_or(sip_addr.ip()),
@@ -364,6 +370,7 @@ impl Application {
             first_run_key,
             first_run_login,
             public_url: config.public_url.clone(),
+            preview_tts,
         })
     }
 
@@ -405,8 +412,14 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         // The dashboard (issue 12) shares the port; its routes merge into the API's.
-        let app = switchboard_api::router(self.state.clone())
-            .merge(switchboard_dashboard::router(self.state.clone()));
+        let app = switchboard_api::router(self.state.clone()).merge(switchboard_dashboard::router(
+            self.state.clone(),
+            Some(self.preview_tts.clone()),
+        ));
+        let purge = switchboard_dashboard::spawn_session_purge(
+            self.state.store.clone(),
+            switchboard_dashboard::SESSION_PURGE_EVERY,
+        );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let engine = self.engine.clone();
         let watcher = tokio::spawn(async move {
@@ -429,6 +442,7 @@ impl Application {
             })
             .await?;
         let _ = watcher.await;
+        purge.abort();
         self.webhooks.stop().await;
         self.state.store.close().await;
         Ok(())

@@ -4,7 +4,8 @@
 //! fake speaking the real OpenAI SSE protocol over HTTP, espeak-ng TTS.
 //!
 //! Fixed loopback ports (see README): baresip blocks of 40 from 17200 (17200-17439 used) (SIP base and base + 1,
-//! ctrl_tcp base + 5, RTP base + 10..29); the server on port 0 (RTP 40000-49999).
+//! ctrl_tcp base + 5, RTP base + 10..29); the server on port 0 (RTP 40000-49999). The accepted
+//! transfer's far end is sipp on SIP 18500-18509, media 18510-18549, control 18550-18559.
 
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -20,6 +21,10 @@ use live_server::Server;
 #[path = "live/baresip.rs"]
 mod baresip;
 use baresip::Phone;
+
+#[path = "live/sipp.rs"]
+mod sipp;
+use sipp::Sipp;
 
 /// One STT server for the whole file (loading the model takes seconds; the tests run on
 /// runtimes of their own, so it must outlive each of them: it drains its pipes on threads).
@@ -836,4 +841,164 @@ async fn voicemail_hangup_ends_the_call_without_a_word() {
     assert!(loud < 50.0, "the phone heard the agent (rms {loud})");
     let c = full_call(&srv, &id).await;
     assert!(c["transcript_formatted"].is_null(), "{c}");
+}
+
+/// The destination the LLM picks in the accepted transfer (sipp checks the REFER for it).
+const BILLING: &str = "+15550002222";
+const ASK_BILLING: &str =
+    "Hello, I have a question about my bill. Can you put me through to billing?";
+
+/// Issue 10: `transfer_call` accepted, end to end over SIP. The called party is sipp
+/// (`tests/agent/uas_transfer.xml`): it answers and speaks a recorded request (espeak-ng,
+/// μ-law, `rtp_stream`) that the real STT transcribes; the scripted LLM, offered two
+/// destinations, transfers to the second; sipp checks the REFER's Refer-To (RFC 3515 §2.1),
+/// accepts it 202 and reports NOTIFY message/sipfrag "SIP/2.0 200 OK" (§2.4.5). The call ends
+/// `transferred`, and the agent's recorded audio holds the transfer message before the REFER.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_tool_refers_the_caller_and_the_call_ends_transferred() {
+    let stt = stt().await;
+    let llm = FakeLlm::start().await;
+    llm.push_reply(Reply::tool_call(
+        "transfer_call",
+        json!({"destination": BILLING}),
+    ));
+    let srv = server(&llm, stt).await;
+    setup(
+        &srv,
+        18500,
+        json!({
+            "name": "Front desk",
+            "initial_message": "Hello, this is the front desk.",
+            "tools": [{"type": "transfer_call", "destinations": [
+                {"number": "+15550001111", "description": "Sales: new orders and prices"},
+                {"number": BILLING, "description": "Billing: invoices, payments and bills"}
+            ]}],
+        }),
+    )
+    .await;
+
+    // The far end's voice: raw μ-law for sipp's rtp_stream, with a long silent tail so that
+    // its loop never repeats the request within the call.
+    let tmp = tempfile::tempdir().unwrap();
+    let voice = speech::timeline(&[
+        Part::silence_ms(3500),
+        Part::speech(ASK_BILLING),
+        Part::silence_ms(40_000),
+    ]);
+    let caller = tmp.path().join("caller.ulaw");
+    std::fs::write(
+        &caller,
+        voice
+            .iter()
+            .map(|&s| switchboard_media::g711::linear_to_ulaw(s))
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let scenario = tmp.path().join("uas_transfer.xml");
+    std::fs::write(
+        &scenario,
+        include_str!("agent/uas_transfer.xml")
+            .replace("CALLER_FILE", &caller.display().to_string()),
+    )
+    .unwrap();
+    let sipp = Sipp::spawn_ports(&scenario, 18500, 18510, 18550, &[]);
+    let id = srv.dispatch("+15550001000", "+14155550129").await;
+
+    // The request reached the LLM through the real STT, with both destinations offered.
+    let reqs = within(40, "the LLM request", llm.wait_requests(1)).await;
+    let said = reqs[0]["messages"].as_array().unwrap().last().unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        speech::word_overlap(&said, ASK_BILLING) >= 0.5,
+        "the LLM got {said:?}"
+    );
+    let transfer = reqs[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["function"]["name"] == "transfer_call")
+        .expect("transfer_call offered");
+    assert_eq!(
+        transfer["function"]["parameters"]["properties"]["destination"]["enum"],
+        json!(["+15550001111", BILLING]),
+        "{transfer}"
+    );
+
+    let c = wait_call(&srv, &id, "the transfer", |c| {
+        !matches!(c["status"].as_str(), Some("dialing" | "in_progress"))
+    })
+    .await;
+    assert_eq!(
+        sipp.finish().await,
+        0,
+        "sipp did not get the REFER to {BILLING} (or the BYE after its NOTIFY)"
+    );
+    assert_eq!(c["status"], "transferred", "{c}");
+    assert_eq!(c["end_reason"], "transferred", "{c}");
+    let events = c["events"].as_array().unwrap();
+    let refer = events
+        .iter()
+        .find(|e| e["type"] == "transfer-requested")
+        .expect("a REFER was sent");
+    assert_eq!(
+        refer["to"],
+        format!("sip:{BILLING}@127.0.0.1:18500"),
+        "{refer}"
+    );
+    assert!(
+        !events.iter().any(|e| e["type"] == "transfer-failed"),
+        "{events:?}"
+    );
+    let execs = c["action_executions"].as_array().unwrap();
+    assert_eq!(execs.len(), 1, "{execs:?}");
+    assert_eq!(execs[0]["tool"], "transfer_call");
+    assert_eq!(execs[0]["arguments"], json!({"destination": BILLING}));
+
+    // The agent's channel of the recording (right), up to the REFER: the transfer message was
+    // played before it, and nothing after it.
+    let at = |v: &Value| {
+        switchboard_domain::time::Timestamp::parse_param("at", v.as_str().unwrap())
+            .unwrap()
+            .micros()
+    };
+    let refer_ms = ((at(&refer["at"]) - at(&c["start_time"])) / 1000) as usize;
+    let (s, stereo) = srv
+        .bytes(&format!("/v1/call/recording/{id}.stereo.mp3"))
+        .await;
+    assert_eq!(s, 200);
+    let (channels, rate, chans) =
+        switchboard_media::audio::decode_mp3_bytes(stereo).expect("the stereo recording");
+    assert_eq!((channels, rate), (2, 8000));
+    let agent = &chans[1];
+    // Slack for the MP3 codec's delay and the REFER's timestamp being taken after the send.
+    let cut = ((refer_ms + 400) * 8).min(agent.len());
+    let before = stt.transcribe(&agent[..cut]).await;
+    assert!(
+        speech::word_overlap(&before, "Please hold while I transfer your call.") >= 0.5,
+        "the agent's audio before the REFER ({refer_ms} ms) says {before:?}"
+    );
+    let last_voice_ms = (0..agent.len() / 160)
+        .rev()
+        .find(|&f| switchboard_media::audio::rms(&agent[f * 160..(f + 1) * 160]) > 300.0)
+        .map(|f| (f + 1) * 20)
+        .expect("the agent was heard");
+    assert!(
+        last_voice_ms <= refer_ms + 400,
+        "the agent still spoke at {last_voice_ms} ms, after the REFER at {refer_ms} ms"
+    );
+    let turns = full_call(&srv, &id).await["transcript_formatted"].clone();
+    let last_agent = turns
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|t| t["speaker"] == "agent")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        last_agent["text"],
+        "Please hold while I transfer your call."
+    );
 }

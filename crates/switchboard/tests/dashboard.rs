@@ -5,8 +5,9 @@
 //!
 //! Screenshots of every page go to `$CARGO_TARGET_DIR/dashboard-screenshots/` (printed).
 //!
-//! Fixed loopback ports: sipp SIP 17900, RTP 17910, control 17920; chromedriver 17930.
-//! The server itself is on port 0.
+//! Fixed loopback ports: sipp SIP 17900, RTP 17910, control 17920; chromedriver 17930; the
+//! agent page's test calls (hang-up, transfer): sipp SIP 17940-17941, RTP 17950 and 17954,
+//! control 17980-17981 (the range 17940-17989 is this file's). The server itself is on port 0.
 
 use base64::Engine as _;
 use reqwest::StatusCode;
@@ -552,6 +553,9 @@ async fn the_dashboard_in_a_real_browser() {
     b.screenshot("agent").await;
     b.axe("/agents/{id}").await;
 
+    // The agent page: voice preview, test calls, and hang-up and transfer of live calls.
+    try_agents_in_the_browser(&app, &b).await;
+
     // Sign out: the session ends (the old cookie no longer works).
     b.click("#sign-out").await;
     b.wait_url("/login after sign-out", |u| u == format!("{base}/login"))
@@ -584,6 +588,230 @@ async fn the_dashboard_in_a_real_browser() {
     // The call is still there.
     app.store.get_call(org, cid, false).await.unwrap();
     b.cmd("DELETE", "", json!({})).await;
+}
+
+/// The call's JSON once `ok` holds (bounded).
+async fn wait_call(app: &TestApp, id: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let (_, c) =
+            switchboard_testkit::status_json(app.get(&format!("/v1/call/{id}")).await).await;
+        if ok(&c) {
+            return c;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "waiting for {what}: {c}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An agent with its own trunk (a sipp on `port`) and a number bound to both, so its calls
+/// go to that sipp. Returns the agent's id.
+async fn agent_on_sipp(app: &TestApp, name: &str, number: &str, port: u16) -> String {
+    let create = |path: &'static str, body: Value| async move {
+        let (s, v) = switchboard_testkit::status_json(app.post_json(path, &body).await).await;
+        assert_eq!(s, 201, "{path}: {v}");
+        v["id"].as_str().unwrap().to_string()
+    };
+    let agent = create(
+        "/v1/agents",
+        json!({"name": name, "initial_message": "Hello, this is a test call."}),
+    )
+    .await;
+    let trunk = create(
+        "/v1/sip-trunks",
+        json!({"name": format!("sipp {port}"), "host": "127.0.0.1", "port": port, "transport": "udp"}),
+    )
+    .await;
+    create(
+        "/v1/phone-numbers",
+        json!({"phone_number": number, "agent_id": agent, "trunk_id": trunk}),
+    )
+    .await;
+    agent
+}
+
+/// Places a test call from the agent page (the form, as a user would: a click on the button,
+/// or Enter in the field) and returns the new call's id from the page the browser lands on.
+async fn test_call_from_the_page(
+    b: &Browser,
+    base: &str,
+    agent: &str,
+    to: &str,
+    keyboard: bool,
+) -> String {
+    b.go(&format!("{base}/agents/{agent}")).await;
+    if keyboard {
+        b.type_into("#test-to", &format!("{to}\u{E007}")).await;
+    } else {
+        b.type_into("#test-to", to).await;
+        b.click("#test-call").await;
+    }
+    let u = b
+        .wait_url("the new call's page", |u| {
+            u.starts_with(&format!("{base}/calls/")) && u.len() > base.len() + 20
+        })
+        .await;
+    let id = u.rsplit('/').next().unwrap().to_string();
+    let text = b.text().await;
+    assert!(text.contains(to), "the call page shows the call: {text}");
+    id
+}
+
+/// The agent page in the browser: the voice preview plays the form's unsaved greeting
+/// (activated from the keyboard), a bad number is explained on the page, a test call reaches
+/// a real SIP peer, and the call page's hang-up and transfer reach it too. Phone width.
+///
+/// sipp here: SIP 17940 (hang-up) and 17941 (transfer), RTP 17950 and 17954, control 17980
+/// and 17981.
+async fn try_agents_in_the_browser(app: &TestApp, b: &Browser) {
+    let base = app.base.clone();
+    let sales = agent_on_sipp(app, "Sales line", "+15550002222", 17940).await;
+    let desk = agent_on_sipp(app, "Transfer desk", "+15550003333", 17941).await;
+
+    // Voice preview of an unsaved greeting, with the keyboard (Enter on the focused link).
+    b.go(&format!("{base}/agents/{sales}")).await;
+    b.type_into(
+        "#initial_message",
+        "Testing the preview voice of the sales line.",
+    )
+    .await;
+    let link = b.find("#preview").await;
+    b.cmd(
+        "POST",
+        &format!("element/{link}/value"),
+        json!({"text": "\u{E007}"}),
+    )
+    .await;
+    b.wait_for(
+        "the preview's duration",
+        "const a = document.getElementById('preview-player'); return !a.hidden && a.readyState >= 1 && isFinite(a.duration) && a.duration > 0.5",
+    )
+    .await;
+    let src = b
+        .js("return document.getElementById('preview-player').src")
+        .await;
+    assert!(
+        src.as_str().unwrap().contains("text=Testing+the+preview"),
+        "the form's text, not the saved one: {src}"
+    );
+    b.wait_for(
+        "the preview's status line",
+        "return document.getElementById('preview-status').innerText.startsWith('Preview ready')",
+    )
+    .await;
+    b.screenshot("agent-preview").await;
+    b.axe("/agents/{id} with a preview").await;
+    // Too long a greeting: the server's reason is shown, not a silent player.
+    b.type_into("#initial_message", &"la ".repeat(110)).await;
+    b.click("#preview").await;
+    b.wait_for(
+        "the preview's error",
+        "return document.getElementById('preview-status').innerText.includes('at most 300 characters')",
+    )
+    .await;
+
+    // A bad number: explained beside the field, nothing placed.
+    b.type_into("#test-to", "12345").await;
+    b.click("#test-call").await;
+    b.wait_for(
+        "the number's error",
+        "return document.body.innerText.includes('is not an E.164 phone number')",
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.getElementById('test-to').getAttribute('aria-invalid')")
+            .await,
+        "true"
+    );
+    assert_eq!(b.js("return document.activeElement.id").await, "test-to");
+    b.screenshot("agent-test-call-error").await;
+    b.axe("/agents/{id}/call (bad number)").await;
+
+    // A test call to a real SIP peer, hung up from the call page: sipp sees our BYE.
+    let scenarios = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let sipp = Sipp::spawn_ports(
+        &scenarios.join("scenarios/uas_answer_wait_bye.xml"),
+        17940,
+        17950,
+        17980,
+        &[],
+    );
+    let id = test_call_from_the_page(b, &base, &sales, "+14155550201", false).await;
+    assert!(b.text().await.contains("Sales line"));
+    // The page follows the live call: once answered it offers the transfer form.
+    b.wait_for(
+        "the call page to follow the answer",
+        "return document.getElementById('transfer-to') !== null",
+    )
+    .await;
+    assert_eq!(
+        wait_call(app, &id, "answered", |c| c["status"] == "in_progress").await["status"],
+        "in_progress"
+    );
+    b.screenshot("call-live").await;
+    b.axe("/calls/{id} (live)").await;
+    b.click("#hangup").await;
+    assert_eq!(sipp.finish().await, 0, "sipp did not get the BYE");
+    let c = wait_call(app, &id, "the hung-up call to end", |c| {
+        c["end_time"].is_string()
+    })
+    .await;
+    b.go(&format!("{base}/calls/{id}")).await;
+    let text = b.text().await;
+    assert!(
+        text.contains(&c["status"].as_str().unwrap().replace('_', " ")) && text.contains("ended"),
+        "{text}"
+    );
+    assert_eq!(b.count("#hangup").await, 0, "an ended call has no hang-up");
+
+    // Transfer: the REFER carries the number typed into the form (sipp checks Refer-To).
+    let sipp = Sipp::spawn_ports(
+        &scenarios.join("dashboard/uas_refer.xml"),
+        17941,
+        17954,
+        17981,
+        &[],
+    );
+    let id = test_call_from_the_page(b, &base, &desk, "+14155550202", true).await;
+    b.wait_for(
+        "the transfer form of the answered call",
+        "return document.getElementById('transfer-to') !== null",
+    )
+    .await;
+    b.type_into("#transfer-to", "+15550008888").await;
+    b.click("form.transfer button[type=submit]").await;
+    assert_eq!(
+        sipp.finish().await,
+        0,
+        "sipp did not get the REFER to +15550008888 and the BYE"
+    );
+    let c = wait_call(app, &id, "the transfer", |c| c["end_time"].is_string()).await;
+    assert_eq!(c["status"], "transferred", "{c}");
+    b.go(&format!("{base}/calls/{id}")).await;
+    assert!(b.text().await.contains("transferred"));
+
+    // Phone width: the agent page fits (no sideways scrolling) and is screenshotted.
+    b.cmd("POST", "window/rect", json!({"width": 390, "height": 844}))
+        .await;
+    b.go(&format!("{base}/agents/{sales}")).await;
+    assert_eq!(
+        b.js("return document.documentElement.scrollWidth <= window.innerWidth")
+            .await,
+        true,
+        "the agent page scrolls sideways at phone width"
+    );
+    b.js("document.getElementById('try-h').scrollIntoView(); return true")
+        .await;
+    b.screenshot("agent-phone").await;
+    b.cmd(
+        "POST",
+        "window/rect",
+        json!({"width": 1280, "height": 1000}),
+    )
+    .await;
 }
 
 /// A client that shows redirects and cookies as they are.
@@ -901,3 +1129,242 @@ async fn the_cookie_is_secure_behind_https() {
         "{set}"
     );
 }
+
+async fn get_as(app: &TestApp, cookie: &str, path: &str) -> reqwest::Response {
+    raw_client()
+        .get(app.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A preview's WAV, decoded (hound): its samples, after checking it is 8 kHz mono.
+async fn preview_samples(r: reqwest::Response) -> Vec<i16> {
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "audio/wav");
+    let bytes = r.bytes().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("preview.wav");
+    std::fs::write(&p, &bytes).unwrap();
+    let (channels, rate, mut samples) = audio::read_wav(&p).unwrap();
+    assert_eq!((channels, rate), (1, 8000));
+    samples.remove(0)
+}
+
+/// The agent page's voice preview and test call over HTTP, on both databases: the preview is
+/// real speech in the agent's voice (decoded, not silence), the form's values override the
+/// saved ones, bad input is a clear 400; the test call goes through the dispatch rules of
+/// `POST /v1/call`; viewers may listen but not call; expired sessions are purged.
+async fn trying_an_agent_over_http(db: Db) {
+    let app = TestApp::spawn_holding_calls(db).await;
+    let org = app.org();
+    let c = raw_client();
+    let (s, agent) = switchboard_testkit::status_json(
+        app.post_json(
+            "/v1/agents",
+            &json!({"name": "Preview desk", "initial_message": "Hello {{first_name}}, thank you for calling the preview desk."}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 201, "{agent}");
+    let aid = agent["id"].as_str().unwrap().to_string();
+    let (email, password) = app.owner_login.clone();
+    let (cookie, csrf) = session(&app, &email, &password).await;
+
+    // Dashboard responses carry the request id like the API's.
+    let r = get_as(&app, &cookie, &format!("/agents/{aid}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().contains_key("x-request-id"));
+    let html = r.text().await.unwrap();
+    assert!(html.contains(r#"id="preview""#) && html.contains(r#"id="test-call""#));
+
+    // The saved greeting, spoken: about 3 s of speech at speech level.
+    let saved =
+        preview_samples(get_as(&app, &cookie, &format!("/agents/{aid}/preview.wav")).await).await;
+    let secs = saved.len() as f64 / 8000.0;
+    assert!((1.5..15.0).contains(&secs), "{secs} s");
+    assert!(
+        audio::dbfs(audio::rms(&saved)) > -35.0,
+        "not silence: {} dBFS",
+        audio::dbfs(audio::rms(&saved))
+    );
+    // Unsaved text from the form: shorter text, shorter audio; another voice, other audio.
+    let short = preview_samples(
+        get_as(
+            &app,
+            &cookie,
+            &format!("/agents/{aid}/preview.wav?text=Hi&voice=&language="),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        short.len() * 2 < saved.len(),
+        "{} vs {}",
+        short.len(),
+        saved.len()
+    );
+    assert!(audio::dbfs(audio::rms(&short)) > -35.0);
+    let en = preview_samples(
+        get_as(
+            &app,
+            &cookie,
+            &format!("/agents/{aid}/preview.wav?text=Good+morning&voice=en"),
+        )
+        .await,
+    )
+    .await;
+    let de = preview_samples(
+        get_as(
+            &app,
+            &cookie,
+            &format!("/agents/{aid}/preview.wav?text=Good+morning&voice=de"),
+        )
+        .await,
+    )
+    .await;
+    assert_ne!(en, de, "the voice is the form's");
+    // An empty greeting: a default sentence naming the agent.
+    let default =
+        preview_samples(get_as(&app, &cookie, &format!("/agents/{aid}/preview.wav?text=")).await)
+            .await;
+    assert!(default.len() > short.len());
+
+    // Too long, a voice espeak-ng does not have, not signed in, not ours: clear errors.
+    let long = "a".repeat(301);
+    let r = get_as(
+        &app,
+        &cookie,
+        &format!("/agents/{aid}/preview.wav?text={long}"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["message"].as_str().unwrap().contains("300"), "{e}");
+    let r = get_as(
+        &app,
+        &cookie,
+        &format!("/agents/{aid}/preview.wav?voice=xx-nope"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["message"].as_str().unwrap().contains("voice"), "{e}");
+    let r = c
+        .get(app.url(&format!("/agents/{aid}/preview.wav")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (other, _) = app.new_org("Other Inc").await;
+    let other = switchboard_domain::OrgId::parse_param("org", &other).unwrap();
+    let theirs = app.seed_agent(other, "Theirs").await;
+    let r = get_as(&app, &cookie, &format!("/agents/{}/preview.wav", theirs.id)).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // A test call: a bad number is shown on the page (400), kept for correction.
+    let call_path = format!("/agents/{aid}/call");
+    let r = c
+        .post(app.url(&call_path))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("to", "12345")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("is not an E.164 phone number") && html.contains(r#"aria-invalid="true""#),
+        "{html}"
+    );
+    assert!(html.contains(r#"value="12345""#));
+    // Without the CSRF token: refused, nothing dispatched.
+    let r = c
+        .post(app.url(&call_path))
+        .header("cookie", &cookie)
+        .form(&[("to", "+14155550188")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.store.queued_count().await.unwrap(), 0);
+    // A good number: the call is created and queued as POST /v1/call does, and we go to it.
+    let r = c
+        .post(app.url(&call_path))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("to", "+1 415 555 0188")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let id = loc
+        .strip_prefix("/calls/")
+        .expect("to the call's page")
+        .to_string();
+    let (s, call) =
+        switchboard_testkit::status_json(app.get(&format!("/v1/call/{id}")).await).await;
+    assert_eq!(s, 200, "{call}");
+    assert_eq!(call["status"], "dialing");
+    assert_eq!(call["agent_id"], aid.as_str());
+    assert_eq!(call["to_number"], "+14155550188", "{call}");
+    assert_eq!(app.store.queued_count().await.unwrap(), 1);
+    let page = get_as(&app, &cookie, &loc).await.text().await.unwrap();
+    assert!(page.contains("+14155550188") && page.contains("Preview desk"));
+
+    // A viewer may listen (it changes nothing) but not call.
+    let hash = switchboard_dashboard::hash_password("viewer-password-1").unwrap();
+    app.store
+        .create_user(org, "viewer@example.com", &hash, "viewer")
+        .await
+        .unwrap();
+    let (viewer, viewer_csrf) = session(&app, "viewer@example.com", "viewer-password-1").await;
+    preview_samples(get_as(&app, &viewer, &format!("/agents/{aid}/preview.wav?text=Hi")).await)
+        .await;
+    let r = c
+        .post(app.url(&call_path))
+        .header("cookie", &viewer)
+        .form(&[("csrf", viewer_csrf.as_str()), ("to", "+14155550189")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.store.queued_count().await.unwrap(), 1);
+    let html = get_as(&app, &viewer, &format!("/agents/{aid}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(r#"id="preview""#) && !html.contains(r#"id="test-call""#));
+
+    // Expired sessions are purged in bounded rounds (serve runs one every 10 minutes); live
+    // ones stay.
+    let owner = app
+        .store
+        .list_users(org)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|u| u.email == email)
+        .unwrap();
+    let hour_ago = switchboard_domain::Timestamp(
+        switchboard_domain::Timestamp::now().micros() - 3_600_000_000,
+    );
+    app.store
+        .create_session(owner.id, "expired-session", "x", hour_ago)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.store.purge_expired_sessions(0).await.unwrap(),
+        0,
+        "bounded"
+    );
+    assert_eq!(app.store.purge_expired_sessions(1000).await.unwrap(), 1);
+    assert_eq!(app.store.purge_expired_sessions(1000).await.unwrap(), 0);
+    let r = get_as(&app, &cookie, "/calls/rows").await;
+    assert_eq!(r.status(), StatusCode::OK, "a live session stays");
+}
+
+switchboard_testkit::both!(trying_an_agent_over_http);

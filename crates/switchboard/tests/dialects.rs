@@ -242,6 +242,7 @@ async fn seed(db: Db) -> Seed {
                 duration_ms: Some(1000),
                 size_bytes: Some(4),
                 sha256: None,
+                incomplete_reason: None,
             }),
             ..Default::default()
         },

@@ -87,6 +87,18 @@ pub const HUMAN_OPENERS: &[&str] = &[
     "Mm-hmm, hello?",
 ];
 
+/// Harder openers of live people, added after the first figures: they use greeting phrases
+/// ("leave a message", "you've reached", "not here right now") and mean them as a person
+/// does. Each is one extra human sample of every corpus (drawn from its own random stream, so
+/// the samples above are the same as before they were added).
+pub const HARD_HUMAN_OPENERS: &[&str] = &[
+    "He's not here right now. Do you want to leave a message?",
+    "She's in a meeting, but you can leave a message with me.",
+    "Sorry, you've reached the wrong extension. Who are you looking for?",
+    "Hi, Sam's phone. Sam is not available, this is his assistant speaking.",
+    "Hello? I can't hear you very well.",
+];
+
 /// Openers of one or two short words: the human verdict must come within 2.5 s of answer.
 pub const SHORT_OPENERS: &[&str] = &["Hello?", "Yeah?", "Yes?", "Hi there."];
 
@@ -348,6 +360,12 @@ fn gain(audio: &mut [i16], db: f64) {
 
 /// Build one sample of class `truth` from `rng`.
 pub fn sample(truth: Truth, index: usize, rng: &mut Rng) -> Sample {
+    sample_with(truth, index, rng, None)
+}
+
+/// [`sample`], with a live person saying `opener` (one of [`HARD_HUMAN_OPENERS`]) instead of
+/// one drawn from [`HUMAN_OPENERS`].
+fn sample_with(truth: Truth, index: usize, rng: &mut Rng, opener: Option<usize>) -> Sample {
     let voice = *rng.pick(VOICES);
     let wpm = rng.ms(130, 200) as u32;
     let noise = *rng.pick(NOISES);
@@ -359,8 +377,11 @@ pub fn sample(truth: Truth, index: usize, rng: &mut Rng) -> Sample {
     let name;
     match truth {
         Truth::Human => {
-            let opener_ix = (rng.next_u64() % HUMAN_OPENERS.len() as u64) as usize;
-            let opener = HUMAN_OPENERS[opener_ix];
+            let drawn = (rng.next_u64() % HUMAN_OPENERS.len() as u64) as usize;
+            let (opener, label) = match opener {
+                Some(i) => (HARD_HUMAN_OPENERS[i], format!("h{i}")),
+                None => (HUMAN_OPENERS[drawn], format!("o{drawn}")),
+            };
             silence(&mut audio, rng.ms(200, 900));
             audio.extend(speak(opener, voice, wpm));
             speech_end_ms = len_ms(&audio);
@@ -372,7 +393,7 @@ pub fn sample(truth: Truth, index: usize, rng: &mut Rng) -> Sample {
                 sentences.push((len_ms(&audio), format!("{opener} Hello?")));
             }
             silence(&mut audio, 3000);
-            name = format!("human{index:03}-o{opener_ix}");
+            name = format!("human{index:03}-{label}");
         }
         Truth::MachineBeep | Truth::MachineSilence => {
             let g_ix = (rng.next_u64() % MACHINE_GREETINGS.len() as u64) as usize;
@@ -452,8 +473,13 @@ pub fn corpus(per_class: usize, seed: u64, threads: usize) -> Vec<Sample> {
             per_class
         };
         for i in 0..n {
-            specs.push((truth, i));
+            specs.push((truth, i, None));
         }
+    }
+    // The harder openers: one each, after everything else (indices, and so random streams,
+    // of the samples above unchanged).
+    for i in 0..HARD_HUMAN_OPENERS.len() {
+        specs.push((Truth::Human, per_class + i, Some(i)));
     }
     let next = Mutex::new(0usize);
     let out = Mutex::new(Vec::new());
@@ -465,11 +491,11 @@ pub fn corpus(per_class: usize, seed: u64, threads: usize) -> Vec<Sample> {
                     *n += 1;
                     *n - 1
                 };
-                let Some(&(truth, i)) = specs.get(ix) else {
+                let Some(&(truth, i, opener)) = specs.get(ix) else {
                     break;
                 };
                 let mut rng = Rng::new(seed ^ ((ix as u64 + 1) * 0x1000_0001));
-                let s = sample(truth, i, &mut rng);
+                let s = sample_with(truth, i, &mut rng, opener);
                 out.lock().unwrap().push((ix, s));
             });
         }
@@ -491,10 +517,13 @@ pub const STT_LATENCY_MS: u64 = 300;
 
 /// Run `sample` through Silero VAD and a fresh detector, frame by frame on the audio clock,
 /// giving it the transcript of each sentence `STT_LATENCY_MS` after the sentence ends when
-/// `with_transcript`.
+/// `with_transcript` (and telling it whether words will come, as screening does).
 pub fn run(sample: &Sample, model: &VadModel, with_transcript: bool) -> Outcome {
     let mut vad = Vad::new(model);
-    let mut det = Detector::new(AmdConfig::default());
+    let mut det = Detector::new(AmdConfig {
+        transcribed: with_transcript,
+        ..AmdConfig::default()
+    });
     let mut out = Outcome {
         decision: None,
         greeting_end: None,

@@ -10,9 +10,11 @@
 //! The call task (`call/mod.rs`) only calls [`AgentLink::start`], [`CallCtx::to_agent`],
 //! [`AgentLink::next`], [`CallCtx::on_agent_output`] and [`CallCtx::finish_conversation`].
 
+use super::writer::Write;
 use super::CallCtx;
 use crate::live::LocalEnd;
 use serde_json::json;
+use std::sync::Arc;
 use switchboard_agent::driver::{AgentOutput, AgentReport, CallAgent, MediaIn, Providers};
 use switchboard_domain::{Agent, Call, Timestamp};
 use switchboard_media::session::SessionControl;
@@ -161,29 +163,25 @@ impl CallCtx {
                 latency_metrics,
             } => {
                 // Kept as the call runs: a crash keeps what was said so far.
-                let r = self
-                    .inner
-                    .store
-                    .modify_call_details(id, move |d| {
-                        d.transcript = Some(transcript);
-                        d.transcript_formatted = Some(transcript_formatted);
-                        d.latency_metrics = Some(latency_metrics);
-                    })
-                    .await;
-                if let Err(e) = r {
-                    tracing::warn!(call_id = %id, error = %e, "could not store the transcript");
-                }
+                self.writer.send(Write::Details(
+                    "transcript",
+                    Arc::new(move |d| {
+                        d.transcript = Some(transcript.clone());
+                        d.transcript_formatted = Some(transcript_formatted.clone());
+                        d.latency_metrics = Some(latency_metrics.clone());
+                    }),
+                ));
                 None
             }
             AgentOutput::Error { stage, message } => {
-                self.event(json!({"type": "agent-error", "stage": stage, "message": message, "at": Timestamp::now()})).await;
+                self.event(json!({"type": "agent-error", "stage": stage, "message": message, "at": Timestamp::now()}));
                 None
             }
             AgentOutput::Transfer { to } => {
                 // The same path as `POST /v1/call/{id}/transfer`: REFER, then the call ends
                 // as `transferred` when the far end reports success.
                 if !crate::live::transfer_live(&self.inner, id, &to) {
-                    self.event(json!({"type": "transfer-failed", "to": to, "reason": "the call is no longer live", "at": Timestamp::now()})).await;
+                    self.event(json!({"type": "transfer-failed", "to": to, "reason": "the call is no longer live", "at": Timestamp::now()}));
                 }
                 None
             }
@@ -200,13 +198,11 @@ impl CallCtx {
                     went_to_voicemail: Some(answered_by.is_machine()),
                     ..Default::default()
                 };
-                if let Err(e) = self.inner.store.update_call(id, u).await {
-                    tracing::warn!(call_id = %id, error = %e, "could not store answered_by");
-                }
+                self.set(u);
                 let mut ev = serde_json::to_value(&r).unwrap_or_default();
                 ev["type"] = json!("answering-machine-detection");
                 ev["at"] = json!(Timestamp::now());
-                self.event(ev).await;
+                self.event(ev);
                 None
             }
         }
@@ -232,7 +228,7 @@ impl CallCtx {
                                 && t["text"].as_str().is_some_and(|x| !x.trim().is_empty())
                         })
                     });
-                self.store_agent_report(report).await;
+                self.store_agent_report(report);
                 caller_spoke && self.providers().llm.is_some()
             }
             Err(e) => {
@@ -242,11 +238,11 @@ impl CallCtx {
         }
     }
 
-    async fn store_agent_report(&self, r: AgentReport) {
-        let res = self
-            .inner
-            .store
-            .modify_call_details(self.call.id, move |d| {
+    fn store_agent_report(&self, r: AgentReport) {
+        self.writer.send(Write::Details(
+            "conversation report",
+            Arc::new(move |d| {
+                let r = r.clone();
                 if r.transcript.is_some() {
                     d.transcript = r.transcript;
                     d.transcript_formatted = r.transcript_formatted;
@@ -258,10 +254,7 @@ impl CallCtx {
                 d.action_executions = r.action_executions;
                 d.action_summary = r.action_summary;
                 d.tool_usage = r.tool_usage;
-            })
-            .await;
-        if let Err(e) = res {
-            tracing::warn!(call_id = %self.call.id, error = %e, "could not store the conversation");
-        }
+            }),
+        ));
     }
 }

@@ -2,6 +2,7 @@
 //! and what is kept of it when it stops (the recording's metadata, `audio_metrics`).
 
 use super::conversation::AgentLink;
+use super::writer::Write;
 use super::CallCtx;
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
@@ -41,7 +42,10 @@ impl CallCtx {
         let recorder = match CallRecorder::create(&base) {
             Ok(r) => Some(r),
             Err(e) => {
+                // The call goes on unrecorded (say, the recordings disk is full); the call
+                // says why it has no recording.
                 tracing::error!(call_id = %self.call.id, error = %e, "recorder could not start");
+                self.event(serde_json::json!({"type": "recording-failed", "reason": format!("the recording could not start: {e}"), "at": switchboard_domain::Timestamp::now()}));
                 None
             }
         };
@@ -72,18 +76,27 @@ impl CallCtx {
         let mut recording = None;
         match session.stop().await {
             Ok(report) => {
-                self.store_audio_metrics(&report.stats).await;
+                self.store_audio_metrics(&report.stats);
                 if let Some(r) = report.recording {
                     let (_, rel) = self.recording_base();
+                    let incomplete_reason = r.incomplete.map(|e| {
+                        tracing::error!(call_id = %id, error = %e, recorded_ms = r.duration_ms, "recording incomplete");
+                        format!(
+                            "the recording stops after {:.1} s of the call: {e}",
+                            r.duration_ms as f64 / 1000.0
+                        )
+                    });
                     recording = Some(RecordingMeta {
                         key: format!("{rel}.mp3"),
                         stereo_key: Some(format!("{rel}.stereo.mp3")),
                         duration_ms: Some(r.duration_ms as i64),
                         size_bytes: Some(r.size_bytes as i64),
                         sha256: Some(r.sha256_hex),
+                        incomplete_reason,
                     });
                 } else if let Some(e) = report.recording_error {
                     tracing::error!(call_id = %id, error = %e, "recording failed");
+                    self.event(serde_json::json!({"type": "recording-failed", "reason": e, "at": switchboard_domain::Timestamp::now()}));
                 }
             }
             Err(e) => {
@@ -95,16 +108,12 @@ impl CallCtx {
 
     /// Keeps the media session's counters on the call (`audio_metrics`, shown with
     /// `include=metrics`). Written before the final status so a finished call has them.
-    async fn store_audio_metrics(&self, stats: &SessionStats) {
+    fn store_audio_metrics(&self, stats: &SessionStats) {
         let m = audio_metrics(stats);
-        if let Err(e) = self
-            .inner
-            .store
-            .modify_call_details(self.call.id, move |d| d.audio_metrics = Some(m))
-            .await
-        {
-            tracing::warn!(call_id = %self.call.id, error = %e, "could not store audio metrics");
-        }
+        self.writer.send(Write::Details(
+            "audio metrics",
+            std::sync::Arc::new(move |d| d.audio_metrics = Some(m.clone())),
+        ));
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod conversation;
 mod media;
+pub(crate) mod writer;
 
 use crate::engine::Inner;
 use crate::live::{remove_live, LiveRx, LocalEnd};
@@ -21,6 +22,7 @@ use switchboard_sip::sdp::{self, Codec};
 use switchboard_sip::{CallEvent, CallHandle};
 use switchboard_store::CallUpdate;
 use tokio::net::UdpSocket;
+use writer::{CallWriter, Write};
 
 pub(crate) struct CallCtx {
     inner: Arc<Inner>,
@@ -33,6 +35,8 @@ pub(crate) struct CallCtx {
     answered: Option<sdp::MediaParams>,
     /// The conversation, once media runs and the call has an agent.
     link: Option<AgentLink>,
+    /// The call's database writes, in order, retried through a database outage.
+    writer: CallWriter,
 }
 
 /// Maps a final non-2xx INVITE outcome to status and end_reason.
@@ -66,7 +70,9 @@ impl CallCtx {
         live: LiveRx,
         answered: Option<sdp::MediaParams>,
     ) -> CallCtx {
+        let writer = CallWriter::start(inner.store.clone(), call.id);
         CallCtx {
+            writer,
             inner,
             call,
             agent,
@@ -77,16 +83,13 @@ impl CallCtx {
         }
     }
 
-    async fn set(&self, u: CallUpdate) {
-        if let Err(e) = self.inner.store.update_call(self.call.id, u).await {
-            tracing::warn!(call_id = %self.call.id, error = %e, "call update refused");
-        }
+    /// Queues a change of the call (written in order, retried through an outage).
+    fn set(&self, u: CallUpdate) {
+        self.writer.send(Write::Update(Box::new(u)));
     }
 
-    async fn event(&self, ev: serde_json::Value) {
-        if let Err(e) = self.inner.store.append_call_event(self.call.id, ev).await {
-            tracing::warn!(call_id = %self.call.id, error = %e, "could not record call event");
-        }
+    fn event(&self, ev: serde_json::Value) {
+        self.writer.send(Write::Event(ev));
     }
 
     pub(crate) async fn drive(mut self, mut sip: CallHandle) {
@@ -126,17 +129,11 @@ impl CallCtx {
                     None | Some(CallEvent::Terminated) => break,
                     Some(CallEvent::Trying) => {}
                     Some(CallEvent::Ringing | CallEvent::EarlyMedia { .. }) => {
-                        // `call.ringing` once per call, off the call's loop (a few reads and
-                        // a write that must not delay the answer).
+                        // `call.ringing` once per call, through the writer (a few reads and a
+                        // write that must not delay the answer).
                         if !rang {
                             rang = true;
-                            let store = self.inner.store.clone();
-                            let id = self.call.id;
-                            tokio::spawn(async move {
-                                if let Err(e) = store.call_ringing(id).await {
-                                    tracing::warn!(call_id = %id, error = %e, "call.ringing not recorded");
-                                }
-                            });
+                            self.writer.send(Write::Ringing);
                         }
                     }
                     Some(CallEvent::Answered { remote_sdp }) => {
@@ -146,19 +143,14 @@ impl CallCtx {
                         let answered = CallUpdate { status: Some(CallStatus::InProgress), started_at: Some(now), sip_code: Some(200), ..Default::default() };
                         match params {
                             Some(p) => {
-                                // Media starts beside the status write, not after it: under
-                                // database load the write can take seconds, and the far end's
-                                // RTP would pile up unread meanwhile (then play late).
-                                let store = self.inner.store.clone();
-                                let write = async move {
-                                    if let Err(e) = store.update_call(id, answered).await {
-                                        tracing::warn!(call_id = %id, error = %e, "call update refused");
-                                    }
-                                };
-                                media = tokio::join!(write, self.start_media(&p)).1;
+                                // The write is queued, never awaited here: under database load
+                                // (or an outage) it can take seconds, and the far end's RTP
+                                // would pile up unread meanwhile (then play late).
+                                self.set(answered);
+                                media = self.start_media(&p).await;
                             }
                             None => {
-                                self.set(answered).await;
+                                self.set(answered);
                                 tracing::warn!(call_id = %id, "answer had no usable SDP; hanging up");
                                 outcome = Some((CallStatus::Failed, "incompatible-media".into(), Some(488)));
                                 sip.hangup();
@@ -178,7 +170,7 @@ impl CallCtx {
                         outcome.get_or_insert((CallStatus::Completed, "customer-ended-call".into(), None));
                     }
                     Some(CallEvent::Dtmf(d)) => {
-                        self.event(json!({"type": "dtmf", "digit": d.to_string(), "via": "sip-info", "at": Timestamp::now()})).await;
+                        self.event(json!({"type": "dtmf", "digit": d.to_string(), "via": "sip-info", "at": Timestamp::now()}));
                     }
                     Some(CallEvent::ReInvite { remote_sdp, on_hold }) => {
                         if let Some((s, _)) = &media {
@@ -187,20 +179,20 @@ impl CallCtx {
                                 let _ = s.set_remote(addr).await;
                             }
                         }
-                        self.event(json!({"type": if on_hold { "hold" } else { "resume" }, "at": Timestamp::now()})).await;
+                        self.event(json!({"type": if on_hold { "hold" } else { "resume" }, "at": Timestamp::now()}));
                     }
                     Some(CallEvent::TransferAccepted) => {
                         outcome = Some((CallStatus::Transferred, "transferred".into(), None));
                         sip.hangup();
                     }
                     Some(CallEvent::TransferFailed { code }) => {
-                        self.event(json!({"type": "transfer-failed", "code": code, "at": Timestamp::now()})).await;
+                        self.event(json!({"type": "transfer-failed", "code": code, "at": Timestamp::now()}));
                     }
                 },
                 Some(me) = media_ev => match me {
                     MediaEvent::Dtmf(d) => {
                         if let Some(c) = d.digit {
-                            self.event(json!({"type": "dtmf", "digit": c.to_string(), "via": "rfc4733", "at": Timestamp::now()})).await;
+                            self.event(json!({"type": "dtmf", "digit": c.to_string(), "via": "rfc4733", "at": Timestamp::now()}));
                         }
                     }
                     MediaEvent::CallerAudio(frame) => self.to_agent(MediaIn::Caller(frame)),
@@ -222,7 +214,7 @@ impl CallCtx {
                     if started.is_some() && outcome.is_none() {
                         tracing::info!(call_id = %id, "blind transfer requested (REFER)");
                         sip.refer(&uri);
-                        self.event(json!({"type": "transfer-requested", "to": uri, "at": Timestamp::now()})).await;
+                        self.event(json!({"type": "transfer-requested", "to": uri, "at": Timestamp::now()}));
                     }
                 }
                 Some(why) = self.live.hangup.recv() => {
@@ -267,7 +259,10 @@ impl CallCtx {
         }
         let recorded = u.recording.is_some();
         let analyze = u.analyze;
-        self.set(u).await;
+        self.set(u);
+        // Every write of the call is in before anything that reads its final state (the
+        // analysis worker, the upload) starts, and before the live entry goes.
+        self.writer.finish().await;
         if analyze {
             self.inner.analysis_wake.notify_one();
         }

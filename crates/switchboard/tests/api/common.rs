@@ -99,6 +99,7 @@ pub async fn put_recording(app: &TestApp, call: CallId, data: &[u8]) -> String {
         duration_ms: Some(1000),
         size_bytes: Some(data.len() as i64),
         sha256: None,
+        incomplete_reason: None,
     };
     app.store
         .update_call(

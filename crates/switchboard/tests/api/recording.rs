@@ -163,6 +163,7 @@ async fn delete_call_removes_it_and_its_recordings(db: Db) {
         duration_ms: Some(1),
         size_bytes: Some(100),
         sha256: None,
+        incomplete_reason: None,
     };
     app.store
         .update_call(

@@ -266,6 +266,7 @@ async fn call_life(app: &TestApp) -> CallId {
                     duration_ms: Some(3000),
                     size_bytes: Some(1234),
                     sha256: None,
+                    incomplete_reason: None,
                 }),
                 ..Default::default()
             },
