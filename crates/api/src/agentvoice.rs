@@ -49,7 +49,19 @@ fn order(q: &QueryMap) -> ApiResult<(OrderBy, Order)> {
     parse_order(q, OrderBy::StartedAt)
 }
 
-async fn list_calls(
+#[utoipa::path(
+    get, path = "/api/calls", tag = "agentvoice", operation_id = "agentvoice_list_calls",
+    summary = "List calls (AgentVoice)",
+    description = "Offset-paged list of the organization's calls with AgentVoice's filters and payloads; `most_recent=true` returns the single most recent matching call instead of a page. Errors carry AgentVoice's documented text in `error` (`Invalid order_by parameter`, `Authentication failed`, `No calls found matching criteria`) and the detail in `message`.",
+    params(schema::ListQuery),
+    responses(
+        (status = 200, description = "A page of calls (or one call with most_recent=true; see openapi::raw_parts)", body = schema::AgentVoiceCallList),
+        (status = 400, description = "Invalid parameter; the message names it and its allowed values", body = crate::error::ErrorBody),
+        (status = 404, description = "most_recent=true and no call matches", body = crate::error::ErrorBody),
+        (status = 422, description = "`from` is later than `to`", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn list_calls(
     State(state): State<AppState>,
     Org(org): Org,
     headers: HeaderMap,
@@ -64,8 +76,20 @@ async fn list_calls(
     let limit = q
         .opt("limit", |v| parse_limit("limit", v, MAX_LIMIT))?
         .unwrap_or(DEFAULT_LIMIT);
+    // At most i64::MAX, as the document's int64 says.
     let offset = q
-        .opt("offset", |v| parse_non_negative("offset", v))?
+        .opt("offset", |v| {
+            parse_non_negative("offset", v).and_then(|n| {
+                if n <= i64::MAX as u64 {
+                    Ok(n)
+                } else {
+                    Err(ParseError::new(format!(
+                        "offset must be at most {}, got {n}",
+                        i64::MAX
+                    )))
+                }
+            })
+        })?
         .unwrap_or(0);
     let base = base_url(&state, &headers);
     if most_recent {
@@ -114,7 +138,20 @@ async fn list_calls(
     .into_response())
 }
 
-async fn get_call(
+#[utoipa::path(
+    get, path = "/api/calls/{id}", tag = "agentvoice", operation_id = "agentvoice_get_call",
+    summary = "Get a call (AgentVoice)",
+    params(
+        ("id" = String, Path, description = "The call's id; an id that is not a UUID is simply not found"),
+        schema::ShapeQuery
+    ),
+    responses(
+        (status = 200, description = "The call", body = schema::AgentVoiceCall),
+        (status = 400, description = "Invalid shape parameter", body = crate::error::ErrorBody),
+        (status = 404, description = "Call not found", body = crate::error::ErrorBody)
+    )
+)]
+pub(crate) async fn get_call(
     State(state): State<AppState>,
     Org(org): Org,
     Path(id): Path<String>,
@@ -177,6 +214,151 @@ pub async fn error_shape(resp: Response) -> Response {
     };
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(new))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list_calls, get_call),
+    components(schemas(schema::AgentVoiceCallList))
+)]
+pub struct ApiDoc;
+
+// ----- OpenAPI schema -----
+
+/// The shapes of the AgentVoice JSON (`views::call_agentvoice`, the list page).
+#[allow(dead_code, reason = "schema only")]
+pub mod schema {
+    use crate::v1::schema::{CallStatus, CallType, Fields, Order, OrderBy};
+    use serde_json::Value;
+    use utoipa::{IntoParams, ToSchema};
+
+    /// Query parameters of `GET /api/calls`.
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct ListQuery {
+        /// Only calls of this agent.
+        #[param(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        )]
+        pub agent_id: Option<uuid::Uuid>,
+        /// Only calls with this customer number (E.164).
+        #[param(pattern = r"^\+[1-9][0-9]{7,14}$")]
+        pub phone_number: Option<String>,
+        #[param(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        )]
+        pub contact_id: Option<uuid::Uuid>,
+        #[param(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        )]
+        pub campaign_id: Option<uuid::Uuid>,
+        #[param(inline)]
+        pub status: Option<CallStatus>,
+        #[param(inline)]
+        pub call_type: Option<CallType>,
+        /// Calls starting at or after this instant (RFC 3339 date-time, or a date).
+        #[param(format = DateTime)]
+        pub from: Option<String>,
+        /// Calls starting at or before this instant; not earlier than `from`.
+        #[param(format = DateTime)]
+        pub to: Option<String>,
+        /// Sort key (default `started_at`).
+        #[param(inline)]
+        pub order_by: Option<OrderBy>,
+        /// Sort direction (default `desc`).
+        #[param(inline)]
+        pub order: Option<Order>,
+        #[param(inline)]
+        pub fields: Option<Fields>,
+        /// Comma-separated detail groups: `transcript`, `metrics`, `diagnostics`, `actions`.
+        #[param(
+            pattern = r"^(transcript|metrics|diagnostics|actions)(,(transcript|metrics|diagnostics|actions))*$"
+        )]
+        pub include: Option<String>,
+        /// Return the single most recent matching call instead of a page; 404 if none.
+        pub most_recent: Option<bool>,
+        /// Page size, 1 to 100 (default 50).
+        #[param(minimum = 1, maximum = 100)]
+        pub limit: Option<u32>,
+        /// Calls to skip (default 0).
+        #[param(minimum = 0)]
+        pub offset: Option<i64>,
+    }
+
+    /// Payload shape of one call.
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct ShapeQuery {
+        #[param(inline)]
+        pub fields: Option<Fields>,
+        /// Comma-separated detail groups: `transcript`, `metrics`, `diagnostics`, `actions`.
+        #[param(
+            pattern = r"^(transcript|metrics|diagnostics|actions)(,(transcript|metrics|diagnostics|actions))*$"
+        )]
+        pub include: Option<String>,
+    }
+
+    /// A call in AgentVoice's light payload; `fields=full` and the `include` groups add the
+    /// heavy fields below `created_at`.
+    #[derive(ToSchema)]
+    pub struct AgentVoiceCall {
+        pub id: uuid::Uuid,
+        pub agent_id: Option<uuid::Uuid>,
+        pub agent_name: Option<String>,
+        pub contact_id: Option<uuid::Uuid>,
+        pub contact_first_name: Option<String>,
+        pub contact_last_name: Option<String>,
+        pub contact_email: Option<String>,
+        /// The customer's number.
+        pub phone_number: String,
+        /// The organization's number the call used.
+        pub phone_number_called_from: Option<String>,
+        pub call_type: CallType,
+        pub status: CallStatus,
+        pub call_success: Option<bool>,
+        pub went_to_voicemail: Option<bool>,
+        /// Seconds.
+        pub call_duration: Option<i64>,
+        pub started_at: Option<String>,
+        pub ended_at: Option<String>,
+        pub ended_reason: Option<String>,
+        pub recording_url: Option<String>,
+        pub campaign_id: Option<uuid::Uuid>,
+        pub campaign_name: Option<String>,
+        pub created_at: String,
+        pub transcript: Option<String>,
+        pub transcript_formatted: Option<Value>,
+        pub post_call_analysis: Option<Value>,
+        pub call_description: Option<String>,
+        pub custom_analysis: Option<Value>,
+        pub structured_data_results: Option<Value>,
+        pub notes: Option<Value>,
+        pub action_executions: Option<Value>,
+        pub action_summary: Option<Value>,
+        pub quality_metrics: Option<Value>,
+        pub latency_metrics: Option<Value>,
+        pub audio_metrics: Option<Value>,
+        pub enhanced_context: Option<Value>,
+        pub turn_events: Option<Value>,
+        pub interruptions: Option<Value>,
+        pub tool_usage: Option<Value>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Pagination {
+        /// Matching calls in all.
+        pub total: i64,
+        pub limit: u32,
+        pub offset: u64,
+        pub has_more: bool,
+    }
+
+    /// A page of calls.
+    #[derive(ToSchema)]
+    pub struct AgentVoiceCallList {
+        pub data: Vec<AgentVoiceCall>,
+        pub pagination: Pagination,
+    }
 }
 
 #[cfg(test)]

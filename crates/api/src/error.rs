@@ -116,3 +116,15 @@ pub struct ErrorBody {
     /// What is wrong and what is allowed.
     pub message: String,
 }
+
+/// The error envelope of the OmniDimension dialect (`/api/v1/...`), which its client reads:
+/// the reason in snake_case and the message as `error_description`.
+#[derive(ToSchema)]
+#[schema(example = json!({"error": "not_found", "error_description": "agent 7 not found"}))]
+#[allow(dead_code, reason = "schema only")]
+pub struct OmniErrorBody {
+    /// The HTTP status reason in snake_case, e.g. `bad_request`.
+    pub error: String,
+    /// What is wrong and what is allowed.
+    pub error_description: String,
+}

@@ -102,7 +102,7 @@ pub(crate) async fn list_events(
 #[utoipa::path(
     get, path = "/v1/events/{id}", tag = "events",
     summary = "Get an event",
-    params(("id" = String, Path, description = "The event's id (`evt_` and 16 hex digits)")),
+    params(("id" = String, Path, description = "The event's id (`evt_` and 16 hex digits)", pattern = r"^evt_[0-7][0-9a-fA-F]{15}$")),
     responses(
         (status = 200, description = "The event", body = schema::Event),
         (status = 400, description = "Not an event id", body = crate::error::ErrorBody),
@@ -191,12 +191,18 @@ pub mod schema {
     #[into_params(parameter_in = Query)]
     pub struct EventsQuery {
         /// Only events after this event id (the `cursor` of the previous page).
-        #[param(pattern = "^evt_[0-9a-f]{16}$")]
+        #[param(pattern = r"^evt_[0-7][0-9a-fA-F]{15}$")]
         pub after: Option<String>,
         /// Comma-separated event types (e.g. `call.ended,call.analyzed`).
-        #[param(rename = "type")]
+        #[param(
+            rename = "type",
+            pattern = r"^(call\.(created|ringing|answered|ended|transcript|analyzed)|recording\.ready|webhook_endpoint\.disabled)(,(call\.(created|ringing|answered|ended|transcript|analyzed)|recording\.ready|webhook_endpoint\.disabled))*$"
+        )]
         pub event_type: Option<String>,
         /// Only this call's events.
+        #[param(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        )]
         pub call_id: Option<uuid::Uuid>,
         /// Page size (default 100).
         #[param(minimum = 1, maximum = 1000)]

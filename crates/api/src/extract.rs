@@ -103,6 +103,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    // A NUL character (`\u0000`) in any string: SQLite would store it, PostgreSQL refuses
+    // text holding it; no field of the API takes one. Only bodies that spell the escape are
+    // walked.
+    if raw.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(raw) {
+            if let Some(at) = nul_at(&v, String::new()) {
+                return Err(ApiError::bad_request(format!(
+                    "{at} must not contain NUL characters (\\u0000)"
+                )));
+            }
+        }
+    }
     serde_json::from_slice(raw).map_err(|e| {
         let what = if e.is_syntax() || e.is_eof() {
             "malformed JSON"
@@ -111,4 +123,37 @@ pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::bad_request(format!("{what}: {e}"))
     })
+}
+
+/// Where a NUL character is in a JSON value: the field's path (`tools[0].name`, or `body`
+/// for the top level), keys included.
+fn nul_at(v: &serde_json::Value, at: String) -> Option<String> {
+    use serde_json::Value;
+    let here = || {
+        if at.is_empty() {
+            "body".to_string()
+        } else {
+            at.clone()
+        }
+    };
+    match v {
+        Value::String(s) if s.contains('\0') => Some(here()),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nul_at(x, format!("{}[{i}]", here()))),
+        Value::Object(m) => m.iter().find_map(|(k, x)| {
+            let path = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            if k.contains('\0') {
+                Some(here())
+            } else {
+                nul_at(x, path)
+            }
+        }),
+        _ => None,
+    }
 }

@@ -16,6 +16,7 @@ pub mod listing;
 mod notes;
 mod omnidim;
 pub mod openapi;
+mod openapi_links;
 pub mod recording;
 pub mod resource;
 pub mod resources;
@@ -197,7 +198,34 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
 }
 
-async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+/// `GET /healthz`'s body.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "schema only")]
+pub(crate) struct Health {
+    #[schema(inline)]
+    status: HealthState,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code, reason = "schema only")]
+enum HealthState {
+    Ok,
+    Unavailable,
+}
+
+#[utoipa::path(
+    get, path = "/healthz", tag = "service", summary = "Check the server's health",
+    description = "200 when the database answers, 503 when it does not. No authentication.",
+    security(()),
+    responses(
+        (status = 200, description = "The server and its database answer", body = Health, example = json!({"status": "ok"})),
+        (status = 503, description = "The database does not answer", body = Health, example = json!({"status": "unavailable"}))
+    )
+)]
+pub(crate) async fn healthz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Response {
     match state.store.ping().await {
         Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
         Err(e) => {

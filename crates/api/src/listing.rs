@@ -30,7 +30,8 @@ pub fn parse_filter(q: &QueryMap, number_params: &[&str]) -> ApiResult<CallFilte
     };
     if let (Some(a), Some(b)) = (f.from, f.to) {
         if a > b {
-            return Err(ApiError::bad_request("from must not be later than to"));
+            // Each value is valid, together they select nothing: a 422 (RFC 9110 §15.5.21).
+            return Err(ApiError::unprocessable("from must not be later than to"));
         }
     }
     Ok(f)

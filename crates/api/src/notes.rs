@@ -41,7 +41,8 @@ pub struct Note {
 #[derive(ToSchema)]
 #[allow(dead_code, reason = "schema only")]
 pub struct NewNote {
-    /// The note, 1 to 10,000 characters.
+    /// The note, 1 to 10,000 characters (not only spaces; trimmed).
+    #[schema(min_length = 1, max_length = 10000, pattern = r"\S")]
     pub text: String,
 }
 

@@ -13,7 +13,7 @@ use crate::auth::Org;
 use crate::dispatch::{self, AgentRef, DispatchRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryMap};
-use crate::resource::Obj;
+use crate::resource::{json_int, Obj};
 use crate::resources::agent_patch;
 use crate::v1::base_url;
 use crate::views::recording_url;
@@ -55,8 +55,9 @@ impl PageNo {
     fn parse(q: &QueryMap) -> ApiResult<PageNo> {
         let pageno = match q.get("pageno") {
             None => 1,
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(n) if n >= 1 => n,
+            // At most i64::MAX, as the document's int64 says.
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) if n >= 1 => n as u64,
                 _ => {
                     return Err(ApiError::bad_request(format!(
                         "pageno must be an integer of 1 or more, got {:?}",
@@ -137,7 +138,21 @@ pub fn call_log_json(call: &Call, base: &str) -> Value {
     })
 }
 
-async fn dispatch_call(
+#[utoipa::path(
+    post, path = "/api/v1/calls/dispatch", tag = "omnidimension", operation_id = "omnidim_dispatch_call",
+    summary = "Dispatch a call (OmniDimension)",
+    description = "Queues an outbound call by the agent's integer id, optionally from one of the organization's numbers by its integer id. `Idempotency-Key` works as on `POST /v1/call`.",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: 1 to 255 visible ASCII characters", min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
+    request_body(content = schema::DispatchBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Queued (or the original call on an idempotent replay)", body = schema::Dispatched),
+        (status = 400, description = "Invalid or unknown field", body = crate::error::OmniErrorBody),
+        (status = 404, description = "Agent or phone number not found", body = crate::error::OmniErrorBody),
+        (status = 409, description = "Concurrency limit reached", body = crate::error::OmniErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another body", body = crate::error::OmniErrorBody)
+    )
+)]
+pub(crate) async fn dispatch_call(
     State(state): State<AppState>,
     Org(org): Org,
     headers: HeaderMap,
@@ -148,8 +163,8 @@ async fn dispatch_call(
         &["agent_id", "to_number", "call_context", "from_number_id"],
     )?;
     let agent = match o.0.get("agent_id") {
-        Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n >= 1) => {
-            n.as_i64().unwrap_or_default()
+        Some(v @ Value::Number(_)) if json_int(v).is_some_and(|n| n >= 1) => {
+            json_int(v).unwrap_or_default()
         }
         None | Some(Value::Null) => {
             return Err(ApiError::bad_request(
@@ -177,7 +192,7 @@ async fn dispatch_call(
         };
     let from_number_id = match o.0.get("from_number_id") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n >= 1) => n.as_i64(),
+        Some(v @ Value::Number(_)) if json_int(v).is_some_and(|n| n >= 1) => json_int(v),
         Some(_) => {
             return Err(ApiError::bad_request(
                 "from_number_id must be a positive integer (see phone_number/list) or null",
@@ -227,7 +242,17 @@ async fn dispatch_call(
     Ok(r)
 }
 
-async fn call_logs(
+#[utoipa::path(
+    get, path = "/api/v1/calls/logs", tag = "omnidimension", operation_id = "omnidim_list_call_logs",
+    summary = "List call logs (OmniDimension)",
+    description = "Newest first, paged by `pageno` (1-based) and `pagesize`.",
+    params(schema::CallLogsQuery),
+    responses(
+        (status = 200, description = "A page of call logs", body = schema::CallLogPage),
+        (status = 400, description = "Invalid parameter", body = crate::error::OmniErrorBody)
+    )
+)]
+pub(crate) async fn call_logs(
     State(state): State<AppState>,
     Org(org): Org,
     headers: HeaderMap,
@@ -293,7 +318,16 @@ async fn call_log_handler(
     Ok(Json(call_log_json(&call, &base_url(state, headers))).into_response())
 }
 
-async fn call_log(
+#[utoipa::path(
+    get, path = "/api/v1/calls/logs/{id}", tag = "omnidimension", operation_id = "omnidim_get_call_log",
+    summary = "Get a call log (OmniDimension)",
+    params(("id" = String, Path, description = "The call's id (a UUID; anything else is not found)")),
+    responses(
+        (status = 200, description = "The call log", body = schema::CallLog),
+        (status = 404, description = "Call log not found", body = crate::error::OmniErrorBody)
+    )
+)]
+pub(crate) async fn call_log(
     State(state): State<AppState>,
     Org(org): Org,
     Path(id): Path<String>,
@@ -337,7 +371,16 @@ fn agent_json(a: &Agent) -> Value {
     Value::Object(m)
 }
 
-async fn list_agents(
+#[utoipa::path(
+    get, path = "/api/v1/agents", tag = "omnidimension", operation_id = "omnidim_list_agents",
+    summary = "List agents (OmniDimension)",
+    params(schema::PageQuery),
+    responses(
+        (status = 200, description = "A page of agents (`bots`)", body = schema::AgentPage),
+        (status = 400, description = "Invalid pageno or pagesize", body = crate::error::OmniErrorBody)
+    )
+)]
+pub(crate) async fn list_agents(
     State(state): State<AppState>,
     Org(org): Org,
     q: QueryMap,
@@ -357,7 +400,17 @@ async fn list_agents(
     Ok(Json(Value::Object(m)).into_response())
 }
 
-async fn get_agent(
+#[utoipa::path(
+    get, path = "/api/v1/agents/{id}", tag = "omnidimension", operation_id = "omnidim_get_agent",
+    summary = "Get an agent by its integer id (OmniDimension)",
+    params(("id" = i64, Path, description = "The agent's integer id", minimum = 1)),
+    responses(
+        (status = 200, description = "The agent", body = schema::OmniAgent),
+        (status = 400, description = "Not a positive integer", body = crate::error::OmniErrorBody),
+        (status = 404, description = "Agent not found", body = crate::error::OmniErrorBody)
+    )
+)]
+pub(crate) async fn get_agent(
     State(state): State<AppState>,
     Org(org): Org,
     Path(id): Path<String>,
@@ -399,7 +452,18 @@ fn prompt_from_breakdown(sections: &[Value]) -> ApiResult<String> {
     Ok(parts.join("\n\n"))
 }
 
-async fn create_agent(
+#[utoipa::path(
+    post, path = "/api/v1/agents/create", tag = "omnidimension", operation_id = "omnidim_create_agent",
+    summary = "Create an agent (OmniDimension)",
+    description = "The system prompt is made of the enabled `context_breakdown` sections; `welcome_message` is the greeting; `voice.voice_id` and `model.model` name the voice and LLM model. Every other field is kept as sent and shown back with the agent.",
+    request_body(content = schema::CreateAgentBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The agent", body = schema::OmniAgent),
+        (status = 400, description = "Invalid or missing field", body = crate::error::OmniErrorBody),
+        (status = 409, description = "An agent with this name exists", body = crate::error::OmniErrorBody)
+    )
+)]
+pub(crate) async fn create_agent(
     State(state): State<AppState>,
     Org(org): Org,
     body: JsonBody<Value>,
@@ -433,7 +497,29 @@ async fn create_agent(
         fields.insert("system_prompt".into(), Value::String(breakdown));
     }
     // voice {provider, voice_id} and model {model} also name our voice and LLM model; the
-    // objects themselves stay in settings with everything else.
+    // objects themselves stay in settings with everything else. Their named fields are
+    // checked: a voice_id that is not a string would otherwise be kept and never used.
+    for (obj, fields) in [
+        ("voice", &["provider", "voice_id"][..]),
+        ("model", &["model"][..]),
+    ] {
+        match m.get(obj) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(o)) => {
+                for f in fields {
+                    if !matches!(o.get(*f), None | Some(Value::Null) | Some(Value::String(_))) {
+                        return Err(ApiError::bad_request(format!("{obj}.{f} must be a string")));
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "{obj} must be an object ({})",
+                    fields.join(", ")
+                )))
+            }
+        }
+    }
     if let Some(v) = m
         .get("voice")
         .and_then(|v| v.get("voice_id"))
@@ -456,7 +542,16 @@ async fn create_agent(
 
 // ----- phone numbers -----
 
-async fn list_numbers(
+#[utoipa::path(
+    get, path = "/api/v1/phone_number/list", tag = "omnidimension", operation_id = "omnidim_list_numbers",
+    summary = "List phone numbers (OmniDimension)",
+    params(schema::PageQuery),
+    responses(
+        (status = 200, description = "A page of phone numbers", body = schema::NumberPage),
+        (status = 400, description = "Invalid pageno or pagesize", body = crate::error::OmniErrorBody)
+    )
+)]
+pub(crate) async fn list_numbers(
     State(state): State<AppState>,
     Org(org): Org,
     q: QueryMap,
@@ -538,6 +633,209 @@ fn error_code(status: StatusCode) -> String {
         .unwrap_or("error")
         .to_ascii_lowercase()
         .replace([' ', '-'], "_")
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    dispatch_call,
+    call_logs,
+    call_log,
+    list_agents,
+    get_agent,
+    create_agent,
+    list_numbers
+))]
+pub struct ApiDoc;
+
+// ----- OpenAPI schema -----
+
+/// The shapes of the OmniDimension JSON (`call_log_json`, `agent_json`, the pages).
+#[allow(dead_code, reason = "schema only")]
+pub mod schema {
+    use crate::v1::schema::{CallStatus, CallType};
+    use serde_json::Value;
+    use utoipa::{IntoParams, ToSchema};
+
+    /// `pageno` and `pagesize` of a list.
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct PageQuery {
+        /// Page number, from 1 (default 1).
+        #[param(minimum = 1)]
+        pub pageno: Option<i64>,
+        /// Page size, 1 to 100 (default 30).
+        #[param(minimum = 1, maximum = 100)]
+        pub pagesize: Option<u32>,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct CallLogsQuery {
+        /// Page number, from 1 (default 1).
+        #[param(minimum = 1)]
+        pub pageno: Option<i64>,
+        /// Page size, 1 to 100 (default 30).
+        #[param(minimum = 1, maximum = 100)]
+        pub pagesize: Option<u32>,
+        /// Only calls with this status.
+        #[param(inline)]
+        pub call_status: Option<CallStatus>,
+        /// Only calls of the agent with this integer id (none match if it does not exist).
+        #[param(minimum = 1)]
+        pub agentid: Option<i64>,
+    }
+
+    /// `POST /api/v1/calls/dispatch`.
+    #[derive(ToSchema)]
+    pub struct DispatchBody {
+        /// The agent's integer id.
+        #[schema(minimum = 1)]
+        pub agent_id: i64,
+        /// The number to call, E.164.
+        #[schema(pattern = r"^\+[1-9][0-9]{7,14}$", example = "+15551234567")]
+        pub to_number: String,
+        /// Handed to the agent: a JSON object (`{}` = none) or a string.
+        #[schema(value_type = Option<Object>)]
+        pub call_context: Option<Value>,
+        /// Caller ID: the integer id of one of the organization's numbers.
+        #[schema(minimum = 1)]
+        pub from_number_id: Option<i64>,
+    }
+
+    /// A call as an OmniDimension call log.
+    #[derive(ToSchema)]
+    pub struct CallLog {
+        pub id: uuid::Uuid,
+        /// The agent's integer id.
+        pub agent_id: Option<i64>,
+        pub agent_name: Option<String>,
+        pub call_direction: CallType,
+        pub call_status: CallStatus,
+        pub from_number: Option<String>,
+        pub to_number: Option<String>,
+        /// The integer id of the organization's number the call used.
+        pub from_number_id: Option<i64>,
+        pub customer_number: String,
+        pub call_context: Option<Value>,
+        /// Seconds.
+        pub call_duration: Option<i64>,
+        pub start_time: Option<String>,
+        pub end_time: Option<String>,
+        pub end_reason: Option<String>,
+        pub recording_url: Option<String>,
+        pub transcript: Option<String>,
+        pub transcript_formatted: Option<Value>,
+        pub call_summary: Option<String>,
+        pub campaign_id: Option<uuid::Uuid>,
+        pub created_at: String,
+    }
+
+    /// What a dispatch answers.
+    #[derive(ToSchema)]
+    pub struct Dispatched {
+        /// Always true.
+        pub success: bool,
+        /// Always `dispatched`.
+        pub status: String,
+        pub call_log_id: uuid::Uuid,
+        pub call_log: CallLog,
+    }
+
+    #[derive(ToSchema)]
+    pub struct CallLogPage {
+        pub call_log_data: Vec<CallLog>,
+        pub total_records: i64,
+        pub pageno: u64,
+        pub pagesize: u32,
+        pub total_pages: i64,
+    }
+
+    /// A section of an agent's prompt.
+    #[derive(ToSchema)]
+    pub struct ContextSection {
+        pub title: String,
+        pub body: String,
+        /// Default true.
+        pub is_enabled: Option<bool>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct VoiceChoice {
+        pub provider: Option<String>,
+        /// The voice (at most 200 characters).
+        #[schema(max_length = 200)]
+        pub voice_id: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ModelChoice {
+        /// The LLM model (at most 200 characters).
+        #[schema(max_length = 200)]
+        pub model: Option<String>,
+    }
+
+    /// `POST /api/v1/agents/create`. Other fields are kept as sent (null = not given).
+    #[derive(ToSchema)]
+    pub struct CreateAgentBody {
+        /// Unique within the organization, 1 to 200 characters (not only spaces).
+        #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+        pub name: String,
+        /// The prompt's sections.
+        pub context_breakdown: Vec<ContextSection>,
+        /// The greeting (at most 10,000 characters).
+        #[schema(max_length = 10000)]
+        pub welcome_message: Option<String>,
+        pub voice: Option<VoiceChoice>,
+        pub model: Option<ModelChoice>,
+    }
+
+    /// An agent as OmniDimension shows it, plus whatever other fields it was created with.
+    #[derive(ToSchema)]
+    pub struct OmniAgent {
+        /// The agent's integer id.
+        pub id: i64,
+        pub uuid: uuid::Uuid,
+        pub name: String,
+        pub welcome_message: Option<String>,
+        #[schema(value_type = Vec<Object>)]
+        pub context_breakdown: Value,
+        pub system_prompt: Option<String>,
+        pub voice: Option<String>,
+        pub llm_model: Option<String>,
+        pub language: Option<String>,
+        pub created_at: String,
+        pub updated_at: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct AgentPage {
+        pub bots: Vec<OmniAgent>,
+        pub total_records: i64,
+        pub pageno: u64,
+        pub pagesize: u32,
+        pub total_pages: i64,
+    }
+
+    #[derive(ToSchema)]
+    pub struct OmniNumber {
+        /// The number's integer id (`from_number_id` of a dispatch).
+        pub id: i64,
+        pub uuid: uuid::Uuid,
+        pub phone_number: String,
+        pub name: Option<String>,
+        /// The bound agent's integer id.
+        pub agent_id: Option<i64>,
+        pub created_at: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct NumberPage {
+        pub phone_numbers: Vec<OmniNumber>,
+        pub total_records: i64,
+        pub pageno: u64,
+        pub pagesize: u32,
+        pub total_pages: i64,
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, ResponseBuilder};
@@ -26,10 +26,23 @@ const DOCS_HTML: &str = include_str!("docs.html");
 #[openapi(
     info(
         title = "Switchboard API",
-        description = "Self-hosted voice-AI call platform. The native `/v1` API: calls (Flyflow \
-            calls and the call resource in one superset), recordings, and the agents, phone \
-            numbers, SIP trunks, contacts and campaigns resources. Every error is \
-            `{\"error\": \"<status reason>\", \"message\": \"<what is wrong and what is allowed>\"}`."
+        description = "Self-hosted voice-AI call platform. Every JSON route the server answers: \
+            the native `/v1` API (calls — Flyflow calls and the call resource in one superset —, \
+            recordings, notes, events, webhook endpoints, and the agents, phone numbers, SIP \
+            trunks, contacts and campaigns resources), the AgentVoice dialect (`/api/calls`), \
+            the OmniDimension dialect (`/api/v1/...`), `/healthz`, this document and `/docs`. \
+            The dashboard's HTML pages (`/login`, `/overview`, `/calls`, ...) share the port but \
+            are not part of the API and are not described here. Every error is \
+            `{\"error\": \"<status reason>\", \"message\": \"<what is wrong and what is allowed>\"}` \
+            (OmniDimension: `{\"error\": \"<snake_case reason>\", \"error_description\": ...}`, \
+            as its client reads it). Optional query parameters given empty (`?cursor=`) count as \
+            absent (`allowEmptyValue`). A 400 means a value outside its documented shape; a 422 a \
+            request whose values are each valid but cannot be served together or in the \
+            current state (an id that does not exist, an Idempotency-Key reused with another \
+            body, `from` later than `to`, a cursor of another order, two tools of one name). \
+            No string, in a body or a parameter, may contain the NUL character (U+0000): it is a \
+            400 (PostgreSQL cannot store it). \
+            Every operation may answer 503 with `Retry-After` while the database is unreachable."
     ),
     paths(
         crate::v1::create_call,
@@ -80,10 +93,15 @@ const DOCS_HTML: &str = include_str!("docs.html");
         crate::webhooks::list_deliveries,
         crate::webhooks::retry_delivery,
         crate::webhooks::agent_secret,
+        crate::healthz,
+        openapi_json,
+        docs_page,
     ),
     components(schemas(
         crate::error::ErrorBody,
+        crate::error::OmniErrorBody,
         crate::v1::schema::CallStatus,
+        crate::v1::schema::CallList,
         crate::v1::schema::CallType,
         crate::v1::schema::OrderBy,
         crate::v1::schema::Order,
@@ -91,7 +109,6 @@ const DOCS_HTML: &str = include_str!("docs.html");
         crate::resources::trunks::Transport,
         crate::resources::campaigns::CampaignStatus,
     )),
-    modifiers(&Security, &CommonErrors),
     security(("bearer" = []), ("api_key" = [], "organization_id" = [])),
     tags(
         (name = "calls", description = "Dispatch, list, read, update and delete calls; recordings"),
@@ -102,26 +119,151 @@ const DOCS_HTML: &str = include_str!("docs.html");
         (name = "campaigns", description = "Groups of calls"),
         (name = "events", description = "The organization's event log, replayable from any point"),
         (name = "webhooks", description = "Endpoints that receive the events, signed the Standard Webhooks way, with their delivery attempts"),
+        (name = "agentvoice", description = "The AgentVoice dialect: its calls list and call, with its parameter names and payloads"),
+        (name = "omnidimension", description = "The OmniDimension dialect (`/api/v1`), as its Python client calls it: agents and phone numbers by integer id, call logs, dispatch"),
+        (name = "service", description = "Health check and this document"),
     )
 )]
 pub struct NativeDoc;
 
-/// The whole document: the native API plus every dialect module's document.
+/// The whole document: the native API plus every dialect module's document. The shared
+/// responses (401, 429, 500, 503, and 400/413/415 of a JSON body), the security schemes and
+/// the links between operations are added after the merge, so they reach every module's
+/// operations alike.
 pub fn document() -> utoipa::openapi::OpenApi {
-    #[allow(unused_mut, reason = "dialect modules merge their documents here")]
     let mut doc = NativeDoc::openapi();
-    // Dialects: one line each, e.g. `doc.merge(crate::omnidim::ApiDoc::openapi());`
+    // Dialects: one line each.
     doc.merge(crate::notes::ApiDoc::openapi());
+    doc.merge(crate::agentvoice::ApiDoc::openapi());
+    doc.merge(crate::omnidim::ApiDoc::openapi());
+    Security.modify(&mut doc);
+    CommonErrors.modify(&mut doc);
     doc
 }
 
+/// The document as served: [`document`] as JSON, with the links between operations.
+pub fn document_json() -> Value {
+    let mut v = serde_json::to_value(document()).unwrap_or(Value::Null);
+    for (at, schema) in raw_parts() {
+        match v.pointer_mut(at) {
+            Some(slot) => *slot = schema,
+            None => debug_assert!(false, "no {at} in the document"),
+        }
+    }
+    // A call needs an agent: `agent_id`, or `from` (a number bound to one).
+    v["components"]["schemas"]["CreateCallBody"]["anyOf"] = json!([
+        {"required": ["agent_id"], "properties": {"agent_id": {"type": "string"}}},
+        {"required": ["from"], "properties": {"from": {"type": "string", "minLength": 1}}}
+    ]);
+    closed_bodies(&mut v);
+    create_bodies(&mut v);
+    empty_query_values(&mut v);
+    crate::openapi_links::add_links(&mut v);
+    v
+}
+
+/// A resource's create and update take the same fields, and a create also needs some: its
+/// body is `<Input>Create`, the input with these fields required (and not null).
+const CREATE_REQUIRES: &[(&str, &str, &[&str])] = &[
+    ("create_agent", "AgentInput", &["name"]),
+    ("create_number", "PhoneNumberInput", &["phone_number"]),
+    ("create_trunk", "SipTrunkInput", &["name", "host"]),
+    ("create_contact", "ContactInput", &["identifier"]),
+    ("create_campaign", "CampaignInput", &["name"]),
+];
+
+fn create_bodies(doc: &mut Value) {
+    for (op_id, input, required) in CREATE_REQUIRES {
+        let mut schema = doc["components"]["schemas"][*input].clone();
+        schema["required"] = json!(required);
+        let name = format!("{input}Create");
+        doc["components"]["schemas"][&name] = schema;
+        if let Some(paths) = doc["paths"].as_object_mut() {
+            for item in paths.values_mut() {
+                for op in item
+                    .as_object_mut()
+                    .into_iter()
+                    .flat_map(|m| m.values_mut())
+                {
+                    if op["operationId"] == *op_id {
+                        op["requestBody"]["content"]["application/json"]["schema"] =
+                            json!({"$ref": format!("#/components/schemas/{name}")});
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every optional query parameter given empty (`?cursor=`) counts as absent (`QueryMap`):
+/// `allowEmptyValue` says so, parameter by parameter.
+fn empty_query_values(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for item in paths.values_mut() {
+        for op in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|m| m.values_mut())
+        {
+            let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
+                continue;
+            };
+            for p in params {
+                if p["in"] == "query" && p["required"] != true {
+                    p["allowEmptyValue"] = Value::Bool(true);
+                }
+            }
+        }
+    }
+}
+
+/// Request bodies whose unknown fields are kept (Flyflow's and OmniDimension's agent bodies
+/// keep every other option in the agent's `settings`); every other body refuses unknown
+/// fields with a 400, which the document says with `additionalProperties: false`.
+const OPEN_BODIES: &[&str] = &["FlyflowAgentInput", "CreateAgentBody"];
+
+fn closed_bodies(doc: &mut Value) {
+    let mut names = Vec::new();
+    if let Some(paths) = doc["paths"].as_object() {
+        for item in paths.values() {
+            for op in item.as_object().into_iter().flat_map(|m| m.values()) {
+                let r = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+                if let Some(name) = r.as_str().and_then(|r| r.rsplit('/').next()) {
+                    if !OPEN_BODIES.contains(&name) {
+                        names.push(name.to_string());
+                    }
+                }
+            }
+        }
+    }
+    for name in names {
+        if let Some(m) = doc["components"]["schemas"][&name].as_object_mut() {
+            m.entry("additionalProperties")
+                .or_insert(Value::Bool(false));
+        }
+    }
+}
+
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "service", summary = "Get this OpenAPI document",
+    security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object))
+)]
 /// `GET /openapi.json`: built once, served from memory.
 pub async fn openapi_json() -> Response {
     static DOC: OnceLock<Value> = OnceLock::new();
-    let v = DOC.get_or_init(|| serde_json::to_value(document()).unwrap_or(Value::Null));
+    let v = DOC.get_or_init(document_json);
     Json(v.clone()).into_response()
 }
 
+#[utoipa::path(
+    get, path = "/docs", tag = "service", summary = "Read the API reference page",
+    description = "This document rendered as HTML (no external assets).",
+    security(()),
+    responses((status = 200, description = "The reference page", content_type = "text/html", body = String))
+)]
 /// `GET /docs`: the API reference page.
 pub async fn docs_page() -> Response {
     (
@@ -129,6 +271,45 @@ pub async fn docs_page() -> Response {
         DOCS_HTML,
     )
         .into_response()
+}
+
+/// A JSON object or a string, or null (a call's `context`).
+fn object_or_string() -> Value {
+    json!({"oneOf": [{"type": "object"}, {"type": "string"}, {"type": "null"}]})
+}
+
+/// Parts of the document written as JSON Schema, for shapes the derive cannot state (unions,
+/// nested rules): (JSON pointer into the document, the schema), applied to the serialized
+/// document. The pointed-at places hold a placeholder from the derive.
+fn raw_parts() -> Vec<(&'static str, Value)> {
+    let mut v = crate::resources::agents::raw_schemas();
+    v.push((
+        "/components/schemas/SipTrunkInput/properties/inbound_sources",
+        crate::resources::trunks::ip_list(),
+    ));
+    for s in ["CreateCallBody", "ContextBody", "CallV1"] {
+        let p: &'static str =
+            Box::leak(format!("/components/schemas/{s}/properties/context").into_boxed_str());
+        v.push((p, object_or_string()));
+    }
+    // A calls list answers a page, or with most_recent=true the one call.
+    for (path, page, one) in [
+        ("~1v1~1calls", "CallList", "CallV1"),
+        ("~1api~1calls", "AgentVoiceCallList", "AgentVoiceCall"),
+    ] {
+        let p: &'static str = Box::leak(
+            format!("/paths/{path}/get/responses/200/content/application~1json/schema")
+                .into_boxed_str(),
+        );
+        v.push((
+            p,
+            json!({"oneOf": [
+                {"$ref": format!("#/components/schemas/{page}")},
+                {"$ref": format!("#/components/schemas/{one}")}
+            ]}),
+        ));
+    }
+    v
 }
 
 struct Security;
@@ -162,41 +343,86 @@ impl Modify for Security {
     }
 }
 
-/// The errors every authenticated operation can answer, added to each operation as references
-/// to shared responses, so the annotations list only what is specific to a handler.
+/// The errors every operation can answer, added to each operation as references to shared
+/// responses, so the annotations list only what is specific to a handler: 401 and 429 behind
+/// authentication, 500 and 503 (database unreachable) everywhere the database is used, and
+/// 400 (malformed JSON), 413 and 415 wherever a JSON body is read. The OmniDimension routes
+/// get the same responses in their own error shape.
 struct CommonErrors;
+
+/// (status, component name, description, needs authentication, needs a body).
+const COMMON: &[(&str, &str, &str, bool, bool)] = &[
+    ("400", "BadRequest", "Malformed JSON, or a field of the wrong type", false, true),
+    ("401", "Unauthorized", "Missing or invalid API key", true, false),
+    ("413", "PayloadTooLarge", "Body over 1 MiB", false, true),
+    ("415", "UnsupportedMediaType", "Content-Type is not application/json", false, true),
+    (
+        "429",
+        "TooManyRequests",
+        "The organization's rate limit was exceeded; retry after the Retry-After delay",
+        true,
+        false,
+    ),
+    ("500", "InternalError", "An unexpected error; it has been logged", false, false),
+    (
+        "503",
+        "ServiceUnavailable",
+        "The database is unreachable (or the replica carrying a live call did not answer); retry after the Retry-After delay",
+        false,
+        false,
+    ),
+];
+
+fn error_response(desc: &str, schema: &str, retry_after: bool) -> utoipa::openapi::Response {
+    let mut b = ResponseBuilder::new().description(desc).content(
+        "application/json",
+        utoipa::openapi::ContentBuilder::new()
+            .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                schema,
+            ))))
+            .build(),
+    );
+    if retry_after {
+        b = b.header(
+            "Retry-After",
+            utoipa::openapi::HeaderBuilder::new()
+                .schema(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::Type::Integer),
+                )
+                .description(Some("Seconds to wait before retrying"))
+                .build(),
+        );
+    }
+    b.build()
+}
 
 impl Modify for CommonErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let common = [
-            ("401", "Unauthorized", "Missing or invalid API key"),
-            (
-                "429",
-                "TooManyRequests",
-                "The organization's rate limit was exceeded; retry after a moment",
-            ),
-            (
-                "500",
-                "InternalError",
-                "An unexpected error; it has been logged",
-            ),
-        ];
         let c = openapi.components.get_or_insert_with(Default::default);
-        for (_, name, desc) in common {
-            let resp = ResponseBuilder::new()
-                .description(desc)
-                .content(
-                    "application/json",
-                    utoipa::openapi::ContentBuilder::new()
-                        .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                            "ErrorBody",
-                        ))))
-                        .build(),
-                )
-                .build();
-            c.responses.insert(name.to_string(), RefOr::T(resp));
+        for (code, name, desc, _, _) in COMMON {
+            let retry = matches!(*code, "429" | "503");
+            c.responses.insert(
+                name.to_string(),
+                RefOr::T(error_response(desc, "ErrorBody", retry)),
+            );
+            c.responses.insert(
+                format!("Omni{name}"),
+                RefOr::T(error_response(desc, "OmniErrorBody", retry)),
+            );
         }
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            // The document and its page touch nothing that can fail; /healthz documents its
+            // own 503.
+            if matches!(path.as_str(), "/openapi.json" | "/docs") {
+                continue;
+            }
+            let public = path == "/healthz";
+            let prefix = if path.starts_with("/api/v1/") {
+                "Omni"
+            } else {
+                ""
+            };
             let ops = [
                 &mut item.get,
                 &mut item.post,
@@ -205,13 +431,20 @@ impl Modify for CommonErrors {
                 &mut item.delete,
             ];
             for op in ops.into_iter().flatten() {
-                for (code, name, _) in common {
+                let has_body = op.request_body.is_some();
+                for (code, name, _, authed, body) in COMMON {
+                    if (*authed && public) || (*body && !has_body) {
+                        continue;
+                    }
+                    if public && *code == "503" {
+                        continue;
+                    }
                     op.responses
                         .responses
                         .entry(code.to_string())
                         .or_insert_with(|| {
                             RefOr::Ref(utoipa::openapi::Ref::new(format!(
-                                "#/components/responses/{name}"
+                                "#/components/responses/{prefix}{name}"
                             )))
                         });
                 }

@@ -49,7 +49,7 @@ fn parse_range(h: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
     summary = "Download a call's recording",
     description = "`<call id>.mp3` is the mono mix, `<call id>.stereo.mp3` the dual-channel file (caller left, agent right). Supports a single HTTP `Range: bytes=` range.",
     params(
-        ("file" = String, Path, description = "`<call id>.mp3` or `<call id>.stereo.mp3`", pattern = r"^[0-9a-fA-F-]{36}(\.stereo)?\.mp3$"),
+        ("file" = String, Path, description = "`<call id>.mp3` or `<call id>.stereo.mp3`", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(\.stereo)?\.mp3$"),
         ("Range" = Option<String>, Header, description = "A single byte range, e.g. `bytes=0-1023`")
     ),
     responses(

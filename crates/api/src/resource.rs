@@ -159,6 +159,16 @@ fn write_error(e: StoreError, what: &str) -> ApiError {
     }
 }
 
+/// A JSON integer, also written with a zero fraction (`5.0`), as JSON Schema's `integer`
+/// counts it.
+pub fn json_int(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|x| x.fract() == 0.0 && x.abs() < 9.0e15)
+            .map(|x| x as i64)
+    })
+}
+
 pub(crate) fn to_json<T: Serialize>(t: &T) -> Value {
     serde_json::to_value(t).unwrap_or(Value::Null)
 }
@@ -213,7 +223,7 @@ impl Obj {
         match self.0.get(k) {
             None => Ok(None),
             Some(Value::Null) => Ok(Some(None)),
-            Some(v) => match v.as_i64() {
+            Some(v) => match json_int(v) {
                 Some(n) if (min..=max).contains(&n) => Ok(Some(Some(n))),
                 _ => Err(ApiError::bad_request(format!(
                     "{k} must be an integer between {min} and {max}"
@@ -279,6 +289,7 @@ pub struct PageQuery {
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The `cursor` of the previous page, unchanged.
+    #[param(pattern = r"^s1\.[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 
@@ -291,12 +302,13 @@ pub struct Deleted {
 
 /// Declares a [`Resource`]'s endpoints: the five annotated handlers (named as given, which
 /// names their OpenAPI operations), `routes()`, and the list page's schema. The strings are
-/// what the OpenAPI document says: `one` as in "Get a <one>", `many` as in "List <many>".
+/// what the OpenAPI document says: `one` (article and noun) as in "Get an agent", `many` as in
+/// "List agents".
 ///
 /// ```ignore
 /// resource_endpoints! {
 ///     resource: Agents, tag: "agents", path: "/v1/agents", item: "/v1/agents/{id}",
-///     one: "agent", many: "agents",
+///     one: "an" "agent", many: "agents",
 ///     schema: Agent, input: AgentInput, list: AgentList { agents },
 ///     handlers: list_agents, create_agent, get_agent, update_agent, delete_agent,
 /// }
@@ -304,7 +316,7 @@ pub struct Deleted {
 macro_rules! resource_endpoints {
     (
         resource: $r:ident, tag: $tag:tt, path: $path:tt, item: $item:tt,
-        one: $one:tt, many: $many:tt,
+        one: $a:tt $one:tt, many: $many:tt,
         schema: $schema:ident, input: $input:ident, list: $list_schema:ident { $key:ident },
         handlers: $list:ident, $create:ident, $get:ident, $update:ident, $delete:ident $(,)?
     ) => {
@@ -341,7 +353,7 @@ macro_rules! resource_endpoints {
         }
 
         #[utoipa::path(
-            post, path = $path, tag = $tag, summary = concat!("Create a ", $one),
+            post, path = $path, tag = $tag, summary = concat!("Create ", $a, " ", $one),
             request_body(content = $input, content_type = "application/json"),
             responses(
                 (status = 201, description = "Created", body = $schema),
@@ -360,7 +372,7 @@ macro_rules! resource_endpoints {
         }
 
         #[utoipa::path(
-            get, path = $item, tag = $tag, summary = concat!("Get a ", $one),
+            get, path = $item, tag = $tag, summary = concat!("Get ", $a, " ", $one),
             params(("id" = uuid::Uuid, Path, description = concat!("The ", $one, "'s id"))),
             responses(
                 (status = 200, description = concat!("The ", $one), body = $schema),
@@ -377,7 +389,7 @@ macro_rules! resource_endpoints {
         }
 
         #[utoipa::path(
-            patch, path = $item, tag = $tag, summary = concat!("Update a ", $one),
+            patch, path = $item, tag = $tag, summary = concat!("Update ", $a, " ", $one),
             params(("id" = uuid::Uuid, Path, description = concat!("The ", $one, "'s id"))),
             request_body(content = $input, content_type = "application/json"),
             responses(
@@ -398,7 +410,7 @@ macro_rules! resource_endpoints {
         }
 
         #[utoipa::path(
-            delete, path = $item, tag = $tag, summary = concat!("Delete a ", $one),
+            delete, path = $item, tag = $tag, summary = concat!("Delete ", $a, " ", $one),
             params(("id" = uuid::Uuid, Path, description = concat!("The ", $one, "'s id"))),
             responses(
                 (status = 200, description = "Deleted", body = crate::resource::Deleted),

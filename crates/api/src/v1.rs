@@ -58,14 +58,16 @@ pub(crate) struct CreateCallBody {
     metadata: Option<Value>,
     user_speaks_first: Option<bool>,
     campaign_id: Option<String>,
-    ring_timeout: Option<i64>,
+    /// Read as any JSON value so that `30.0` counts as the integer it is (JSON Schema's
+    /// `integer`); checked by `parse_ring_timeout`.
+    ring_timeout: Option<Value>,
 }
 
 #[utoipa::path(
     post, path = "/v1/call", tag = "calls",
     summary = "Dispatch an outbound call",
     description = "Queues an outbound call from `from` (a number bound to an agent) or with `agent_id`. With an `Idempotency-Key` header a repeat with the same body returns the original call (header `idempotent-replayed: true`); the same key with another body is a 422.",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: 1 to 255 visible ASCII characters", min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
     request_body(content = schema::CreateCallBody, content_type = "application/json"),
     responses(
         (status = 201, description = "The call, queued (or the original call on an idempotent replay)", body = schema::CallV1),
@@ -118,7 +120,14 @@ pub(crate) async fn create_call(
             .campaign_id
             .map(|c| CampaignId::parse_param("campaign_id", &c))
             .transpose()?,
-        ring_timeout_seconds: dispatch::parse_ring_timeout(b.ring_timeout)?,
+        ring_timeout_seconds: dispatch::parse_ring_timeout(match b.ring_timeout {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(crate::resource::json_int(&v).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "ring_timeout must be an integer between 1 and 300 seconds, got {v}"
+                ))
+            })?),
+        })?,
     };
     let (call, created) =
         dispatch::dispatch(&state, org, req, &headers, "/v1/call", &body.raw).await?;
@@ -143,9 +152,10 @@ pub(crate) async fn create_call(
     description = "Keyset-paged list of the organization's calls with filters; `most_recent=true` returns the single most recent matching call instead of a page.",
     params(schema::ListCallsQuery),
     responses(
-        (status = 200, description = "A page of calls (or one call with most_recent=true)", body = schema::CallList),
+        (status = 200, description = "A page of calls (or one call with most_recent=true; see openapi::raw_parts)", body = schema::CallList),
         (status = 400, description = "Invalid parameter; the message names it and its allowed values", body = crate::error::ErrorBody),
-        (status = 404, description = "most_recent=true and no call matches", body = crate::error::ErrorBody)
+        (status = 404, description = "most_recent=true and no call matches", body = crate::error::ErrorBody),
+        (status = 422, description = "`from` is later than `to`, or the cursor was made for another order", body = crate::error::ErrorBody)
     )
 )]
 pub(crate) async fn list_calls(
@@ -167,7 +177,9 @@ pub(crate) async fn list_calls(
         Some(c) => {
             let pos = decode_cursor(c)?;
             if pos.order_by != order_by || pos.order != order {
-                return Err(ApiError::bad_request(format!(
+                // A well-formed cursor that does not fit the other parameters: the request
+                // is understood but cannot be served (RFC 9110 §15.5.21).
+                return Err(ApiError::unprocessable(format!(
                     "cursor was made for order_by={}&order={}; pass the same order with it",
                     pos.order_by, pos.order
                 )));
@@ -324,6 +336,7 @@ pub async fn delete_call(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ContextBody {
     id: Option<String>,
     context: Option<Value>,
@@ -419,6 +432,7 @@ fn accepted(state: &AppState, headers: &HeaderMap, call: &Call) -> Response {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct TransferBody {
     to: Option<String>,
 }
@@ -566,24 +580,36 @@ pub mod schema {
     #[into_params(parameter_in = Query)]
     pub struct ListCallsQuery {
         /// Only calls of this agent.
+        #[param(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        )]
         pub agent_id: Option<uuid::Uuid>,
         /// Only calls with this customer number (E.164, e.g. +14155551234).
-        #[param(pattern = r"^\+[1-9][0-9]{1,14}$")]
+        #[param(pattern = r"^\+[1-9][0-9]{7,14}$")]
         pub client_number: Option<String>,
         /// Same as `client_number` (AgentVoice's name for it).
-        #[param(pattern = r"^\+[1-9][0-9]{1,14}$")]
+        #[param(pattern = r"^\+[1-9][0-9]{7,14}$")]
         pub phone_number: Option<String>,
         /// Only calls with this contact.
+        #[param(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        )]
         pub contact_id: Option<uuid::Uuid>,
         /// Only calls of this campaign.
+        #[param(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        )]
         pub campaign_id: Option<uuid::Uuid>,
         #[param(inline)]
         pub status: Option<CallStatus>,
         #[param(inline)]
         pub call_type: Option<CallType>,
-        /// Calls starting at or after this instant (ISO 8601 date or date-time; UTC if no offset).
+        /// Calls starting at or after this instant (RFC 3339 date-time; a date or a date-time
+        /// without offset, taken as UTC, is accepted too).
+        #[param(format = DateTime)]
         pub from: Option<String>,
         /// Calls starting at or before this instant; not earlier than `from`.
+        #[param(format = DateTime)]
         pub to: Option<String>,
         /// Sort key (default `created_at`).
         #[param(inline)]
@@ -603,7 +629,11 @@ pub mod schema {
         /// Page size, 1 to 100 (default 10).
         #[param(minimum = 1, maximum = 100)]
         pub limit: Option<u32>,
-        /// The `cursor` of the previous page, unchanged; pass the same `order_by` and `order`.
+        /// The `cursor` of the previous page, unchanged; pass the same `order_by` and `order`
+        /// (a cursor made for another order is a 422).
+        #[param(
+            pattern = r"^c1\.(started_at|ended_at|created_at)\.(asc|desc)\.-?[0-9]{1,18}\.[0-9]{1,18}$"
+        )]
         pub cursor: Option<String>,
     }
 
@@ -625,10 +655,16 @@ pub mod schema {
     #[into_params(parameter_in = Query)]
     pub struct CallByIdQuery {
         /// The call's id.
+        #[param(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        )]
         pub id: uuid::Uuid,
         #[param(inline)]
         pub fields: Option<Fields>,
         /// Comma-separated detail groups: `transcript`, `metrics`, `diagnostics`, `actions`.
+        #[param(
+            pattern = r"^(transcript|metrics|diagnostics|actions)(,(transcript|metrics|diagnostics|actions))*$"
+        )]
         pub include: Option<String>,
     }
 
@@ -636,12 +672,17 @@ pub mod schema {
     #[derive(ToSchema)]
     pub struct CreateCallBody {
         /// The E.164 number to call.
-        #[schema(example = "+14155551234", pattern = r"^\+[1-9][0-9]{1,14}$")]
+        #[schema(example = "+14155551234", pattern = r"^\+[1-9][0-9]{7,14}$")]
         pub to: String,
-        /// One of the organization's numbers; its agent answers unless `agent_id` is given.
+        /// One of the organization's numbers (E.164); its agent answers unless `agent_id` is
+        /// given. Empty = not given.
+        #[schema(pattern = r"^(\+[1-9][0-9]{7,14})?$")]
         pub from: Option<String>,
+        #[schema(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        )]
         pub agent_id: Option<uuid::Uuid>,
-        /// Free-form JSON object handed to the agent.
+        /// Handed to the agent: a JSON object or a string.
         #[schema(value_type = Option<Object>)]
         pub context: Option<Value>,
         /// Free-form JSON object kept with the call.
@@ -649,6 +690,9 @@ pub mod schema {
         pub metadata: Option<Value>,
         /// Wait for the callee to speak first (default false).
         pub user_speaks_first: Option<bool>,
+        #[schema(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        )]
         pub campaign_id: Option<uuid::Uuid>,
         /// Seconds to let it ring, 1 to 300.
         #[schema(minimum = 1, maximum = 300)]
@@ -659,8 +703,11 @@ pub mod schema {
     #[derive(ToSchema)]
     pub struct ContextBody {
         /// The call whose context to replace.
+        #[schema(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        )]
         pub id: uuid::Uuid,
-        /// The new context (a JSON object) or null to clear it.
+        /// The new context (a JSON object or a string), or null to clear it.
         #[schema(value_type = Option<Object>)]
         pub context: Option<Value>,
     }
@@ -680,7 +727,12 @@ pub mod schema {
     /// Where to transfer the call.
     #[derive(ToSchema)]
     pub struct TransferBody {
-        /// An E.164 number (`+14155550123`) or a SIP URI (`sip:desk@pbx.example.com`).
+        /// An E.164 number (`+14155550123`) or a SIP URI (`sip:desk@pbx.example.com`; at most
+        /// 256 visible ASCII characters, no `<`, `>` or `"`).
+        #[schema(
+            max_length = 256,
+            pattern = r#"^(\+[1-9][0-9]{7,14}|sips?:[!#-;=?-~]*@[!#-;=?-~]*)$"#
+        )]
         pub to: String,
     }
 
@@ -736,6 +788,7 @@ pub mod schema {
         pub client_number: String,
         pub from_number: Option<String>,
         pub to_number: Option<String>,
+        /// A JSON object or a string, as given (see `openapi::raw_parts`).
         #[schema(value_type = Option<Object>)]
         pub context: Option<Value>,
         #[schema(value_type = Option<Object>)]

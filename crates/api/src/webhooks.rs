@@ -48,6 +48,19 @@ pub fn routes() -> Router<AppState> {
 
 const FIELDS: &[&str] = &["url", "events", "description", "enabled"];
 
+/// An endpoint id from the path: a UUID (anything else is a 400 before the store sees it;
+/// PostgreSQL refuses some strings, e.g. with a NUL, outright).
+fn endpoint_id(s: &str) -> ApiResult<String> {
+    uuid::Uuid::parse_str(s.trim())
+        .map(|u| u.to_string())
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "webhook endpoint id must be a UUID, got {:?}",
+                s.chars().take(64).collect::<String>()
+            ))
+        })
+}
+
 fn object(v: Value, allowed: &[&str]) -> ApiResult<Map<String, Value>> {
     let Value::Object(m) = v else {
         return Err(ApiError::bad_request("request body must be a JSON object"));
@@ -98,7 +111,7 @@ fn events_field(v: &Value) -> ApiResult<Vec<String>> {
 fn description_field(v: &Value) -> ApiResult<Option<String>> {
     match v {
         Value::Null => Ok(None),
-        Value::String(s) if s.len() <= 1000 => Ok(Some(s.clone())),
+        Value::String(s) if s.chars().count() <= 1000 => Ok(Some(s.clone())),
         Value::String(_) => Err(ApiError::bad_request(
             "description is longer than 1000 characters",
         )),
@@ -141,11 +154,17 @@ pub(crate) async fn create_endpoint(
         .map(description_field)
         .transpose()?
         .flatten();
+    let enabled = match m.get("enabled") {
+        None => true,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| ApiError::bad_request("enabled must be true or false"))?,
+    };
     let (mut ep, secret) = s
         .store
         .create_webhook_endpoint(org, &url, &events, description.as_deref())
         .await?;
-    if m.get("enabled") == Some(&Value::Bool(false)) {
+    if !enabled {
         ep = s
             .store
             .update_webhook_endpoint(
@@ -200,6 +219,7 @@ pub(crate) async fn list_endpoints(
     params(("id" = uuid::Uuid, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The endpoint", body = schema::WebhookEndpoint),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorBody),
         (status = 404, description = "Endpoint not found", body = crate::error::ErrorBody)
     )
 )]
@@ -208,6 +228,7 @@ pub(crate) async fn get_endpoint(
     Org(org): Org,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    let id = endpoint_id(&id)?;
     let ep = s
         .store
         .get_webhook_endpoint(org, &id)
@@ -236,6 +257,7 @@ pub(crate) async fn update_endpoint(
     Path(id): Path<String>,
     b: JsonBody<Value>,
 ) -> ApiResult<Response> {
+    let id = endpoint_id(&id)?;
     let m = object(b.value, FIELDS)?;
     let mut p = WebhookEndpointPatch::default();
     if let Some(v) = m.get("url") {
@@ -268,6 +290,7 @@ pub(crate) async fn update_endpoint(
     params(("id" = uuid::Uuid, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "Deleted", body = crate::resource::Deleted),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorBody),
         (status = 404, description = "Endpoint not found", body = crate::error::ErrorBody)
     )
 )]
@@ -276,6 +299,7 @@ pub(crate) async fn delete_endpoint(
     Org(org): Org,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    let id = endpoint_id(&id)?;
     s.store
         .delete_webhook_endpoint(org, &id)
         .await
@@ -290,6 +314,7 @@ pub(crate) async fn delete_endpoint(
     params(("id" = uuid::Uuid, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The new secret", body = schema::RotatedSecret),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorBody),
         (status = 404, description = "Endpoint not found", body = crate::error::ErrorBody)
     )
 )]
@@ -298,6 +323,7 @@ pub(crate) async fn rotate_secret(
     Org(org): Org,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    let id = endpoint_id(&id)?;
     let secret = s
         .store
         .rotate_webhook_secret(org, &id)
@@ -335,6 +361,7 @@ pub(crate) async fn list_deliveries(
     Path(id): Path<String>,
     q: QueryMap,
 ) -> ApiResult<Response> {
+    let id = endpoint_id(&id)?;
     let before = q.opt("cursor", decode_seq_cursor)?;
     let limit = q
         .opt("limit", |v| parse_limit("limit", v, 100))?
@@ -362,7 +389,7 @@ pub(crate) async fn list_deliveries(
     description = "Sends the event to this endpoint again, at once (also after it succeeded or gave up).",
     params(
         ("id" = uuid::Uuid, Path, description = "The endpoint's id"),
-        ("event_id" = String, Path, description = "The event's id (`evt_` and 16 hex digits)")
+        ("event_id" = String, Path, description = "The event's id (`evt_` and 16 hex digits)", pattern = r"^evt_[0-7][0-9a-fA-F]{15}$")
     ),
     responses(
         (status = 202, description = "Queued for delivery", body = schema::RetryAccepted),
@@ -375,6 +402,7 @@ pub(crate) async fn retry_delivery(
     Org(org): Org,
     Path((id, event)): Path<(String, String)>,
 ) -> ApiResult<Response> {
+    let id = endpoint_id(&id)?;
     let seq = event_seq("event id", &event)?;
     s.store
         .get_webhook_endpoint(org, &id)
@@ -407,6 +435,7 @@ pub(crate) async fn agent_secret(
     Org(org): Org,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    let id = endpoint_id(&id)?;
     let agent: AgentId = id.parse()?;
     let secret = s
         .store
@@ -461,24 +490,62 @@ pub mod schema {
         pub secret: String,
     }
 
+    /// An event type a webhook endpoint can take, or `*` for all.
+    #[derive(ToSchema)]
+    pub enum EventFilter {
+        #[schema(rename = "*")]
+        All,
+        #[schema(rename = "call.created")]
+        CallCreated,
+        #[schema(rename = "call.ringing")]
+        CallRinging,
+        #[schema(rename = "call.answered")]
+        CallAnswered,
+        #[schema(rename = "call.ended")]
+        CallEnded,
+        #[schema(rename = "call.transcript")]
+        CallTranscript,
+        #[schema(rename = "call.analyzed")]
+        CallAnalyzed,
+        #[schema(rename = "recording.ready")]
+        RecordingReady,
+        #[schema(rename = "webhook_endpoint.disabled")]
+        WebhookEndpointDisabled,
+    }
+
     #[derive(ToSchema)]
     pub struct WebhookEndpointCreate {
         /// A public http(s) URL (at most 2048 characters).
+        #[schema(
+            max_length = 2048,
+            pattern = r"^https?://[A-Za-z][A-Za-z0-9-]{0,62}(\.[A-Za-z][A-Za-z0-9-]{0,62}){0,8}(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$"
+        )]
         pub url: String,
         /// Event types (see the `events` tag), or `["*"]` for all.
-        pub events: Vec<String>,
+        #[schema(min_items = 1, inline)]
+        pub events: Vec<EventFilter>,
         /// At most 1000 characters.
+        #[schema(max_length = 1000)]
         pub description: Option<String>,
         /// Default `true`.
+        #[schema(nullable = false)]
         pub enabled: Option<bool>,
     }
 
     #[derive(ToSchema)]
     pub struct WebhookEndpointPatch {
+        #[schema(
+            max_length = 2048,
+            pattern = r"^https?://[A-Za-z][A-Za-z0-9-]{0,62}(\.[A-Za-z][A-Za-z0-9-]{0,62}){0,8}(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$",
+            nullable = false
+        )]
         pub url: Option<String>,
-        pub events: Option<Vec<String>>,
+        #[schema(min_items = 1, nullable = false, inline)]
+        pub events: Option<Vec<EventFilter>>,
         /// `null` clears it.
+        #[schema(max_length = 1000)]
         pub description: Option<String>,
+        #[schema(nullable = false)]
         pub enabled: Option<bool>,
     }
 
@@ -494,6 +561,7 @@ pub mod schema {
     #[into_params(parameter_in = Query)]
     pub struct ListEndpointsQuery {
         /// The previous page's `cursor`.
+        #[param(pattern = r"^s1\.[0-9]{1,18}$")]
         pub cursor: Option<String>,
         /// Page size (default 100).
         #[param(minimum = 1, maximum = 100)]
@@ -533,6 +601,7 @@ pub mod schema {
     #[into_params(parameter_in = Query)]
     pub struct ListDeliveriesQuery {
         /// The previous page's `cursor`.
+        #[param(pattern = r"^s1\.[0-9]{1,18}$")]
         pub cursor: Option<String>,
         /// Page size (default 50).
         #[param(minimum = 1, maximum = 100)]

@@ -208,9 +208,10 @@ pub fn check_agent_settings(settings: &Value) -> Result<(), ParseError> {
     }
     let number = |k: &str, lo: f64, hi: f64, integer: bool| -> Result<(), ParseError> {
         let Some(v) = m.get(k) else { return Ok(()) };
-        let ok = match (integer, v.as_u64(), v.as_f64()) {
-            (true, Some(n), _) => (lo..=hi).contains(&(n as f64)),
-            (false, _, Some(x)) => (lo..=hi).contains(&x),
+        // An integer may be written `2.0` (JSON Schema's `integer` counts it).
+        let ok = match (integer, v.as_f64()) {
+            (true, Some(x)) => x.fract() == 0.0 && (lo..=hi).contains(&x),
+            (false, Some(x)) => (lo..=hi).contains(&x),
             _ => false,
         };
         if ok {

@@ -400,7 +400,12 @@ pub fn parse_tools(v: &Value) -> Result<Vec<Tool>, ParseError> {
                 }
                 let timeout_ms = match m.get("timeout_ms") {
                     None | Some(Value::Null) => DEFAULT_TOOL_TIMEOUT_MS,
-                    Some(v) => match v.as_u64() {
+                    // `5000.0` is the integer 5000 too (JSON Schema's `integer`).
+                    Some(v) => match v.as_u64().or_else(|| {
+                        v.as_f64()
+                            .filter(|x| x.fract() == 0.0 && (0.0..1e15).contains(x))
+                            .map(|x| x as u64)
+                    }) {
                         Some(n) if (100..=120_000).contains(&n) => n,
                         _ => {
                             return Err(ParseError::new(format!(

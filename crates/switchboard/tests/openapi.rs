@@ -122,7 +122,98 @@ async fn openapi_document_and_reference_page() {
             );
         }
     }
+    // Issue 13: every JSON route the binary serves, the vendor dialects included, each with
+    // the errors it can answer: 503 (database unreachable) on every operation that uses the
+    // database, 415 and 413 on every one that reads a JSON body, 401 and 429 behind
+    // authentication; the OmniDimension routes in their own error shape.
+    for (path, method) in [
+        ("/api/calls", "get"),
+        ("/api/calls/{id}", "get"),
+        ("/api/v1/calls/dispatch", "post"),
+        ("/api/v1/calls/logs", "get"),
+        ("/api/v1/calls/logs/{id}", "get"),
+        ("/api/v1/agents", "get"),
+        ("/api/v1/agents/create", "post"),
+        ("/api/v1/agents/{id}", "get"),
+        ("/api/v1/phone_number/list", "get"),
+        ("/healthz", "get"),
+        ("/v1/call/{id}/notes", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "missing operation {method} {path}"
+        );
+    }
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            operations += 1;
+            let summary = op["summary"].as_str().unwrap_or("");
+            assert!(
+                summary.chars().next().is_some_and(char::is_uppercase),
+                "{method} {path}: summary {summary:?}"
+            );
+            let responses = &op["responses"];
+            if !matches!(path.as_str(), "/openapi.json" | "/docs") {
+                assert!(responses.get("503").is_some(), "{method} {path} lacks 503");
+            }
+            if op.get("requestBody").is_some() {
+                for code in ["400", "413", "415"] {
+                    assert!(
+                        responses.get(code).is_some(),
+                        "{method} {path} lacks {code}"
+                    );
+                }
+            }
+            if !matches!(path.as_str(), "/openapi.json" | "/docs" | "/healthz") {
+                for code in ["401", "429"] {
+                    assert!(
+                        responses.get(code).is_some(),
+                        "{method} {path} lacks {code}"
+                    );
+                }
+            }
+            let err = responses["401"]["$ref"].as_str().unwrap_or("");
+            if path.starts_with("/api/v1/") {
+                assert!(err.ends_with("OmniUnauthorized"), "{method} {path}: {err}");
+            }
+        }
+    }
+    assert!(operations >= 61, "{operations} operations");
+    assert_eq!(
+        doc["paths"]["/v1/agents"]["post"]["summary"],
+        "Create an agent"
+    );
+    assert_eq!(
+        doc["paths"]["/v1/sip-trunks/{id}"]["get"]["summary"],
+        "Get a SIP trunk"
+    );
+    // The dashboard's HTML pages are said to be left out, and are.
+    assert!(doc["info"]["description"]
+        .as_str()
+        .unwrap_or("")
+        .contains("dashboard"));
+    for page in ["/login", "/overview", "/calls", "/keys"] {
+        assert!(doc["paths"].get(page).is_none(), "{page} is an HTML page");
+    }
+    // Links: a created agent's id feeds its reads, and a call can be placed with it.
+    let links = &doc["paths"]["/v1/agents"]["post"]["responses"]["201"]["links"];
+    assert_eq!(links["get_agent"]["operationId"], "get_agent");
+    assert_eq!(
+        links["get_agent"]["parameters"]["path.id"],
+        "$response.body#/id"
+    );
+    assert_eq!(
+        links["create_call"]["requestBody"]["agent_id"],
+        "$response.body#/id"
+    );
+    // Create bodies state their required fields; unknown fields are refused.
     let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["AgentInputCreate"]["required"],
+        serde_json::json!(["name"])
+    );
+    assert_eq!(schemas["AgentInput"]["additionalProperties"], false);
     let created = &schemas["WebhookEndpointCreated"]["properties"];
     assert!(created.get("secret").is_some(), "{created}");
     assert!(schemas["WebhookEndpoint"]["properties"]

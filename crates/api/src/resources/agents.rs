@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use switchboard_domain::{AgentId, AgentPatch};
 use utoipa::{IntoParams, ToSchema};
 
@@ -83,13 +83,54 @@ async fn check_webhook_url(s: &AppState, p: &AgentPatch) -> ApiResult<()> {
 
 crate::resource::resource_endpoints! {
     resource: Agents, tag: "agents", path: "/v1/agents", item: "/v1/agents/{id}",
-    one: "agent", many: "agents",
+    one: "an" "agent", many: "agents",
     schema: Agent, input: AgentInput, list: AgentList { agents },
     handlers: list_agents, create_agent, get_agent, update_agent, delete_agent,
 }
 
+/// Tools and analysis questions are named, and a name may appear once. Each item can be
+/// valid on its own while two of them clash: that is a 422 (RFC 9110 §15.5.21), checked
+/// before the items' own rules so the answer does not depend on which rule runs first.
+fn unique_names(o: &Obj) -> ApiResult<()> {
+    let tool_name = |t: &Value| match t.get("type").and_then(Value::as_str) {
+        Some("webhook") => t.get("name").and_then(Value::as_str).map(str::to_string),
+        Some(kind) => Some(kind.to_string()),
+        None => None,
+    };
+    let question_name = |(i, q): (usize, &Value)| match q {
+        Value::String(_) => Some(format!("q{}", i + 1)),
+        _ => q.get("name").and_then(Value::as_str).map(str::to_string),
+    };
+    let lists: [(&str, Vec<String>); 2] = [
+        (
+            "tools",
+            o.0.get("tools")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(tool_name).collect())
+                .unwrap_or_default(),
+        ),
+        (
+            "analysis_questions",
+            o.0.get("analysis_questions")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().enumerate().filter_map(question_name).collect())
+                .unwrap_or_default(),
+        ),
+    ];
+    for (field, names) in lists {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
+            return Err(ApiError::unprocessable(format!(
+                "{field}: the name {dup:?} is used twice; names must be unique"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The agent fields of a body (also OmniDimension's, which maps its own names first).
 pub fn agent_patch(o: &Obj) -> ApiResult<AgentPatch> {
+    unique_names(o)?;
     Ok(AgentPatch {
         name: o.name("name")?,
         system_prompt: o.string("system_prompt", 100_000)?,
@@ -319,8 +360,8 @@ pub struct Agent {
 /// Agent fields; `name` is required on create. Unknown fields are rejected; null clears.
 #[derive(ToSchema)]
 pub struct AgentInput {
-    /// Unique within the organization, 1 to 200 characters.
-    #[schema(min_length = 1, max_length = 200)]
+    /// Unique within the organization, 1 to 200 characters (not only spaces).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S", nullable = false)]
     pub name: Option<String>,
     #[schema(max_length = 100000)]
     pub system_prompt: Option<String>,
@@ -332,8 +373,11 @@ pub struct AgentInput {
     pub language: Option<String>,
     #[schema(max_length = 200)]
     pub llm_model: Option<String>,
-    /// An http:// or https:// URL.
-    #[schema(max_length = 2048)]
+    /// An absolute http:// or https:// URL; it receives the agent's calls' events.
+    #[schema(
+        max_length = 2048,
+        pattern = r"^https?://[A-Za-z][A-Za-z0-9-]{0,62}(\.[A-Za-z][A-Za-z0-9-]{0,62}){0,8}(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$"
+    )]
     pub webhook_url: Option<String>,
     #[schema(minimum = 1, maximum = 86400)]
     pub max_duration_seconds: Option<i64>,
@@ -352,36 +396,236 @@ pub struct AgentInput {
     /// `{"type": "transfer_call", "destinations": [{"number", "description"}]}`,
     /// `{"type": "send_dtmf"}`, `{"type": "webhook", "name", "description", "parameters"
     /// (JSON Schema of an object), "url", "method" (default POST), "headers", "timeout_ms"
-    /// (100-120000, default 10000)}`. At most 32, names unique.
-    #[schema(value_type = Option<Vec<Object>>)]
+    /// (100-120000, default 10000)}`. At most 32; names (a built-in tool's name is its type)
+    /// must be unique: a repeated name is a 422.
+    #[schema(value_type = Option<Object>)]
     pub tools: Option<Value>,
     /// On reaching voicemail: `{"action": "hangup" | "leave_message" | "continue",
     /// "message": "..."}` (message required with leave_message; default continue).
     #[schema(value_type = Option<Object>)]
     pub voicemail: Option<Value>,
     /// What a successful call achieves, judged after the call (`call_success`).
-    #[schema(max_length = 4000)]
+    #[schema(max_length = 4000, min_length = 1, pattern = r"\S")]
     pub success_criteria: Option<String>,
     /// JSON Schema (of an object) of `structured_data_results`.
     #[schema(value_type = Option<Object>)]
     pub analysis_schema: Option<Value>,
     /// Questions answered in `custom_analysis`: strings, or `{name, question, type (string |
-    /// boolean | number | enum), choices}`. At most 20.
-    #[schema(value_type = Option<Vec<Object>>)]
+    /// boolean | number | enum), choices}`. At most 20; names (`q<n>` for the n-th question
+    /// given as a string) must be unique: a repeated name is a 422.
+    #[schema(value_type = Option<Object>)]
     pub analysis_questions: Option<Value>,
+}
+
+/// A non-blank string of at most `max` characters.
+fn text(max: u32) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "\\S"})
+}
+
+fn nullable(v: Value) -> Value {
+    json!({"oneOf": [v, {"type": "null"}]})
+}
+
+/// A JSON Schema describing an object (`{"type": "object", ...}`); other keywords are the
+/// client's.
+fn object_schema_value() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "type": {"type": "string", "enum": ["object"]},
+            "properties": {
+                "type": "object",
+                "additionalProperties": {"oneOf": [
+                    {"type": "boolean"},
+                    {
+                        "type": "object",
+                        "properties": {"type": {"type": "string", "enum": ["string", "number", "integer", "boolean", "object", "array", "null"]}}
+                    }
+                ]}
+            }
+        },
+        "required": ["type"]
+    })
+}
+
+fn object_json_schema() -> Value {
+    nullable(object_schema_value())
+}
+
+/// The parts of `AgentInput` written as JSON Schema (see `openapi::raw_parts`).
+pub(crate) fn raw_schemas() -> Vec<(&'static str, Value)> {
+    let at = "/components/schemas/AgentInput/properties/";
+    vec![
+        ("settings", settings_schema()),
+        ("tools", tools_schema()),
+        ("voicemail", voicemail_schema()),
+        ("analysis_schema", object_json_schema()),
+        ("analysis_questions", questions_schema()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (leak(format!("{at}{k}")), v))
+    .collect()
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn settings_schema() -> Value {
+    nullable(json!({
+        "type": "object",
+        "properties": {
+            "interruptible": {"type": "boolean"},
+            "silence_timeout_seconds": {"type": "number", "minimum": 1, "maximum": 3600},
+            "response_timeout_seconds": {"type": "number", "minimum": 0.5, "maximum": 30},
+            "max_reprompts": {"type": "integer", "minimum": 0, "maximum": 10},
+            "reprompt_message": text(2000),
+            "goodbye_message": text(2000),
+            "fallback_message": text(2000)
+        }
+    }))
+}
+
+fn tools_schema() -> Value {
+    let simple = |kind: &str| {
+        json!({
+            "type": "object",
+            "properties": {
+                "type": {"type": "string", "enum": [kind]},
+                "description": nullable(text(1000))
+            },
+            "required": ["type"],
+            "additionalProperties": false
+        })
+    };
+    nullable(json!({
+        "type": "array",
+        "maxItems": 32,
+        "items": {"oneOf": [
+            simple("end_call"),
+            simple("send_dtmf"),
+            {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "enum": ["transfer_call"]},
+                    "description": nullable(text(1000)),
+                    "destinations": {
+                        "type": "array", "minItems": 1, "maxItems": 20,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "number": {"type": "string", "pattern": "^\\+[1-9][0-9]{7,14}$"},
+                                "description": text(500)
+                            },
+                            "required": ["number", "description"]
+                        }
+                    }
+                },
+                "required": ["type", "destinations"],
+                "additionalProperties": false
+            },
+            {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "enum": ["webhook"]},
+                    "name": {"type": "string", "pattern": "^(?!(end_call|transfer_call|send_dtmf)$)[A-Za-z0-9_-]{1,64}$"},
+                    "description": text(1000),
+                    "parameters": object_schema_value(),
+                    "url": {"type": "string", "format": "uri", "pattern": "^https?://[A-Za-z][A-Za-z0-9-]{0,62}(\\.[A-Za-z][A-Za-z0-9-]{0,62}){0,8}(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$"},
+                    "method": nullable(json!({"type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE"]})),
+                    "headers": nullable(json!({
+                        "type": "object",
+                        "propertyNames": {"pattern": "^[A-Za-z0-9_-]+$"},
+                        "additionalProperties": {"type": "string", "pattern": "^[^\\r\\n]*$"}
+                    })),
+                    "timeout_ms": nullable(json!({"type": "integer", "minimum": 100, "maximum": 120000}))
+                },
+                "required": ["type", "name", "description", "url"],
+                "additionalProperties": false
+            }
+        ]}
+    }))
+}
+
+fn voicemail_schema() -> Value {
+    nullable(json!({"oneOf": [
+        {
+            "type": "object",
+            "properties": {
+                "action": {"type": "string", "enum": ["hangup", "continue"]},
+                "message": nullable(text(2000))
+            },
+            "additionalProperties": false
+        },
+        {
+            "type": "object",
+            "properties": {
+                "action": {"type": "string", "enum": ["leave_message"]},
+                "message": text(2000)
+            },
+            "required": ["action", "message"],
+            "additionalProperties": false
+        }
+    ]}))
+}
+
+fn questions_schema() -> Value {
+    let name = json!({"type": "string", "pattern": "^[A-Za-z0-9_]{1,64}$"});
+    let choices = json!({"type": "array", "minItems": 1, "maxItems": 50, "items": {"type": "string", "minLength": 1}});
+    nullable(json!({
+        "type": "array",
+        "maxItems": 20,
+        "items": {"oneOf": [
+            text(1000),
+            {
+                "type": "object",
+                "properties": {
+                    "name": name,
+                    "question": text(1000),
+                    "type": nullable(json!({"type": "string", "enum": ["string", "boolean", "number"]})),
+                    "choices": {"type": "null"}
+                },
+                "required": ["name", "question"],
+                "additionalProperties": false
+            },
+            {
+                "type": "object",
+                "properties": {
+                    "name": name,
+                    "question": text(1000),
+                    "type": {"type": "string", "enum": ["enum"]},
+                    "choices": choices
+                },
+                "required": ["name", "question", "type", "choices"],
+                "additionalProperties": false
+            }
+        ]}
+    }))
 }
 
 /// Flyflow `upsert_agent`: the agent fields plus Flyflow's own names (`voice_id` for `voice`,
 /// `webhook` for `webhook_url`); any other field is kept in `settings`. Null means "not given".
 #[derive(ToSchema)]
 pub struct FlyflowAgentInput {
-    /// Agents are upserted by name.
+    /// Agents are upserted by name: 1 to 200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
+    #[schema(max_length = 100000)]
     pub system_prompt: Option<String>,
+    #[schema(max_length = 10000)]
     pub initial_message: Option<String>,
+    /// The voice (`voice`).
+    #[schema(max_length = 200)]
     pub voice_id: Option<String>,
+    /// The agent's `webhook_url`: an absolute http:// or https:// URL.
+    #[schema(
+        max_length = 2048,
+        pattern = r"^https?://[A-Za-z][A-Za-z0-9-]{0,62}(\.[A-Za-z][A-Za-z0-9-]{0,62}){0,8}(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$"
+    )]
     pub webhook: Option<String>,
+    #[schema(max_length = 200)]
     pub llm_model: Option<String>,
+    #[schema(max_length = 35)]
     pub language: Option<String>,
 }
 
@@ -390,5 +634,8 @@ pub struct FlyflowAgentInput {
 #[into_params(parameter_in = Query)]
 pub struct AgentIdQuery {
     /// The agent's id.
+    #[param(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub id: uuid::Uuid,
 }

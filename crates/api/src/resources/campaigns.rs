@@ -39,7 +39,7 @@ impl Resource for Campaigns {
 
 crate::resource::resource_endpoints! {
     resource: Campaigns, tag: "campaigns", path: "/v1/campaigns", item: "/v1/campaigns/{id}",
-    one: "campaign", many: "campaigns",
+    one: "a" "campaign", many: "campaigns",
     schema: Campaign, input: CampaignInput, list: CampaignList { campaigns },
     handlers: list_campaigns, create_campaign, get_campaign, update_campaign, delete_campaign,
 }
@@ -67,8 +67,13 @@ pub struct Campaign {
 /// Campaign fields; `name` is required on create.
 #[derive(ToSchema)]
 pub struct CampaignInput {
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S", nullable = false)]
     pub name: Option<String>,
+    /// The agent that places its calls (a 422 if the organization has none with this id).
+    #[schema(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub agent_id: Option<uuid::Uuid>,
+    #[schema(nullable = false)]
     pub status: Option<CampaignStatus>,
 }

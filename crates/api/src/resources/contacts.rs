@@ -52,7 +52,7 @@ impl Resource for Contacts {
 
 crate::resource::resource_endpoints! {
     resource: Contacts, tag: "contacts", path: "/v1/contacts", item: "/v1/contacts/{id}",
-    one: "contact", many: "contacts",
+    one: "a" "contact", many: "contacts",
     schema: Contact, input: ContactInput, list: ContactList { contacts },
     handlers: list_contacts, create_contact, get_contact, update_contact, delete_contact,
 }
@@ -74,14 +74,15 @@ pub struct Contact {
 #[derive(ToSchema)]
 pub struct ContactInput {
     /// The contact's E.164 number.
-    #[schema(pattern = r"^\+[1-9][0-9]{1,14}$")]
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$", nullable = false)]
     pub identifier: Option<String>,
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S", nullable = false)]
     pub contact_type: Option<String>,
     #[schema(max_length = 200)]
     pub first_name: Option<String>,
     #[schema(max_length = 200)]
     pub last_name: Option<String>,
-    #[schema(max_length = 320)]
+    /// An address like name@example.com: one `@` at least, no spaces.
+    #[schema(max_length = 320, pattern = r"^\S*@\S*$")]
     pub email: Option<String>,
 }

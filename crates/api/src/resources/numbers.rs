@@ -38,7 +38,7 @@ impl Resource for Numbers {
 
 crate::resource::resource_endpoints! {
     resource: Numbers, tag: "phone-numbers", path: "/v1/phone-numbers",
-    item: "/v1/phone-numbers/{id}", one: "phone number", many: "phone numbers",
+    item: "/v1/phone-numbers/{id}", one: "a" "phone number", many: "phone numbers",
     schema: PhoneNumber, input: PhoneNumberInput, list: PhoneNumberList { phone_numbers },
     handlers: list_numbers, create_number, get_number, update_number, delete_number,
 }
@@ -61,11 +61,19 @@ pub struct PhoneNumber {
 #[derive(ToSchema)]
 pub struct PhoneNumberInput {
     /// E.164.
-    #[schema(pattern = r"^\+[1-9][0-9]{1,14}$")]
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$", nullable = false)]
     pub phone_number: Option<String>,
     #[schema(max_length = 200)]
     pub label: Option<String>,
-    /// The agent that answers calls to this number.
+    /// The agent that answers calls to this number (a 422 if the organization has none
+    /// with this id).
+    #[schema(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub agent_id: Option<uuid::Uuid>,
+    /// The trunk that carries its calls (a 422 if the organization has none with this id).
+    #[schema(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub trunk_id: Option<uuid::Uuid>,
 }

@@ -124,7 +124,7 @@ impl Resource for Trunks {
 
 crate::resource::resource_endpoints! {
     resource: Trunks, tag: "sip-trunks", path: "/v1/sip-trunks", item: "/v1/sip-trunks/{id}",
-    one: "SIP trunk", many: "SIP trunks",
+    one: "a" "SIP trunk", many: "SIP trunks",
     schema: SipTrunk, input: SipTrunkInput, list: SipTrunkList { sip_trunks },
     handlers: list_trunks, create_trunk, get_trunk, update_trunk, delete_trunk,
 }
@@ -170,20 +170,40 @@ pub struct TrunkRegistration {
 /// SIP trunk fields; `name` and `host` are required on create.
 #[derive(ToSchema)]
 pub struct SipTrunkInput {
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S", nullable = false)]
     pub name: Option<String>,
     /// Hostname or IP address.
-    #[schema(max_length = 253)]
+    #[schema(
+        min_length = 1,
+        max_length = 253,
+        pattern = r"^[A-Za-z0-9.:\[\]-]+$",
+        nullable = false
+    )]
     pub host: Option<String>,
-    /// Default 5060.
+    /// Default 5060 (null sets the default back).
     #[schema(minimum = 1, maximum = 65535)]
     pub port: Option<i64>,
+    #[schema(nullable = false)]
     pub transport: Option<Transport>,
+    #[schema(max_length = 200)]
     pub username: Option<String>,
+    /// Write-only: never shown (see `has_password`).
+    #[schema(max_length = 200, write_only)]
     pub password: Option<String>,
+    /// E.164.
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub default_caller_id: Option<String>,
     pub is_default: Option<bool>,
     pub register: Option<bool>,
-    /// IP addresses allowed to send inbound calls.
+    /// IP addresses (v4 or v6) allowed to send inbound calls.
+    #[schema(value_type = Option<Vec<String>>)]
     pub inbound_sources: Option<Vec<String>>,
+}
+
+/// `SipTrunkInput.inbound_sources` as JSON Schema (see `openapi::raw_parts`).
+pub(crate) fn ip_list() -> Value {
+    json!({"oneOf": [
+        {"type": "array", "items": {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}},
+        {"type": "null"}
+    ]})
 }
