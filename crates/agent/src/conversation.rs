@@ -2109,6 +2109,7 @@ mod tests {
         llm_delay: Duration,
         tts_delay: Duration,
         turn_complete: f32,
+        turn_delay: Duration,
         pending: Vec<(Duration, Ev)>,
         log: Vec<(u64, Action)>,
         played_total: usize,
@@ -2151,6 +2152,7 @@ mod tests {
                 llm_delay: Duration::from_millis(300),
                 tts_delay: Duration::from_millis(100),
                 turn_complete: 0.9,
+                turn_delay: Duration::from_millis(20),
                 pending: Vec::new(),
                 log: Vec::new(),
                 played_total: 0,
@@ -2183,7 +2185,7 @@ mod tests {
                         ));
                     }
                     Action::PredictTurn { id, .. } => self.pending.push((
-                        at + Duration::from_millis(20),
+                        at + self.turn_delay,
                         Ev::Prediction(*id, self.turn_complete),
                     )),
                     Action::StartLlm { reply, .. } if !self.llm_rounds.is_empty() => {
@@ -2481,14 +2483,15 @@ mod tests {
         });
         w.turn_complete = 0.9;
         w.c.start(Duration::ZERO);
-        // The prediction is asked at 1680 and answered at 1700; speech resumes at 1680.
-        w.speech = vec![(500, 1500), (1680, 1780)];
+        // Asked at 1680, answered at 1780; the caller speaks again (100 ms) from 1700.
+        w.turn_delay = Duration::from_millis(100);
+        w.speech = vec![(500, 1500), (1700, 1800)];
         w.finals.push_back("Yes.".into());
         w.run(4000);
-        assert_eq!(predictions(&w), vec![1680, 1960], "{:?}", w.c.turn_events());
+        assert_eq!(predictions(&w), vec![1680, 1980], "{:?}", w.c.turn_events());
         let ends = turn_ends(&w);
         assert_eq!(ends.len(), 1, "{:?}", w.c.turn_events());
-        assert_eq!(ends[0]["at_ms"], 1980);
+        assert_eq!(ends[0]["at_ms"], 2080);
     }
 
     #[test]
