@@ -5,7 +5,11 @@
 //!
 //! Turn-taking: speech starts after a few voiced frames; after a short pause the end-of-turn
 //! model is asked ([`Action::PredictTurn`]); "complete" ends the turn at once, "incomplete"
-//! waits up to `max_pause` for more speech. Without a model a fixed pause ends the turn.
+//! waits up to `max_pause` for more speech. Without a model a fixed pause ends the turn. The
+//! model costs ~0.2 s of CPU per answer, most of a conversing call's CPU, so it is asked once
+//! per pause and only about new speech: a pause after less than `predict_min_speech` of speech
+//! since its last "incomplete" keeps that verdict, and a turn shorter than that in all (a
+//! cough, a breath) ends by `fixed_pause` without asking it.
 //!
 //! Barge-in is two-stage (as in LiveKit Agents): the agent's audio pauses at the caller's
 //! speech onset; speech that lasts `interrupt_min_speech` (or transcribes to more than a
@@ -53,6 +57,10 @@ pub struct Config {
     /// Pause that ends a turn whatever the model says (and without a model: `fixed_pause`).
     pub max_pause: Duration,
     pub fixed_pause: Duration,
+    /// Voiced speech needed since the model's last "incomplete" (or since the turn's start)
+    /// before it is asked again at a pause; with less, the last verdict stands (or, with none,
+    /// `fixed_pause` ends the turn).
+    pub predict_min_speech: Duration,
     /// Probability at or above which the end-of-turn model's "complete" is believed.
     pub turn_threshold: f32,
     /// VAD probability at or above which a frame is voiced.
@@ -98,6 +106,7 @@ impl Default for Config {
             min_pause: Duration::from_millis(200),
             max_pause: Duration::from_millis(1200),
             fixed_pause: Duration::from_millis(700),
+            predict_min_speech: Duration::from_millis(160),
             turn_threshold: 0.5,
             vad_threshold: 0.5,
             speech_start_frames: 3,
@@ -525,9 +534,13 @@ struct UserTurn {
     last_voiced: Duration,
     voiced: Duration,
     audio: Vec<i16>,
-    /// Id of the pause prediction asked for (and not yet answered), and its answer.
-    asked: Option<u64>,
+    /// Id of the pause prediction asked for (and not yet answered), and `voiced` when it was
+    /// asked.
+    asked: Option<(u64, Duration)>,
+    /// The model's verdict on this pause was "incomplete" (or the last one is reused).
     said_incomplete: bool,
+    /// `voiced` as of the audio the model last called incomplete.
+    incomplete_at: Option<Duration>,
 }
 
 /// A barge-in being decided: the agent's audio is paused.
@@ -743,6 +756,13 @@ impl Conversation {
         self.speak(ReplyKind::Goodbye, text, false);
     }
 
+    /// The end-of-turn prediction whose answer is still wanted, if any: one asked earlier
+    /// that is no longer this is stale (the caller spoke again, or the turn ended), and
+    /// computing it would be wasted CPU.
+    pub fn wanted_prediction(&self) -> Option<u64> {
+        self.user.as_ref().and_then(|u| u.asked.map(|a| a.0))
+    }
+
     /// Takes the actions produced so far.
     pub fn drain(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.actions)
@@ -899,6 +919,7 @@ impl Conversation {
             audio,
             asked: None,
             said_incomplete: false,
+            incomplete_at: None,
         });
         self.silence_since = None;
         self.event("user_speech_start", json!({}));
@@ -995,13 +1016,25 @@ impl Conversation {
             return;
         }
         if self.cfg.has_turn_model {
+            // Speech the model has not judged yet.
+            let new_speech = u.voiced.saturating_sub(u.incomplete_at.unwrap_or_default());
             if silent >= self.cfg.max_pause {
                 self.end_user_turn();
-            } else if silent >= self.cfg.min_pause && u.asked.is_none() && !u.said_incomplete {
+            } else if silent < self.cfg.min_pause || u.asked.is_some() || u.said_incomplete {
+                // Not yet, or the model's answer for this pause is awaited or given.
+            } else if new_speech < self.cfg.predict_min_speech {
+                if u.incomplete_at.is_some() {
+                    // A syllable since the model said "incomplete": its verdict stands.
+                    u.said_incomplete = true;
+                } else if silent >= self.cfg.fixed_pause {
+                    // Too little speech for the model to judge: a fixed pause decides.
+                    self.end_user_turn();
+                }
+            } else {
                 let id = self.next_id;
                 self.next_id += 1;
                 let u = self.user.as_mut().expect("checked above");
-                u.asked = Some(id);
+                u.asked = Some((id, u.voiced));
                 // The model looks at the last 8 s.
                 let keep = (8 * 8000).min(u.audio.len());
                 let audio = u.audio[u.audio.len() - keep..].to_vec();
@@ -1014,10 +1047,14 @@ impl Conversation {
 
     fn on_prediction(&mut self, id: u64, complete: f32) {
         let Some(u) = self.user.as_mut() else { return };
-        if u.asked != Some(id) {
+        let Some((asked, voiced)) = u.asked.filter(|a| a.0 == id) else {
             return; // stale: the caller spoke again since
-        }
+        };
+        debug_assert_eq!(asked, id);
         u.asked = None;
+        if complete < self.cfg.turn_threshold {
+            u.incomplete_at = Some(voiced);
+        }
         self.event(
             "turn_prediction",
             json!({"complete": (f64::from(complete) * 1000.0).round() / 1000.0}),
@@ -2072,6 +2109,7 @@ mod tests {
         llm_delay: Duration,
         tts_delay: Duration,
         turn_complete: f32,
+        turn_delay: Duration,
         pending: Vec<(Duration, Ev)>,
         log: Vec<(u64, Action)>,
         played_total: usize,
@@ -2114,6 +2152,7 @@ mod tests {
                 llm_delay: Duration::from_millis(300),
                 tts_delay: Duration::from_millis(100),
                 turn_complete: 0.9,
+                turn_delay: Duration::from_millis(20),
                 pending: Vec::new(),
                 log: Vec::new(),
                 played_total: 0,
@@ -2146,7 +2185,7 @@ mod tests {
                         ));
                     }
                     Action::PredictTurn { id, .. } => self.pending.push((
-                        at + Duration::from_millis(20),
+                        at + self.turn_delay,
                         Ev::Prediction(*id, self.turn_complete),
                     )),
                     Action::StartLlm { reply, .. } if !self.llm_rounds.is_empty() => {
@@ -2383,6 +2422,120 @@ mod tests {
         // Without a positive prediction the turn ends at max_pause.
         assert_eq!(ends[0]["at_ms"], 2580 + 1200);
         assert_eq!(w.c.turns()[0].start_ms, 500);
+    }
+
+    fn predictions(w: &World) -> Vec<u64> {
+        w.actions()
+            .filter(|(_, a)| matches!(a, Action::PredictTurn { .. }))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    fn turn_ends(w: &World) -> Vec<Value> {
+        w.c.turn_events()
+            .iter()
+            .filter(|e| e["type"] == "user_turn_end")
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn real_speech_after_an_incomplete_verdict_asks_the_model_again() {
+        let mut w = World::new(Config {
+            initial_message: None,
+            ..cfg()
+        });
+        w.turn_complete = 0.1;
+        w.c.start(Duration::ZERO);
+        w.speech = vec![(500, 1500), (2100, 2600)];
+        w.finals.push_back("I would like a table for two.".into());
+        w.run(6000);
+        // Once per pause (200 ms into it), not on every silent frame of it.
+        assert_eq!(predictions(&w), vec![1680, 2780], "{:?}", w.c.turn_events());
+    }
+
+    #[test]
+    fn a_syllable_after_an_incomplete_verdict_keeps_it_without_asking_again() {
+        let mut w = World::new(Config {
+            initial_message: None,
+            ..cfg()
+        });
+        w.turn_complete = 0.1;
+        w.c.start(Duration::ZERO);
+        // 100 ms of speech (under predict_min_speech) after the model said incomplete.
+        w.speech = vec![(500, 1500), (2100, 2200)];
+        w.finals.push_back("I would like a table for two.".into());
+        w.run(6000);
+        assert_eq!(predictions(&w), vec![1680], "{:?}", w.c.turn_events());
+        // The verdict stands: the pause limit ends the turn, counted from the syllable.
+        let ends = turn_ends(&w);
+        assert_eq!(ends.len(), 1, "{:?}", w.c.turn_events());
+        assert_eq!(ends[0]["at_ms"], 2180 + 1200);
+    }
+
+    #[test]
+    fn a_syllable_after_a_complete_verdict_that_came_too_late_asks_again() {
+        // The caller spoke again before the answer: the answer is stale and the new pause
+        // is judged on its own, however short the new speech.
+        let mut w = World::new(Config {
+            initial_message: None,
+            ..cfg()
+        });
+        w.turn_complete = 0.9;
+        w.c.start(Duration::ZERO);
+        // Asked at 1680, answered at 1780; the caller speaks again (100 ms) from 1700.
+        w.turn_delay = Duration::from_millis(100);
+        w.speech = vec![(500, 1500), (1700, 1800)];
+        w.finals.push_back("Yes.".into());
+        w.run(4000);
+        assert_eq!(predictions(&w), vec![1680, 1980], "{:?}", w.c.turn_events());
+        let ends = turn_ends(&w);
+        assert_eq!(ends.len(), 1, "{:?}", w.c.turn_events());
+        assert_eq!(ends[0]["at_ms"], 2080);
+    }
+
+    #[test]
+    fn a_very_short_turn_is_not_judged_by_the_model() {
+        let mut w = World::new(Config {
+            initial_message: None,
+            ..cfg()
+        });
+        w.c.start(Duration::ZERO);
+        // 100 ms of voiced audio: a cough or a breath, nothing the model can judge.
+        w.speech = vec![(500, 600)];
+        w.finals.push_back(String::new());
+        w.run(3000);
+        assert!(predictions(&w).is_empty(), "{:?}", w.c.turn_events());
+        let ends = turn_ends(&w);
+        assert_eq!(ends.len(), 1, "{:?}", w.c.turn_events());
+        // Ended by the fixed pause, as without a model.
+        assert_eq!(ends[0]["at_ms"], 580 + 700);
+        assert_eq!(ends[0]["silence_ms"], 700);
+    }
+
+    #[test]
+    fn the_wanted_prediction_is_dropped_when_the_caller_speaks_again() {
+        let mut w = World::new(Config {
+            initial_message: None,
+            ..cfg()
+        });
+        w.c.start(Duration::ZERO);
+        w.speech = vec![(500, 1500), (1720, 2500)];
+        w.finals.push_back("I would like a table for two.".into());
+        assert_eq!(w.c.wanted_prediction(), None);
+        w.run(1680);
+        let asked = w
+            .actions()
+            .find_map(|(_, a)| match a {
+                Action::PredictTurn { id, .. } => Some(*id),
+                _ => None,
+            })
+            .expect("asked at 1680");
+        assert_eq!(w.c.wanted_prediction(), Some(asked));
+        // Answer withheld; the caller speaks again: nobody wants it any more.
+        w.pending.clear();
+        w.run(1740);
+        assert_eq!(w.c.wanted_prediction(), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::turn::TurnModel;
 use crate::vad::{Vad, VadModel};
 use futures::StreamExt;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_media::session::SessionControl;
@@ -273,11 +274,17 @@ pub async fn run(
     let mut tool_tasks: Vec<JoinHandle<()>> = Vec::new();
     let mut screen = agent.screening.clone().map(Screening::new);
     let mut amd_task: Option<JoinHandle<()>> = None;
+    let wanted_prediction = Arc::new(AtomicU64::new(u64::MAX));
 
     if !screen.as_ref().is_some_and(Screening::holding) {
         conv.start(Duration::ZERO);
     }
     loop {
+        // The prediction still wanted (`u64::MAX`: none), read by the queued model jobs.
+        wanted_prediction.store(
+            conv.wanted_prediction().unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         // Carry out what the core asked for.
         for a in conv.drain() {
             match a {
@@ -300,7 +307,13 @@ pub async fn run(
                 Action::PredictTurn { id, audio } => {
                     if let Some(m) = providers.turn.clone() {
                         let itx = itx.clone();
+                        let wanted = wanted_prediction.clone();
                         let queued = turn_pool().try_send(Box::new(move || {
+                            // Asked again or answered by speech while it waited in the
+                            // queue: skip the ~0.2 s of CPU, nobody will use the answer.
+                            if wanted.load(Ordering::Relaxed) != id {
+                                return;
+                            }
                             let p = m.predict(&audio).unwrap_or(1.0);
                             let _ = itx.send(Internal::Prediction(id, p));
                         }));
@@ -525,6 +538,8 @@ pub async fn run(
             _ = timer => conv.tick(start.elapsed()),
         }
     }
+    // The call is over: queued predictions of it are not worth running.
+    wanted_prediction.store(u64::MAX, Ordering::Relaxed);
     if let Some((_, t)) = llm_task.take() {
         t.abort();
     }

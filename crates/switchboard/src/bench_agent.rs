@@ -125,6 +125,10 @@ pub struct BenchAgentArgs {
     /// How many of the built-in sentences the pause measurement uses (at most 8).
     #[arg(long, default_value_t = 8)]
     pub pause_sentences: usize,
+    /// Speech (ms) the conversation needs since the model's last "incomplete" before asking
+    /// it again (its `predict_min_speech`; 0 asks at every pause, as before it existed).
+    #[arg(long, default_value_t = 160)]
+    pub predict_min_speech_ms: u64,
     /// Log every request the fake providers get (time, audio length) to stderr.
     #[arg(long, hide = true)]
     pub trace_fakes: bool,
@@ -243,6 +247,10 @@ pub struct LevelResult {
     pub error_sample: Option<String>,
     /// Silero VAD runs per call (from `quality_metrics`).
     pub vad_runs_per_call: f64,
+    /// End-of-turn model answers per call (its `turn_prediction` events; predictions skipped
+    /// as stale are not run and not counted).
+    #[serde(default)]
+    pub model_answers_per_call: f64,
     /// Requests the fake providers received during the level.
     pub llm_requests: u64,
     pub stt_requests: u64,
@@ -1063,6 +1071,7 @@ struct Collected {
     agent_errors: BTreeMap<String, usize>,
     error_sample: Option<String>,
     vad_runs: Vec<f64>,
+    model_answers: Vec<f64>,
     /// Scripted barge-in onset → the agent paused (`interruption_start`).
     barge_detect: Vec<f64>,
     /// Scripted barge-in onset → the last agent frame sent.
@@ -1165,6 +1174,13 @@ impl Collected {
                 self.kept.push(k);
             }
         }
+        let answers = call["turn_events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["type"] == "turn_prediction")
+            .count();
+        self.model_answers.push(answers as f64);
         for e in call["events"].as_array().into_iter().flatten() {
             if e["type"] == "agent-error" {
                 let stage = e["stage"].as_str().unwrap_or("?").to_string();
@@ -1358,6 +1374,7 @@ async fn run_level(
     }
     srv.stop().await?;
     let vad_runs = Dist::of(c.vad_runs);
+    let model_answers = Dist::of(c.model_answers);
     Ok(LevelResult {
         calls: n,
         seconds: args.seconds,
@@ -1392,6 +1409,7 @@ async fn run_level(
         agent_errors: c.agent_errors,
         error_sample: c.error_sample,
         vad_runs_per_call: vad_runs.mean,
+        model_answers_per_call: model_answers.mean,
         sipp_exit,
         sipp_successful,
         sipp_failed,
@@ -1511,6 +1529,7 @@ struct Run {
 }
 
 fn run_turn_taking(
+    predict_min_speech: Duration,
     vad_model: &VadModel,
     turn: &TurnModel,
     audio: &[i16],
@@ -1521,6 +1540,7 @@ fn run_turn_taking(
         has_stt: false,
         has_turn_model: true,
         user_speaks_first: true,
+        predict_min_speech,
         ..Config::default()
     };
     let mut conv = Conversation::new(cfg);
@@ -1623,6 +1643,7 @@ fn complete_full_band(turn: &TurnModel, text: &str, wpm: u32) -> anyhow::Result<
 pub fn measure_pauses(args: &BenchAgentArgs) -> anyhow::Result<PauseResult> {
     let vad_model = VadModel::load().context("Silero VAD")?;
     let turn = TurnModel::load().context("Smart Turn model")?;
+    let min_speech = Duration::from_millis(args.predict_min_speech_ms);
     let sentences = &PAUSE_SENTENCES[..args.pause_sentences.clamp(1, PAUSE_SENTENCES.len())];
     const LEAD_MS: u64 = 500;
     const TAIL_MS: u64 = 2000;
@@ -1690,7 +1711,7 @@ pub fn measure_pauses(args: &BenchAgentArgs) -> anyhow::Result<PauseResult> {
             audio.extend(&whole);
             let speech_end = LEAD_MS + whole.len() as u64 / 8;
             audio.extend(silence_8k(TAIL_MS));
-            let run = run_turn_taking(&vad_model, &turn, &audio, &mut predict_ms);
+            let run = run_turn_taking(min_speech, &vad_model, &turn, &audio, &mut predict_ms);
             r.whole_sentences += 1;
             if run.ends.iter().any(|(at, _)| *at < speech_end) {
                 r.whole_ended_early += 1;
@@ -1705,7 +1726,8 @@ pub fn measure_pauses(args: &BenchAgentArgs) -> anyhow::Result<PauseResult> {
                     audio.extend(second);
                     let speech_end = pause_start + pause + second.len() as u64 / 8;
                     audio.extend(silence_8k(TAIL_MS));
-                    let run = run_turn_taking(&vad_model, &turn, &audio, &mut predict_ms);
+                    let run =
+                        run_turn_taking(min_speech, &vad_model, &turn, &audio, &mut predict_ms);
                     let i = match rows
                         .iter()
                         .position(|x| x.variant == VARIANTS[v] && x.pause_ms == pause)
@@ -1842,8 +1864,8 @@ fn print_levels(args: &BenchAgentArgs, all: &[LevelResult]) {
         );
     }
     println!("\nCost (switchboard process only: the fakes and sipp run in other processes), over the steady-state window:\n");
-    println!("| calls | CPU % of a core per call | calls per core | RSS per call | RSS before → window | threads | VAD runs per call | window | ramp | longest call | load avg before → after |");
-    println!("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|");
+    println!("| calls | CPU % of a core per call | calls per core | RSS per call | RSS before → window | threads | VAD runs per call | end-of-turn model runs per call | window | ramp | longest call | load avg before → after |");
+    println!("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|");
     for r in levels {
         let per_core = if r.cpu_pct_per_call > 0.0 {
             format!("{:.0}", 100.0 / r.cpu_pct_per_call)
@@ -1851,7 +1873,7 @@ fn print_levels(args: &BenchAgentArgs, all: &[LevelResult]) {
             "-".into()
         };
         println!(
-            "| {} | {:.3} | {} | {:.2} MiB | {:.1} → {:.1} MiB | {} | {:.0} | {:.1} s | {:.1} s | {:.0} s | {} → {} |",
+            "| {} | {:.3} | {} | {:.2} MiB | {:.1} → {:.1} MiB | {} | {:.0} | {:.1} | {:.1} s | {:.1} s | {:.0} s | {} → {} |",
             r.calls,
             r.cpu_pct_per_call,
             per_core,
@@ -1860,6 +1882,7 @@ fn print_levels(args: &BenchAgentArgs, all: &[LevelResult]) {
             r.rss_window_mb,
             r.threads,
             r.vad_runs_per_call,
+            r.model_answers_per_call,
             r.window_s,
             r.ramp_s,
             r.longest_call_s,
@@ -2008,6 +2031,13 @@ fn print_pauses(p: &PauseResult) {
         prob(&p.complete_at_end, p.complete_at_end.p50),
         p.predict_ms.show(p.predict_ms.p50),
         p.predict_ms.show(p.predict_ms.p99),
+    );
+    let utterances = p.whole_sentences + p.rows.iter().map(|r| r.utterances).sum::<usize>();
+    println!(
+        "\nEnd-of-turn model runs: {} for {} utterances ({:.2} each).",
+        p.predict_ms.n,
+        utterances,
+        p.predict_ms.n as f64 / utterances.max(1) as f64
     );
     let (c8, c16) = (&p.complete_8k, &p.complete_16k);
     println!(
