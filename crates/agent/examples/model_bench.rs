@@ -75,7 +75,7 @@ fn dump(dir: &Path, wavs: &[PathBuf]) -> Result<(), BoxError> {
         write_f32(&dir.join(format!("{stem}.feat.f32")), &features)?;
         let p = turn_model.predict_features(&features)?;
         std::fs::write(dir.join(format!("{stem}.turn.txt")), format!("{p}\n"))?;
-        println!("{stem}: turn probability {p:.4}");
+        println!("{stem}: turn probability {p:.4} ({p:?})");
     }
     Ok(())
 }
@@ -154,7 +154,7 @@ fn bench() -> Result<(), BoxError> {
         let audio = switchboard_media::tts::synthesize(text, "en-us")?;
         let p = turn_model.predict(&audio)?;
         println!(
-            "Smart Turn, {label} {text:?} ({:.2} s): probability {p:.4}",
+            "Smart Turn, {label} {text:?} ({:.2} s): probability {p:.4} ({p:?})",
             audio.len() as f64 / 8000.0
         );
     }

@@ -14,6 +14,7 @@ pub mod analysis;
 pub mod conversation;
 pub mod driver;
 pub mod providers;
+mod qdq;
 pub mod screening;
 pub mod template;
 pub mod tools;

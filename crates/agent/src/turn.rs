@@ -34,10 +34,14 @@
 //! onnxruntime's own spread under that 1e-5 noise (+-0.01) and 19 of 20 give the same decision
 //! at 0.5.
 //!
-//! Cost (release build, one core of the 2-core dev machine): load about 0.2 s; one
-//! [`TurnModel::predict`] about 200 ms (resampling 16 ms, features 2 ms, model 183-198 ms;
-//! onnxruntime with its int8 kernels takes 47 ms on the same machine, tract runs the
-//! dequantized matmuls in f32). It runs only at pauses, a few times per turn.
+//! Cost (release build, one core of the 2-core dev machine, `examples/model_bench`): load about
+//! 0.2 s; one [`TurnModel::predict`] about 167 ms (resampling 6.5 ms, features 2 ms, model
+//! 159 ms), down from 208 ms (16 + 2 + 190) once each activation's quantize/dequantize pair
+//! became one vectorized op ([`crate::qdq`], same output bits) and the resampler's inner loop
+//! lost its per-tap bounds test. onnxruntime with its int8 kernels takes 47 ms on the same
+//! machine; tract 0.23 runs the dequantized matmuls in f32 (~60 % of the model's time, at
+//! about 60 % of this core's f32 peak) and the 78 fake-quantization passes over 21 M values
+//! take most of the rest. It runs only at pauses, about once per turn.
 
 use std::sync::Arc;
 
@@ -209,6 +213,13 @@ impl TurnModel {
     /// Parse the embedded model, fix its input to `[1, 80, 800]` and optimize it (about a
     /// second; do it once per process).
     pub fn load() -> Result<TurnModel, ModelError> {
+        Self::load_with(true)
+    }
+
+    /// `fuse`: run each activation's `QuantizeLinear -> DequantizeLinear` as one op (see
+    /// [`crate::qdq`]); the results are the same bits, ~15 % faster. `false` only for the test
+    /// that checks exactly that.
+    fn load_with(fuse: bool) -> Result<TurnModel, ModelError> {
         let err = |e: TractError| ModelError::load(MODEL_NAME, e);
         // The graph's value_info and output shapes carry a symbolic batch size that would clash
         // with the fixed `[1, 80, 800]` input: ignore them and let tract infer the shapes.
@@ -220,6 +231,9 @@ impl TurnModel {
             .with_input_fact(0, f32::fact([1, N_MELS, N_FRAMES]).into())
             .map_err(err)?;
         let mut typed = plan.into_typed().map_err(err)?;
+        if fuse {
+            crate::qdq::fuse_fake_quant(&mut typed).map_err(err)?;
+        }
         guard_quantized_softmax(&mut typed).map_err(err)?;
         let plan = typed
             .into_optimized()
@@ -408,5 +422,23 @@ mod tests {
         // Silence alone: the model calls an empty turn complete; it must not fail.
         let p_silence = model.predict(&[0i16; 8000]).expect("predict");
         assert!((0.0..=1.0).contains(&p_silence));
+    }
+
+    /// Fusing the quantize/dequantize pairs changes the cost, not one bit of the answer.
+    #[test]
+    fn fused_quantization_gives_the_same_probabilities() {
+        let fused = TurnModel::load().expect("load fused");
+        let plain = TurnModel::load_with(false).expect("load unfused");
+        for name in [
+            "open_tomorrow_complete_8k.wav",
+            "open_tomorrow_cut_off_8k.wav",
+        ] {
+            let audio = fixture(name);
+            let (a, b) = (
+                fused.predict(&audio).expect("fused"),
+                plain.predict(&audio).expect("plain"),
+            );
+            assert_eq!(a.to_bits(), b.to_bits(), "{name}: fused {a} vs {b}");
+        }
     }
 }
