@@ -34,14 +34,13 @@
 //! onnxruntime's own spread under that 1e-5 noise (+-0.01) and 19 of 20 give the same decision
 //! at 0.5.
 //!
-//! Cost (release build, one core of the 2-core dev machine, `examples/model_bench`): load about
-//! 0.2 s; one [`TurnModel::predict`] about 167 ms (resampling 6.5 ms, features 2 ms, model
-//! 159 ms), down from 208 ms (16 + 2 + 190) once each activation's quantize/dequantize pair
-//! became one vectorized op ([`crate::qdq`], same output bits) and the resampler's inner loop
-//! lost its per-tap bounds test. onnxruntime with its int8 kernels takes 47 ms on the same
-//! machine; tract 0.23 runs the dequantized matmuls in f32 (~60 % of the model's time, at
-//! about 60 % of this core's f32 peak) and the 78 fake-quantization passes over 21 M values
-//! take most of the rest. It runs only at pauses, about once per turn.
+//! Cost (release build, the 2-core dev machine, `examples/model_bench`): load about 0.3 s; one
+//! [`TurnModel::predict`] about 115 ms of CPU (resampling 6.5 ms, features 2 ms, model 106 ms),
+//! down from 208 ms: the model runs its weights' matmuls on tract's int8 kernels and quantizes
+//! activations in one vectorized pass (see [`crate::qdq`], which also says how its answers
+//! compare with onnxruntime's), and the resampler's inner loop lost its per-tap bounds test.
+//! onnxruntime with its int8 kernels takes 47 ms on the same machine. It runs only at pauses,
+//! about once per turn.
 
 use std::sync::Arc;
 
@@ -216,22 +215,31 @@ impl TurnModel {
         Self::load_with(true)
     }
 
-    /// `fuse`: run each activation's `QuantizeLinear -> DequantizeLinear` as one op (see
-    /// [`crate::qdq`]); the results are the same bits, ~15 % faster. `false` only for the test
-    /// that checks exactly that.
-    fn load_with(fuse: bool) -> Result<TurnModel, ModelError> {
+    /// `fast`: the weights' matmuls on tract's integer kernels and each activation's
+    /// quantization in one vectorized pass (see [`crate::qdq`]); 106 instead of 190 ms of CPU
+    /// per prediction. `false` (the graph as published, run as tract runs it) only for the
+    /// test that compares the two.
+    fn load_with(fast: bool) -> Result<TurnModel, ModelError> {
         let err = |e: TractError| ModelError::load(MODEL_NAME, e);
         // The graph's value_info and output shapes carry a symbolic batch size that would clash
         // with the fixed `[1, 80, 800]` input: ignore them and let tract infer the shapes.
-        let plan = tract_onnx::onnx()
+        let onnx = tract_onnx::onnx()
             .with_ignore_value_info(true)
-            .with_ignore_output_shapes(true)
-            .model_for_read(&mut std::io::Cursor::new(SMART_TURN_ONNX))
+            .with_ignore_output_shapes(true);
+        let mut proto = onnx
+            .proto_model_for_read(&mut std::io::Cursor::new(SMART_TURN_ONNX))
+            .map_err(err)?;
+        if fast {
+            crate::qdq::signed_activations(&mut proto);
+            crate::qdq::integer_matmuls(&mut proto);
+        }
+        let plan = onnx
+            .model_for_proto_model(&proto)
             .map_err(err)?
             .with_input_fact(0, f32::fact([1, N_MELS, N_FRAMES]).into())
             .map_err(err)?;
         let mut typed = plan.into_typed().map_err(err)?;
-        if fuse {
+        if fast {
             crate::qdq::fuse_fake_quant(&mut typed).map_err(err)?;
         }
         guard_quantized_softmax(&mut typed).map_err(err)?;
@@ -424,21 +432,25 @@ mod tests {
         assert!((0.0..=1.0).contains(&p_silence));
     }
 
-    /// Fusing the quantize/dequantize pairs changes the cost, not one bit of the answer.
+    /// The fast graph (integer matmuls, fused quantization) answers as the published one does:
+    /// the integer sums are exact where the f32 ones round, so the last digits differ (this
+    /// int8 model is chaotic near 0.5: onnxruntime's own optimized and unoptimized runs differ
+    /// by up to 0.57 on espeak-ng speech), but these clear cases keep their answer.
     #[test]
-    fn fused_quantization_gives_the_same_probabilities() {
-        let fused = TurnModel::load().expect("load fused");
-        let plain = TurnModel::load_with(false).expect("load unfused");
+    fn fast_graph_answers_as_the_published_one() {
+        let fast = TurnModel::load().expect("load fast");
+        let plain = TurnModel::load_with(false).expect("load plain");
         for name in [
             "open_tomorrow_complete_8k.wav",
             "open_tomorrow_cut_off_8k.wav",
         ] {
             let audio = fixture(name);
             let (a, b) = (
-                fused.predict(&audio).expect("fused"),
+                fast.predict(&audio).expect("fast"),
                 plain.predict(&audio).expect("plain"),
             );
-            assert_eq!(a.to_bits(), b.to_bits(), "{name}: fused {a} vs {b}");
+            assert!((a - b).abs() < 0.05, "{name}: fast {a} vs published {b}");
+            assert_eq!(a > 0.5, b > 0.5, "{name}: fast {a} vs published {b}");
         }
     }
 }

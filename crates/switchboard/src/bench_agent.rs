@@ -1890,6 +1890,26 @@ fn print_levels(args: &BenchAgentArgs, all: &[LevelResult]) {
             r.load_after,
         );
     }
+    // The first model prediction on each pool thread allocates its scratch (the 8 s window's
+    // intermediate tensors, tens of MiB per thread): a fixed cost that the per-call average
+    // spreads over few calls at a low level. The slope between levels is what a call adds.
+    if levels.len() >= 2 {
+        println!("\nMarginal cost of one more conversing call (the slope between consecutive levels: the fixed cost of the model pool's threads and scratch cancels out):\n");
+        println!("| levels | RSS per added call | CPU % of a core per added call |");
+        println!("|---|---:|---:|");
+        for pair in levels.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            let added = b.calls as f64 - a.calls as f64;
+            if added <= 0.0 {
+                continue;
+            }
+            let rss =
+                (b.rss_window_mb - b.rss_before_mb - (a.rss_window_mb - a.rss_before_mb)) / added;
+            let cpu =
+                (b.cpu_pct_per_call * b.calls as f64 - a.cpu_pct_per_call * a.calls as f64) / added;
+            println!("| {} → {} | {rss:.2} MiB | {cpu:.3} |", a.calls, b.calls);
+        }
+    }
     println!("\nCalls:\n");
     println!("| calls | completed | not final | turns answered per call mean (min–max) of {} caller sentences | agent errors | end reasons | provider requests LLM / STT / TTS | sipp |", levels.first().map_or(0, |r| r.sentences_per_call));
     println!("|---:|---:|---:|---|---|---|---|---|");
