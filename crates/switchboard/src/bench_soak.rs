@@ -299,3 +299,21 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
         files_open_in_data_dir,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::status_field;
+
+    /// The soak's memory columns come from /proc/self/status: the fields it reads are found
+    /// (this test process has threads and anonymous and file-backed pages), an unknown one
+    /// reads as 0 rather than as a neighbour's value.
+    #[test]
+    fn status_fields_are_read_by_exact_name() {
+        assert!(status_field("Threads") >= 1);
+        assert!(status_field("RssAnon") > 0);
+        assert!(status_field("RssFile") > 0);
+        assert!(status_field("VmRSS") >= status_field("RssAnon"));
+        assert_eq!(status_field("Rss"), 0, "a prefix of RssAnon is not a field");
+        assert_eq!(status_field("NoSuchField"), 0);
+    }
+}
