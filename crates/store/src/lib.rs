@@ -96,10 +96,41 @@ pub fn sqlite_url_for_dir(dir: &Path) -> String {
 /// See `acquire_timeout` in [`Store::connect`].
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// SQLite's page cache per connection, in KiB, unless the server is told otherwise
+/// (`--sqlite-cache-kib`): SQLite's own default. It is a bound, not a reservation: pages are
+/// allocated as they are read, and in WAL mode a connection drops its whole cache when another
+/// connection has written since its last read (the wal-index header changed), which on this
+/// server happens several times per call second. So the caches stay small: a heap profile of
+/// the soak (BENCHMARKS.md "Reliability") found ~5 MiB held by SQLite in all, pool and readers
+/// together, with the database at 12 MiB. The setting bounds the worst case (up to `--db-pool`
+/// pool connections plus 16 idle readers, each up to this much) for deployments that need it.
+pub const DEFAULT_SQLITE_CACHE_KIB: u32 = 2000;
+
+/// The accepted range of `--sqlite-cache-kib`: SQLite needs at least a few pages (10 is its
+/// floor), and beyond 1 GiB per connection a setting is a typo.
+pub const SQLITE_CACHE_KIB_RANGE: std::ops::RangeInclusive<u32> = 64..=1_048_576;
+
 impl Store {
     /// Connects and brings the schema up to date. Safe to call from several processes at once
     /// (the server and `org create`): migrations run under a lock on each backend.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Self::connect_with_cache(url, max_connections, DEFAULT_SQLITE_CACHE_KIB).await
+    }
+
+    /// [`Store::connect`] with SQLite's page cache per connection set to `sqlite_cache_kib`
+    /// KiB (see [`DEFAULT_SQLITE_CACHE_KIB`]); ignored on PostgreSQL.
+    pub async fn connect_with_cache(
+        url: &str,
+        max_connections: u32,
+        sqlite_cache_kib: u32,
+    ) -> Result<Store, StoreError> {
+        if !SQLITE_CACHE_KIB_RANGE.contains(&sqlite_cache_kib) {
+            return Err(StoreError::Config(format!(
+                "the SQLite cache must be {} to {} KiB per connection, not {sqlite_cache_kib}",
+                SQLITE_CACHE_KIB_RANGE.start(),
+                SQLITE_CACHE_KIB_RANGE.end()
+            )));
+        }
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
@@ -129,9 +160,14 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the one writer; busy_timeout makes a
                         // second process (org create) wait for the lock instead of failing.
+                        // A negative cache_size is in KiB (sqlite.org/pragma.html#pragma_cache_size).
                         conn.execute(
-                            "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=10000; \
-                             PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;",
+                            format!(
+                                "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=10000; \
+                                 PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL; \
+                                 PRAGMA cache_size=-{sqlite_cache_kib};"
+                            )
+                            .as_str(),
                         )
                         .await?;
                     }
@@ -143,7 +179,7 @@ impl Store {
         let write_gate =
             (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         let readers = match backend {
-            Backend::Sqlite => read::Readers::for_url(url).map(Arc::new),
+            Backend::Sqlite => read::Readers::for_url(url, sqlite_cache_kib).map(Arc::new),
             Backend::Postgres => None,
         };
         let store = Store {

@@ -145,12 +145,14 @@ pub(crate) type Decode<T> = dyn Fn(&dyn Cols) -> Result<T, StoreError> + Send + 
 pub(crate) struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// Page cache per connection, KiB (see `DEFAULT_SQLITE_CACHE_KIB`).
+    cache_kib: u32,
 }
 
 impl Readers {
     /// Readers for a `sqlite:` URL, or `None` for an in-memory database (which only its own
     /// connection can see, so reads stay on sqlx there).
-    pub(crate) fn for_url(url: &str) -> Option<Readers> {
+    pub(crate) fn for_url(url: &str, cache_kib: u32) -> Option<Readers> {
         // The file sqlx opens, parsed the way sqlx parses it (percent-decoding included), so
         // both drivers always open the same database.
         if !url.starts_with("sqlite:") {
@@ -172,6 +174,7 @@ impl Readers {
         Some(Readers {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
+            cache_kib,
         })
     }
 
@@ -183,8 +186,11 @@ impl Readers {
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        // A reader never writes; query_only makes sure of it.
-        c.execute_batch("PRAGMA query_only = ON;")?;
+        // A reader never writes; query_only makes sure of it. A negative cache_size is in KiB.
+        c.execute_batch(&format!(
+            "PRAGMA query_only = ON; PRAGMA cache_size = -{};",
+            self.cache_kib
+        ))?;
         // rusqlite opens with a 5 s busy timeout; on the calling thread a read must not wait
         // for a lock at all (it moves to the blocking pool instead, see `fetch`).
         c.busy_timeout(Duration::ZERO)?;
@@ -313,20 +319,20 @@ mod tests {
 
     #[test]
     fn only_file_databases_get_readers() {
-        let r = Readers::for_url("sqlite:///var/lib/sb/switchboard.db?mode=rwc").unwrap();
+        let r = Readers::for_url("sqlite:///var/lib/sb/switchboard.db?mode=rwc", 512).unwrap();
         assert_eq!(r.path, PathBuf::from("/var/lib/sb/switchboard.db"));
         assert_eq!(
-            Readers::for_url("sqlite:data.db").unwrap().path,
+            Readers::for_url("sqlite:data.db", 512).unwrap().path,
             PathBuf::from("data.db")
         );
-        assert!(Readers::for_url("sqlite::memory:").is_none());
-        assert!(Readers::for_url("sqlite://x.db?mode=memory").is_none());
-        assert!(Readers::for_url("postgres://localhost/x").is_none());
+        assert!(Readers::for_url("sqlite::memory:", 512).is_none());
+        assert!(Readers::for_url("sqlite://x.db?mode=memory", 512).is_none());
+        assert!(Readers::for_url("postgres://localhost/x", 512).is_none());
         // A data directory with characters that mean something in a URL.
         let odd = std::path::Path::new("/tmp/a b%41?c#d");
         let url = crate::sqlite_url_for_dir(odd);
         assert_eq!(
-            Readers::for_url(&url).unwrap().path,
+            Readers::for_url(&url, 512).unwrap().path,
             odd.join("switchboard.db")
         );
     }
@@ -408,8 +414,9 @@ mod tests {
         locker
             .execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2);")
             .unwrap();
-        let readers =
-            std::sync::Arc::new(Readers::for_url(&format!("sqlite://{}", file.display())).unwrap());
+        let readers = std::sync::Arc::new(
+            Readers::for_url(&format!("sqlite://{}", file.display()), 512).unwrap(),
+        );
         let here = std::thread::current().id();
         locker
             .execute_batch("BEGIN EXCLUSIVE; INSERT INTO t VALUES (3);")
@@ -502,5 +509,44 @@ mod tests {
         );
         assert_eq!(lite, vec![want.clone()]);
         assert_eq!(any, vec![want]);
+    }
+
+    /// `--sqlite-cache-kib` reaches every kind of connection (the sqlx pool's and the
+    /// readers'), the default applies without it, and a value out of range is refused.
+    #[tokio::test]
+    async fn every_connection_gets_the_configured_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::sqlite_url_for_dir(dir.path());
+        let cache_of = |store: Store| async move {
+            let pooled: i64 = sqlx::query_scalar("PRAGMA cache_size")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            let decode: std::sync::Arc<Decode<i64>> =
+                std::sync::Arc::new(|r: &dyn Cols| crate::row::i(r, "cache_size"));
+            let read = store
+                .readers
+                .as_ref()
+                .expect("a file database has readers")
+                .fetch("PRAGMA cache_size", &Params::new(), decode)
+                .await
+                .unwrap();
+            store.close().await;
+            (pooled, read)
+        };
+        let store = Store::connect_with_cache(&url, 2, 300).await.unwrap();
+        // A negative cache_size is in KiB.
+        assert_eq!(cache_of(store).await, (-300, vec![-300]));
+        let store = Store::connect(&url, 2).await.unwrap();
+        let d = -i64::from(crate::DEFAULT_SQLITE_CACHE_KIB);
+        assert_eq!(cache_of(store).await, (d, vec![d]));
+        for bad in [0, 63, 1_048_577] {
+            match Store::connect_with_cache(&url, 2, bad).await {
+                Err(crate::StoreError::Config(m)) => {
+                    assert!(m.contains("64 to 1048576"), "{bad}: {m}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 }

@@ -91,6 +91,9 @@ pub struct BenchCallsArgs {
     /// ends; prints memory, open files and database size over time. See `bench_soak.rs`.
     #[arg(long, default_value_t = 0)]
     pub soak_seconds: u64,
+    /// The server's SQLite page cache per connection in KiB (`serve --sqlite-cache-kib`).
+    #[arg(long, default_value_t = switchboard_store::DEFAULT_SQLITE_CACHE_KIB)]
+    pub sqlite_cache_kib: u32,
 }
 
 pub(crate) fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -238,6 +241,7 @@ impl Bench {
     ) -> anyhow::Result<Self> {
         let mut cfg = ServeConfig::for_tests(data_dir.to_path_buf(), None);
         cfg.db_pool = 16;
+        cfg.sqlite_cache_kib = args.sqlite_cache_kib;
         cfg.telephony.sip_listen = SocketAddr::from(([127, 0, 0, 1], sip_port));
         cfg.telephony.rtp_ports = args.rtp_ports;
         cfg.telephony.max_calls_per_org = max_calls;

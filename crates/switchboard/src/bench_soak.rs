@@ -6,7 +6,7 @@
 //! final and every recording must decode to the length it claims. Prints figures, asserts
 //! nothing (the exit code is non-zero only when the bench itself fails).
 
-use crate::bench_calls::{raise_nofile, rss_kib, spawn_sipp_uas, Bench, BenchCallsArgs};
+use crate::bench_calls::{loadavg, raise_nofile, rss_kib, spawn_sipp_uas, Bench, BenchCallsArgs};
 use futures::StreamExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -35,9 +35,27 @@ struct Sample {
     created: usize,
     finished: i64,
     rss_mib: f64,
+    /// The anonymous part of the RSS (heaps: what can leak) and the file-backed part (the
+    /// binary's pages, the model files), from /proc/self/status.
+    anon_mib: f64,
+    file_mib: f64,
+    threads: u64,
     fds: usize,
     db_bytes: u64,
     recordings_bytes: u64,
+}
+
+/// A `/proc/self/status` field in its own unit (KiB for sizes).
+fn status_field(name: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn open_files() -> usize {
@@ -121,18 +139,25 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
                 created: ids.len(),
                 finished: ids.len() as i64 - live,
                 rss_mib: rss_kib() as f64 / 1024.0,
+                anon_mib: status_field("RssAnon") as f64 / 1024.0,
+                file_mib: status_field("RssFile") as f64 / 1024.0,
+                threads: status_field("Threads"),
                 fds: open_files(),
                 db_bytes: db_bytes(&dir),
                 recordings_bytes: tree_bytes(&dir.join("recordings")),
             };
             eprintln!(
-                "soak {:>6.0} s: {} calls created, {} finished, RSS {:.1} MiB, {} open files, database {:.1} MiB",
+                "soak {:>6.0} s: {} calls created, {} finished, RSS {:.1} MiB (anon {:.1}, file {:.1}), {} threads, {} open files, database {:.1} MiB, load {}",
                 s.at_s,
                 s.created,
                 s.finished,
                 s.rss_mib,
+                s.anon_mib,
+                s.file_mib,
+                s.threads,
                 s.fds,
-                s.db_bytes as f64 / 1048576.0
+                s.db_bytes as f64 / 1048576.0,
+                loadavg()
             );
             samples.push(s);
             next_sample += every;
@@ -204,9 +229,9 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
         dispatch_errors
     );
     println!(
-        "| time | calls finished | RSS | open files | database | database per call | recordings |"
+        "| time | calls finished | RSS | RSS anon | RSS file | threads | open files | database | database per call | recordings |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for s in &samples {
         let per_call = if s.created > 0 {
             s.db_bytes as f64 / s.created as f64 / 1024.0
@@ -214,10 +239,13 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
             0.0
         };
         println!(
-            "| {:.0} s | {} | {:.1} MiB | {} | {:.1} MiB | {:.2} KiB | {:.0} MiB |",
+            "| {:.0} s | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {} | {} | {:.1} MiB | {:.2} KiB | {:.0} MiB |",
             s.at_s,
             s.finished,
             s.rss_mib,
+            s.anon_mib,
+            s.file_mib,
+            s.threads,
             s.fds,
             s.db_bytes as f64 / 1048576.0,
             per_call,
@@ -238,12 +266,13 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
     if let (Some(a), Some(b)) = (warm, last_live) {
         let calls = (b.finished - a.finished).max(1) as f64;
         println!(
-            "\nafter warm-up ({:.0} s → {:.0} s, {} calls): RSS {:+.1} MiB ({:+.2} KiB per call), open files {:+}, database {:+.2} KiB per call",
+            "\nafter warm-up ({:.0} s → {:.0} s, {} calls): RSS {:+.1} MiB ({:+.2} KiB per call; anon {:+.1} MiB), open files {:+}, database {:+.2} KiB per call",
             a.at_s,
             b.at_s,
             b.finished - a.finished,
             b.rss_mib - a.rss_mib,
             (b.rss_mib - a.rss_mib) * 1024.0 / calls,
+            b.anon_mib - a.anon_mib,
             b.fds as i64 - a.fds as i64,
             (b.db_bytes as f64 - a.db_bytes as f64) / 1024.0 / calls,
         );
@@ -269,4 +298,22 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
         fds_end: samples.last().map(|s| s.fds).unwrap_or(0),
         files_open_in_data_dir,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_field;
+
+    /// The soak's memory columns come from /proc/self/status: the fields it reads are found
+    /// (this test process has threads and anonymous and file-backed pages), an unknown one
+    /// reads as 0 rather than as a neighbour's value.
+    #[test]
+    fn status_fields_are_read_by_exact_name() {
+        assert!(status_field("Threads") >= 1);
+        assert!(status_field("RssAnon") > 0);
+        assert!(status_field("RssFile") > 0);
+        assert!(status_field("VmRSS") >= status_field("RssAnon"));
+        assert_eq!(status_field("Rss"), 0, "a prefix of RssAnon is not a field");
+        assert_eq!(status_field("NoSuchField"), 0);
+    }
 }

@@ -113,6 +113,10 @@ pub struct ServeConfig {
     /// Database connections in the pool.
     #[arg(long, env = "SWITCHBOARD_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
+    /// SQLite only: the page cache of each database connection, in KiB (64 to 1048576; the
+    /// default is SQLite's own). A bound: the server holds up to `--db-pool` + 16 connections.
+    #[arg(long, env = "SWITCHBOARD_SQLITE_CACHE_KIB", default_value_t = switchboard_store::DEFAULT_SQLITE_CACHE_KIB)]
+    pub sqlite_cache_kib: u32,
     /// Where recordings are stored: unset = `<data-dir>/recordings`; `s3://BUCKET[/PREFIX]` =
     /// S3 (credentials, region and endpoint from the standard AWS_* environment variables),
     /// with calls recorded into `<data-dir>/recordings-spool` and uploaded when they end;
@@ -251,6 +255,7 @@ impl ServeConfig {
             public_url: None,
             log_format: "text".into(),
             db_pool: 8,
+            sqlite_cache_kib: switchboard_store::DEFAULT_SQLITE_CACHE_KIB,
             recordings_url: None,
             recordings_options: Default::default(),
             telephony: TelephonyConfig {

@@ -154,6 +154,15 @@ pub fn validate_settings(config: &ServeConfig) -> anyhow::Result<()> {
     if config.db_pool == 0 {
         bail!("--db-pool must be at least 1");
     }
+    let cache = switchboard_store::SQLITE_CACHE_KIB_RANGE;
+    if !cache.contains(&config.sqlite_cache_kib) {
+        bail!(
+            "--sqlite-cache-kib must be {} to {} (KiB of page cache per SQLite connection), not {}",
+            cache.start(),
+            cache.end(),
+            config.sqlite_cache_kib
+        );
+    }
     let t = &config.telephony;
     if t.public_ip.is_some_and(|ip| ip.is_unspecified()) {
         bail!(
@@ -273,9 +282,10 @@ impl Application {
             format!("cannot create data dir {}", config.store.data_dir.display())
         })?;
         tracing::info!("agent: {agent_summary}");
-        let store = Store::connect(&config.store.url(), config.db_pool)
-            .await
-            .context("cannot open the database")?;
+        let store =
+            Store::connect_with_cache(&config.store.url(), config.db_pool, config.sqlite_cache_kib)
+                .await
+                .context("cannot open the database")?;
         tracing::info!(recordings = %recordings, "recordings store");
         if let Err(e) = recordings.check().await {
             // Not fatal: calls are recorded into the spool and uploaded once it answers.

@@ -4,7 +4,11 @@ use switchboard::{shutdown_signal, Application};
 use tracing_subscriber::EnvFilter;
 
 // glibc's malloc showed up in profiles of the API (malloc_consolidate, frees across threads);
-// mimalloc's per-thread heaps cost less for the many small JSON and row allocations.
+// mimalloc's per-thread heaps cost less for the many small JSON and row allocations. The
+// `system-alloc` feature keeps the system allocator instead: heap profilers that hook malloc
+// (heaptrack) see every allocation then, and the soak compares the two (BENCHMARKS.md
+// "Reliability": resident memory after warm-up).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -59,6 +59,7 @@ async fn bad_settings_are_reported_before_the_database_is_touched() {
         (&["--sip-listen", "0.0.0.0:0"], "--public-ip"),
         (&["--public-ip", "0.0.0.0"], "--public-ip"),
         (&["--db-pool", "0"], "--db-pool"),
+        (&["--sqlite-cache-kib", "10"], "--sqlite-cache-kib"),
         (&["--llm-url", "nonsense"], "--llm-url"),
     ];
     for (args, names) in cases {
