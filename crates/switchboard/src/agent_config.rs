@@ -259,6 +259,7 @@ impl AgentConfig {
                             .map(|_| ())
                     })
                 })),
+                tool_client: Some(switchboard_agent::driver::tool_client()),
             },
             said.join("; "),
         ))
