@@ -280,8 +280,9 @@ pub async fn run(
     let mut stt_dropped = 0u64;
     let mut turns_written = 0usize;
     let tool_defs: Vec<Value> = agent.tools.iter().map(|t| t.definition()).collect();
-    // Built here only for the built-in voice, which has no LLM and so never calls a tool.
-    let tool_client = providers.tool_client.clone().unwrap_or_else(tool_client);
+    // The server's client; without one (the built-in voice, which has no LLM), built at the
+    // first tool call, if any.
+    let mut tool_client = providers.tool_client.clone();
     let mut tool_tasks: Vec<JoinHandle<()>> = Vec::new();
     let mut screen = agent.screening.clone().map(Screening::new);
     let mut amd_task: Option<JoinHandle<()>> = None;
@@ -432,7 +433,8 @@ pub async fn run(
                         tool_call_id: call_id.clone(),
                         secret: agent.tool_secret.clone(),
                     };
-                    let (itx, client) = (itx.clone(), tool_client.clone());
+                    let client = tool_client.get_or_insert_with(self::tool_client).clone();
+                    let itx = itx.clone();
                     let guard = providers.tool_url_guard.clone();
                     tool_tasks.retain(|t| !t.is_finished());
                     tool_tasks.push(tokio::spawn(async move {
