@@ -21,7 +21,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Arguments, Row};
 use std::cell::Cell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -178,24 +178,12 @@ impl Readers {
         })
     }
 
+    /// An idle connection, or a new one that never waits for a lock.
     fn checkout(&self) -> Result<Connection, StoreError> {
         if let Some(c) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             return Ok(c);
         }
-        let c = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // A reader never writes; query_only makes sure of it. A negative cache_size is in KiB.
-        c.execute_batch(&format!(
-            "PRAGMA query_only = ON; PRAGMA cache_size = -{};",
-            self.cache_kib
-        ))?;
-        // rusqlite opens with a 5 s busy timeout; on the calling thread a read must not wait
-        // for a lock at all (it moves to the blocking pool instead, see `fetch`).
-        c.busy_timeout(Duration::ZERO)?;
-        c.set_prepared_statement_cache_capacity(64);
-        Ok(c)
+        open(&self.path, self.cache_kib, Duration::ZERO)
     }
 
     fn checkin(&self, c: Connection) {
@@ -217,30 +205,47 @@ impl Readers {
         p: &Params,
         decode: std::sync::Arc<Decode<T>>,
     ) -> Result<Vec<T>, StoreError> {
-        let conn = self.checkout()?;
-        let deadline = Instant::now() + INLINE_BUDGET;
-        conn.progress_handler(PROGRESS_OPS, Some(move || Instant::now() >= deadline));
-        let first = run(&conn, sql, p, &*decode);
-        conn.progress_handler(0, None::<fn() -> bool>);
-        match first {
-            Err(e) if moves_to_pool(&e) => {}
-            done => {
-                self.checkin(conn);
-                return done;
+        // A new connection reads the schema (for its cache size), which a writer's exclusive
+        // lock keeps out: then it is opened on the pool too.
+        let conn = match self.checkout() {
+            Ok(conn) => {
+                let deadline = Instant::now() + INLINE_BUDGET;
+                conn.progress_handler(PROGRESS_OPS, Some(move || Instant::now() >= deadline));
+                let first = run(&conn, sql, p, &*decode);
+                conn.progress_handler(0, None::<fn() -> bool>);
+                match first {
+                    Err(e) if moves_to_pool(&e) => Some(conn),
+                    done => {
+                        self.checkin(conn);
+                        return done;
+                    }
+                }
             }
-        }
+            Err(e) if moves_to_pool(&e) => None,
+            Err(e) => return Err(e),
+        };
         let (sql, p) = (sql.to_string(), p.clone());
+        let (path, cache_kib) = (self.path.clone(), self.cache_kib);
         let (conn, res) = tokio::task::spawn_blocking(move || {
+            let conn = match conn {
+                Some(c) => c,
+                None => match open(&path, cache_kib, BUSY_TIMEOUT) {
+                    Ok(c) => c,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
             let res = conn
                 .busy_timeout(BUSY_TIMEOUT)
                 .map_err(StoreError::from)
                 .and_then(|_| run(&conn, &sql, &p, &*decode));
             let _ = conn.busy_timeout(Duration::ZERO);
-            (conn, res)
+            (Some(conn), res)
         })
         .await
         .map_err(|e| StoreError::Config(format!("read task failed: {e}")))?;
-        self.checkin(conn);
+        if let Some(conn) = conn {
+            self.checkin(conn);
+        }
         res
     }
 
@@ -264,6 +269,25 @@ impl Readers {
         self.checkin(conn);
         res
     }
+}
+
+/// Opens a reader connection; opening waits up to `wait` for a lock, the connection it
+/// returns never waits (rusqlite opens with a 5 s busy timeout; on the calling thread a read
+/// must not wait for a lock at all: it moves to the blocking pool instead, see `fetch`).
+fn open(path: &Path, cache_kib: u32, wait: Duration) -> Result<Connection, StoreError> {
+    let c = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    c.busy_timeout(wait)?;
+    // A reader never writes; query_only makes sure of it. A negative cache_size is in KiB;
+    // setting it loads the schema, the step that can meet a lock.
+    c.execute_batch(&format!(
+        "PRAGMA query_only = ON; PRAGMA cache_size = -{cache_kib};"
+    ))?;
+    c.busy_timeout(Duration::ZERO)?;
+    c.set_prepared_statement_cache_capacity(64);
+    Ok(c)
 }
 
 /// An interrupted read (over budget) or one that met a lock: run it again off the runtime.
