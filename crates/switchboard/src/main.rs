@@ -7,7 +7,10 @@ use tracing_subscriber::EnvFilter;
 // mimalloc's per-thread heaps cost less for the many small JSON and row allocations. The
 // `system-alloc` feature keeps the system allocator instead: heap profilers that hook malloc
 // (heaptrack) see every allocation then, and the soak compares the two (BENCHMARKS.md
-// "Reliability": resident memory after warm-up).
+// "Reliability": resident memory after warm-up). mimalloc is built without its transparent
+// huge pages request (`no_thp` in Cargo.toml); where the kernel gives huge pages to every
+// mapping (THP "always"), `MIMALLOC_ALLOW_THP=0` in the environment turns them off for the
+// process.
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
