@@ -38,7 +38,7 @@
 //! frame, i.e. about 0.07 % of a core.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::InferenceModelPatch;
@@ -106,6 +106,17 @@ const MODEL_NAME: &str = "silero_vad";
 #[derive(Clone)]
 pub struct VadModel {
     plan: Arc<TypedSimplePlan>,
+    /// Plan states of ended calls, handed to the next calls: the pool grows to the most calls
+    /// ever live at once and no further.
+    ///
+    /// Why not a fresh state per call: tract 0.23 keeps each plan state's matmul scratch (a
+    /// kernel buffer and per-node store descriptors) in a thread-local map keyed by the state's
+    /// session id, and frees an entry only on the thread that drops the state. A call's task
+    /// runs on whichever runtime thread polls it, so every call left entries behind on the
+    /// other threads: the 30-minute soak's live heap grew ~1 MiB a minute, linearly with the
+    /// calls (heaptrack, BENCHMARKS.md "Reliability"). Reused states keep their session ids,
+    /// so the maps stop at one entry per thread and pooled state.
+    spare: Arc<Mutex<Vec<TypedSimpleState>>>,
 }
 
 impl std::fmt::Debug for VadModel {
@@ -162,7 +173,22 @@ impl VadModel {
             .map_err(err)?
             .into_runnable()
             .map_err(err)?;
-        Ok(VadModel { plan })
+        Ok(VadModel {
+            plan,
+            spare: Arc::default(),
+        })
+    }
+
+    /// A plan state for a new call: an ended call's, or a new one when none is spare.
+    fn take_state(&self) -> Option<TypedSimpleState> {
+        let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        spare.or_else(|| self.plan.spawn().ok())
+    }
+
+    /// Plan states kept for the next calls (for tests).
+    #[cfg(test)]
+    fn spare_states(&self) -> usize {
+        self.spare.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Run the model once: `input` is [`CONTEXT_SAMPLES`] of context followed by
@@ -313,7 +339,9 @@ const _: fn() = || {
 #[derive(Debug)]
 pub struct Vad {
     model: VadModel,
-    /// The model's plan state for this call (reused from run to run).
+    /// The model's plan state, reused from run to run and, through the model's pool, from
+    /// call to call. It carries nothing from one run to the next: the recurrent state is an
+    /// input (`state`), cleared per call.
     runner: Option<TypedSimpleState>,
     state: Vec<f32>,
     /// `CONTEXT_SAMPLES` of context followed by up to `WINDOW_SAMPLES` new samples (f32).
@@ -341,7 +369,7 @@ impl Vad {
         window.resize(CONTEXT_SAMPLES, 0.0);
         Vad {
             model: model.clone(),
-            runner: model.plan.spawn().ok(),
+            runner: model.take_state(),
             state: vec![0.0; STATE_LEN],
             window,
             window_loud: false,
@@ -450,6 +478,19 @@ impl Vad {
     }
 }
 
+impl Drop for Vad {
+    /// The call is over: its plan state goes back to the model's pool (see `VadModel::spare`).
+    fn drop(&mut self) {
+        if let Some(runner) = self.runner.take() {
+            self.model
+                .spare
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(runner);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,6 +524,56 @@ mod tests {
 
     fn frame_dbfs(frame: &[i16]) -> f64 {
         switchboard_media::audio::dbfs(switchboard_media::audio::rms(frame))
+    }
+
+    /// An ended call's plan state serves the next call (on another thread too) and scores
+    /// exactly as a new one; the pool holds at most as many states as calls were ever live.
+    #[test]
+    fn plan_states_are_reused_across_calls_without_changing_scores() {
+        let model = VadModel::load().expect("load silero");
+        let mut speech = fixture("open_tomorrow_complete_8k.wav");
+        speech.extend(white_noise(8000, 3000.0));
+        speech.extend(fixture("open_tomorrow_cut_off_8k.wav"));
+        let score =
+            |vad: &mut Vad| -> Vec<f32> { frames(&speech).map(|f| vad.push_frame(f)).collect() };
+
+        // The first call runs on a thread of its own and ends there.
+        let first = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut vad = Vad::new(&model);
+                score(&mut vad)
+            })
+            .join()
+            .expect("first call")
+        });
+        assert_eq!(model.spare_states(), 1, "the ended call's state is kept");
+        assert!(
+            first.iter().any(|&p| p > 0.5),
+            "speech was scored as speech"
+        );
+
+        // The next call takes it (none left spare) and scores the same audio identically:
+        // nothing of the first call carried over.
+        let mut second = Vad::new(&model);
+        assert_eq!(model.spare_states(), 0);
+        assert_eq!(score(&mut second), first);
+
+        // Three calls at once: one new state is made; when they end, three are spare, and
+        // two later calls leave one.
+        let (third, fourth) = (Vad::new(&model), Vad::new(&model));
+        drop((second, third, fourth));
+        assert_eq!(model.spare_states(), 3);
+        let (a, b) = (Vad::new(&model), Vad::new(&model));
+        assert_eq!(model.spare_states(), 1);
+        drop((a, b));
+        assert_eq!(model.spare_states(), 3);
+
+        // A clone of the model shares the pool (calls get a clone each).
+        let clone = model.clone();
+        let c = Vad::new(&clone);
+        assert_eq!(model.spare_states(), 2);
+        drop(c);
+        assert_eq!(model.spare_states(), 3);
     }
 
     #[test]

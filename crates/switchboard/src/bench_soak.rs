@@ -40,6 +40,9 @@ struct Sample {
     anon_mib: f64,
     file_mib: f64,
     threads: u64,
+    /// Tokio tasks alive (the server's and this client's): a per-call task that outlives its
+    /// call shows up here as a count that climbs with the calls finished.
+    tasks: usize,
     fds: usize,
     db_bytes: u64,
     recordings_bytes: u64,
@@ -142,12 +145,15 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
                 anon_mib: status_field("RssAnon") as f64 / 1024.0,
                 file_mib: status_field("RssFile") as f64 / 1024.0,
                 threads: status_field("Threads"),
+                tasks: tokio::runtime::Handle::current()
+                    .metrics()
+                    .num_alive_tasks(),
                 fds: open_files(),
                 db_bytes: db_bytes(&dir),
                 recordings_bytes: tree_bytes(&dir.join("recordings")),
             };
             eprintln!(
-                "soak {:>6.0} s: {} calls created, {} finished, RSS {:.1} MiB (anon {:.1}, file {:.1}), {} threads, {} open files, database {:.1} MiB, load {}",
+                "soak {:>6.0} s: {} calls created, {} finished, RSS {:.1} MiB (anon {:.1}, file {:.1}), {} threads, {} tasks, {} open files, database {:.1} MiB, load {}",
                 s.at_s,
                 s.created,
                 s.finished,
@@ -155,6 +161,7 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
                 s.anon_mib,
                 s.file_mib,
                 s.threads,
+                s.tasks,
                 s.fds,
                 s.db_bytes as f64 / 1048576.0,
                 loadavg()
@@ -229,9 +236,9 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
         dispatch_errors
     );
     println!(
-        "| time | calls finished | RSS | RSS anon | RSS file | threads | open files | database | database per call | recordings |"
+        "| time | calls finished | RSS | RSS anon | RSS file | threads | tasks | open files | database | database per call | recordings |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for s in &samples {
         let per_call = if s.created > 0 {
             s.db_bytes as f64 / s.created as f64 / 1024.0
@@ -239,13 +246,14 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
             0.0
         };
         println!(
-            "| {:.0} s | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {} | {} | {:.1} MiB | {:.2} KiB | {:.0} MiB |",
+            "| {:.0} s | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {} | {} | {} | {:.1} MiB | {:.2} KiB | {:.0} MiB |",
             s.at_s,
             s.finished,
             s.rss_mib,
             s.anon_mib,
             s.file_mib,
             s.threads,
+            s.tasks,
             s.fds,
             s.db_bytes as f64 / 1048576.0,
             per_call,
