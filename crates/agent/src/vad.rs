@@ -179,16 +179,22 @@ impl VadModel {
         })
     }
 
+    /// The pool of spare plan states. A panic while it was held cannot have left it
+    /// inconsistent (a push or a pop), so a poisoned lock is used as it is.
+    fn pool(&self) -> std::sync::MutexGuard<'_, Vec<TypedSimpleState>> {
+        self.spare.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A plan state for a new call: an ended call's, or a new one when none is spare.
     fn take_state(&self) -> Option<TypedSimpleState> {
-        let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let spare = self.pool().pop();
         spare.or_else(|| self.plan.spawn().ok())
     }
 
     /// Plan states kept for the next calls (for tests).
     #[cfg(test)]
     fn spare_states(&self) -> usize {
-        self.spare.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.pool().len()
     }
 
     /// Run the model once: `input` is [`CONTEXT_SAMPLES`] of context followed by
@@ -482,11 +488,7 @@ impl Drop for Vad {
     /// The call is over: its plan state goes back to the model's pool (see `VadModel::spare`).
     fn drop(&mut self) {
         if let Some(runner) = self.runner.take() {
-            self.model
-                .spare
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(runner);
+            self.model.pool().push(runner);
         }
     }
 }
