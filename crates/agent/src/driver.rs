@@ -647,6 +647,10 @@ type TtsJob = (u64, String, bool);
 
 type TurnJob = Box<dyn FnOnce() + Send>;
 
+/// Names of the end-of-turn model's threads start with this (`turn-model-0`, ...); the
+/// benchmark reads their CPU time apart from the rest of the process.
+pub const TURN_MODEL_THREAD_PREFIX: &str = "turn-model-";
+
 /// End-of-turn predictions run on a small pool of their own: ~0.2 s of CPU each, so never on
 /// the runtime threads (which carry RTP), and not on Tokio's blocking pool either, whose
 /// threads grow with demand and each keep the model's working memory (~26 MiB) while they
@@ -663,7 +667,7 @@ fn turn_pool() -> &'static std::sync::mpsc::SyncSender<TurnJob> {
         for i in 0..threads {
             let rx = rx.clone();
             let spawned = std::thread::Builder::new()
-                .name(format!("turn-model-{i}"))
+                .name(format!("{TURN_MODEL_THREAD_PREFIX}{i}"))
                 .spawn(move || loop {
                     let job = match rx.lock() {
                         Ok(r) => r.recv(),

@@ -28,7 +28,7 @@
 
 use crate::bench_calls::{
     cpu_time, loadavg, mulaw, parse_range, percentile, raise_nofile, rss_kib, sipp_stat,
-    spawn_sipp_uas,
+    spawn_sipp_uas, threads_cpu_time,
 };
 use crate::config::ServeConfig;
 use crate::Application;
@@ -206,6 +206,9 @@ pub struct LevelResult {
     pub load_cores: f64,
     /// (load - idle) / calls, in % of one core.
     pub cpu_pct_per_call: f64,
+    /// Of `cpu_pct_per_call`, the end-of-turn model's threads (Smart Turn predictions, their
+    /// features and resampling): the rest of a call's cost is the difference.
+    pub model_cpu_pct_per_call: f64,
     pub rss_before_mb: f64,
     pub rss_window_mb: f64,
     pub mib_per_call: f64,
@@ -1314,10 +1317,15 @@ async fn run_level(
     // Steady state: after the greetings, before the first hang-up.
     let close = ends.iter().min().copied().unwrap_or(min_end) - Duration::from_millis(1000);
     tokio::time::sleep_until(open.into()).await;
-    let (c1, t1) = (cpu_time(), Instant::now());
+    let model_threads = switchboard_agent::driver::TURN_MODEL_THREAD_PREFIX;
+    let (c1, m1, t1) = (cpu_time(), threads_cpu_time(model_threads), Instant::now());
     tokio::time::sleep_until(close.into()).await;
     let window = t1.elapsed().as_secs_f64();
     let load_cores = (cpu_time() - c1).as_secs_f64() / window;
+    let model_cores = threads_cpu_time(model_threads)
+        .saturating_sub(m1)
+        .as_secs_f64()
+        / window;
     let rss_window = rss_kib();
     let threads = std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -1384,6 +1392,7 @@ async fn run_level(
         idle_cores,
         load_cores,
         cpu_pct_per_call: (load_cores - idle_cores) / n as f64 * 100.0,
+        model_cpu_pct_per_call: model_cores / n as f64 * 100.0,
         rss_before_mb: rss_before as f64 / 1024.0,
         rss_window_mb: rss_window as f64 / 1024.0,
         mib_per_call: (rss_window as f64 - rss_before as f64) / 1024.0 / n as f64,
@@ -1864,8 +1873,8 @@ fn print_levels(args: &BenchAgentArgs, all: &[LevelResult]) {
         );
     }
     println!("\nCost (switchboard process only: the fakes and sipp run in other processes), over the steady-state window:\n");
-    println!("| calls | CPU % of a core per call | calls per core | RSS per call | RSS before → window | threads | VAD runs per call | end-of-turn model runs per call | window | ramp | longest call | load avg before → after |");
-    println!("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|");
+    println!("| calls | CPU % of a core per call | of which the end-of-turn model | the rest | calls per core | RSS per call | RSS before → window | threads | VAD runs per call | end-of-turn model runs per call | window | ramp | longest call | load avg before → after |");
+    println!("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|");
     for r in levels {
         let per_core = if r.cpu_pct_per_call > 0.0 {
             format!("{:.0}", 100.0 / r.cpu_pct_per_call)
@@ -1873,9 +1882,11 @@ fn print_levels(args: &BenchAgentArgs, all: &[LevelResult]) {
             "-".into()
         };
         println!(
-            "| {} | {:.3} | {} | {:.2} MiB | {:.1} → {:.1} MiB | {} | {:.0} | {:.1} | {:.1} s | {:.1} s | {:.0} s | {} → {} |",
+            "| {} | {:.3} | {:.3} | {:.3} | {} | {:.2} MiB | {:.1} → {:.1} MiB | {} | {:.0} | {:.1} | {:.1} s | {:.1} s | {:.0} s | {} → {} |",
             r.calls,
             r.cpu_pct_per_call,
+            r.model_cpu_pct_per_call,
+            r.cpu_pct_per_call - r.model_cpu_pct_per_call,
             per_core,
             r.mib_per_call,
             r.rss_before_mb,
@@ -1954,7 +1965,7 @@ fn print_levels(args: &BenchAgentArgs, all: &[LevelResult]) {
     println!();
     for r in levels {
         println!(
-            "Targets at {} calls: overhead p50 {} ≤ 15 ms {}, p99 {} ≤ 40 ms {}; end of turn p50 {} ≤ 400 ms {}; barge-in agent_kept_talking_ms p95 {} ≤ 100 ms {} (≈ {} ms from the caller's scripted onset); CPU {:.3} % ≤ 0.5 % {}; RSS {:.2} MiB ≤ 2 MiB {}",
+            "Targets at {} calls: overhead p50 {} ≤ 15 ms {}, p99 {} ≤ 40 ms {}; end of turn p50 {} ≤ 400 ms {}; barge-in agent_kept_talking_ms p95 {} ≤ 100 ms {} (≈ {} ms from the caller's scripted onset); CPU {:.3} % ≤ 0.5 % {} (end-of-turn model {:.3} %, the rest {:.3} %); RSS {:.2} MiB ≤ 2 MiB {}",
             r.calls,
             r.overhead_ms.show(r.overhead_ms.p50),
             pass(r.overhead_ms.n > 0 && r.overhead_ms.p50 <= 15.0),
@@ -1967,6 +1978,8 @@ fn print_levels(args: &BenchAgentArgs, all: &[LevelResult]) {
             r.barge_heard_ms.show(r.barge_heard_ms.p95),
             r.cpu_pct_per_call,
             pass(r.cpu_pct_per_call <= 0.5),
+            r.model_cpu_pct_per_call,
+            r.cpu_pct_per_call - r.model_cpu_pct_per_call,
             r.mib_per_call,
             pass(r.mib_per_call <= 2.0),
         );

@@ -166,9 +166,30 @@ pub struct DispatchResult {
 /// Process CPU time (user + system, all threads) so far, from /proc/self/stat (clock ticks of
 /// 10 ms; the windows are many seconds long).
 pub fn cpu_time() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    std::fs::read_to_string("/proc/self/stat").map_or(Duration::ZERO, |s| stat_cpu_time(&s))
+}
+
+/// CPU time (user + system) so far of this process's live threads whose name starts with
+/// `prefix` (from /proc/self/task/*/stat; a thread that has exited is no longer counted, so
+/// only long-lived threads such as the end-of-turn model pool are measured this way).
+pub fn threads_cpu_time(prefix: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Duration::ZERO;
     };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter(|stat| {
+            // The name is field 2, in parentheses.
+            stat.split_once('(')
+                .is_some_and(|(_, rest)| rest.starts_with(prefix))
+        })
+        .map(|stat| stat_cpu_time(&stat))
+        .sum()
+}
+
+/// utime + stime of a /proc stat line (process or thread).
+fn stat_cpu_time(stat: &str) -> Duration {
     // Fields after the command name (which is in parentheses and may contain spaces):
     // state is field 3; utime and stime are fields 14 and 15.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
