@@ -2424,6 +2424,30 @@ mod tests {
         assert_eq!(w.c.turns()[0].start_ms, 500);
     }
 
+    #[test]
+    fn without_the_model_a_fixed_silence_ends_the_turn() {
+        // Agent setting `turn_detection: "silence"` (or no model loaded).
+        let mut w = World::new(Config {
+            initial_message: None,
+            has_turn_model: false,
+            fixed_pause: Duration::from_millis(500),
+            ..cfg()
+        });
+        w.c.start(Duration::ZERO);
+        // A 300 ms pause inside the turn, then a 600 ms one.
+        w.speech = vec![(500, 1200), (1500, 2100), (2700, 3200)];
+        w.finals.push_back("I would like a table".into());
+        w.finals.push_back("for two.".into());
+        w.run(6000);
+        assert!(predictions(&w).is_empty(), "the model is never asked");
+        let ends = turn_ends(&w);
+        assert_eq!(ends.len(), 2, "{:?}", w.c.turn_events());
+        // Speech ends 20 ms before the scripted end (the last voiced frame); 500 ms later the
+        // turn is over, the 300 ms pause did not end it.
+        assert_eq!(ends[0]["at_ms"], 2080 + 500);
+        assert_eq!(w.c.turns()[0].start_ms, 500);
+    }
+
     fn predictions(w: &World) -> Vec<u64> {
         w.actions()
             .filter(|(_, a)| matches!(a, Action::PredictTurn { .. }))

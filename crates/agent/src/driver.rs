@@ -187,6 +187,13 @@ impl CallAgent {
             if let Some(n) = s.get("max_reprompts").and_then(Value::as_u64) {
                 cfg.max_reprompts = n.min(100) as u32;
             }
+            if s.get("turn_detection").and_then(Value::as_str) == Some("silence") {
+                // The turn ends on a silence of fixed length; the model is never asked.
+                cfg.has_turn_model = false;
+                if let Some(t) = s.get("end_of_turn_silence_seconds").and_then(Value::as_f64) {
+                    cfg.fixed_pause = Duration::from_secs_f64(t.clamp(0.2, 5.0));
+                }
+            }
             let text = |k: &str| {
                 s.get(k)
                     .and_then(Value::as_str)
@@ -723,4 +730,37 @@ fn spawn_tts_worker(
         }
     });
     (tx, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn silence_turn_detection_leaves_the_model_out_and_sets_the_pause() {
+        let mut p = Providers::builtin("en-us");
+        p.turn = Some(TurnModel::load().expect("the embedded model loads"));
+        let agent = |settings: Value| CallAgent {
+            settings: Some(settings),
+            ..CallAgent::default()
+        };
+        let default = agent(json!({})).config(&p);
+        assert!(default.has_turn_model);
+        let model = agent(json!({"turn_detection": "smart_turn"})).config(&p);
+        assert!(model.has_turn_model);
+        assert_eq!(model.fixed_pause, default.fixed_pause);
+        let silence = agent(json!({"turn_detection": "silence"})).config(&p);
+        assert!(!silence.has_turn_model);
+        assert_eq!(silence.fixed_pause, Duration::from_millis(700));
+        let tuned =
+            agent(json!({"turn_detection": "silence", "end_of_turn_silence_seconds": 0.45}))
+                .config(&p);
+        assert!(!tuned.has_turn_model);
+        assert_eq!(tuned.fixed_pause, Duration::from_millis(450));
+        // The pause length belongs to the silence mode; with the model it changes nothing.
+        let ignored = agent(json!({"end_of_turn_silence_seconds": 2})).config(&p);
+        assert!(ignored.has_turn_model);
+        assert_eq!(ignored.fixed_pause, default.fixed_pause);
+    }
 }

@@ -190,10 +190,17 @@ pub fn parse_name(param: &str, s: &str, max: usize) -> Result<String, ParseError
     Ok(t.to_string())
 }
 
+/// How an agent decides that the caller has finished a turn (agent `settings.turn_detection`):
+/// `smart_turn` (the default) asks the end-of-turn model at each pause that follows new
+/// speech; `silence` ends the turn after `end_of_turn_silence_seconds` of silence, without the
+/// model (most of a conversing call's CPU; see BENCHMARKS.md "Voice agent").
+pub const TURN_DETECTION_MODES: [&str; 2] = ["smart_turn", "silence"];
+
 /// Checks the conversation keys of an agent's `settings` (other keys are the client's own and
 /// kept as sent): `interruptible` (boolean), `silence_timeout_seconds` (number, 1-3600),
 /// `max_reprompts` (integer, 0-10), `response_timeout_seconds` (number, 0.5-30),
-/// `reprompt_message`, `goodbye_message`,
+/// `turn_detection` (`smart_turn` or `silence`), `end_of_turn_silence_seconds` (number,
+/// 0.2-5), `reprompt_message`, `goodbye_message`,
 /// `fallback_message` (strings up to 2000 characters).
 pub fn check_agent_settings(settings: &Value) -> Result<(), ParseError> {
     let Some(m) = settings.as_object() else {
@@ -203,6 +210,14 @@ pub fn check_agent_settings(settings: &Value) -> Result<(), ParseError> {
         if !v.is_boolean() {
             return Err(ParseError::new(format!(
                 "settings.interruptible must be true or false, got {v}"
+            )));
+        }
+    }
+    if let Some(v) = m.get("turn_detection") {
+        if !matches!(v.as_str(), Some(mode) if TURN_DETECTION_MODES.contains(&mode)) {
+            return Err(ParseError::new(format!(
+                "settings.turn_detection must be one of {}, got {v}",
+                TURN_DETECTION_MODES.join(", ")
             )));
         }
     }
@@ -225,6 +240,7 @@ pub fn check_agent_settings(settings: &Value) -> Result<(), ParseError> {
     number("silence_timeout_seconds", 1.0, 3600.0, false)?;
     number("response_timeout_seconds", 0.5, 30.0, false)?;
     number("max_reprompts", 0.0, 10.0, true)?;
+    number("end_of_turn_silence_seconds", 0.2, 5.0, false)?;
     for k in ["reprompt_message", "goodbye_message", "fallback_message"] {
         if let Some(v) = m.get(k) {
             match v.as_str() {
@@ -262,5 +278,24 @@ mod settings_tests {
         assert!(check_agent_settings(&json!({"max_reprompts": 11})).is_err());
         assert!(check_agent_settings(&json!({"max_reprompts": 1.5})).is_err());
         assert!(check_agent_settings(&json!({"goodbye_message": ""})).is_err());
+        assert!(check_agent_settings(
+            &json!({"turn_detection": "silence", "end_of_turn_silence_seconds": 0.5})
+        )
+        .is_ok());
+        assert!(check_agent_settings(&json!({"turn_detection": "smart_turn"})).is_ok());
+        assert_eq!(
+            check_agent_settings(&json!({"turn_detection": "vad"}))
+                .unwrap_err()
+                .message,
+            "settings.turn_detection must be one of smart_turn, silence, got \"vad\""
+        );
+        assert!(check_agent_settings(&json!({"turn_detection": true})).is_err());
+        assert_eq!(
+            check_agent_settings(&json!({"end_of_turn_silence_seconds": 0.1}))
+                .unwrap_err()
+                .message,
+            "settings.end_of_turn_silence_seconds must be a number from 0.2 to 5, got 0.1"
+        );
+        assert!(check_agent_settings(&json!({"end_of_turn_silence_seconds": "1"})).is_err());
     }
 }

@@ -129,6 +129,10 @@ pub struct BenchAgentArgs {
     /// it again (its `predict_min_speech`; 0 asks at every pause, as before it existed).
     #[arg(long, default_value_t = 160)]
     pub predict_min_speech_ms: u64,
+    /// The agent's `settings.turn_detection`: `smart_turn` (the end-of-turn model decides at
+    /// each pause) or `silence` (a fixed pause ends the turn; the model is never run).
+    #[arg(long, default_value = "smart_turn", value_parser = switchboard_domain::entities::TURN_DETECTION_MODES)]
+    pub turn_detection: String,
     /// Log every request the fake providers get (time, audio length) to stderr.
     #[arg(long, hide = true)]
     pub trace_fakes: bool,
@@ -982,7 +986,12 @@ impl Server {
     }
 
     /// The conversing agent + a trunk to 127.0.0.1:`port` + our number bound to both.
-    async fn setup(&self, port: u16, max_duration: u64) -> anyhow::Result<()> {
+    async fn setup(
+        &self,
+        port: u16,
+        max_duration: u64,
+        turn_detection: &str,
+    ) -> anyhow::Result<()> {
         let agent = self
             .post(
                 "/v1/agents",
@@ -992,7 +1001,7 @@ impl Server {
                     "initial_message": "Hello, how can I help?",
                     "max_duration_seconds": max_duration,
                     // Never re-prompt: the caller's loop has long pauses.
-                    "settings": {"silence_timeout_seconds": 3600, "max_reprompts": 0},
+                    "settings": {"silence_timeout_seconds": 3600, "max_reprompts": 0, "turn_detection": turn_detection},
                 }),
             )
             .await?;
@@ -1216,7 +1225,8 @@ async fn run_level(
         eprintln!("warning: open-files limit {nofile} may be too low for {n} calls (ulimit -n)");
     }
     let srv = Server::start(args, sip_port, data_dir, (n as i64) * 2 + 10, urls).await?;
-    srv.setup(args.sipp_port, args.seconds + 120).await?;
+    srv.setup(args.sipp_port, args.seconds + 120, &args.turn_detection)
+        .await?;
 
     // The caller: one sipp UAS for every call of the level, looping the recorded caller.
     let (audio, starts) = caller_audio()?;
@@ -1462,6 +1472,8 @@ async fn run_level_child(
             args.idle_ms.to_string(),
             "--settle-ms".into(),
             args.settle_ms.to_string(),
+            "--turn-detection".into(),
+            args.turn_detection.clone(),
             "--in-process".into(),
             "--skip-pauses".into(),
             "--json".into(),
@@ -1824,8 +1836,8 @@ fn print_levels(args: &BenchAgentArgs, all: &[LevelResult]) {
         return;
     }
     println!(
-        "\nConversing calls: providers faked over loopback HTTP at STT {} ms, LLM first token {} ms (then 3 words / {} ms), TTS first audio {} ms ({} ms of 24 kHz audio per sentence, 2 sentences per reply); every call recorded.\n",
-        args.stt_delay_ms, args.llm_delay_ms, args.llm_chunk_ms, args.tts_delay_ms, args.tts_audio_ms
+        "\nConversing calls: providers faked over loopback HTTP at STT {} ms, LLM first token {} ms (then 3 words / {} ms), TTS first audio {} ms ({} ms of 24 kHz audio per sentence, 2 sentences per reply); every call recorded; the agent's turn_detection: {}.\n",
+        args.stt_delay_ms, args.llm_delay_ms, args.llm_chunk_ms, args.tts_delay_ms, args.tts_audio_ms, args.turn_detection
     );
     println!("Latency per answered turn, all turns of all calls (ms):\n");
     println!("| calls | turns | our overhead p50 | p99 | max | voice-to-voice p50 | p99 | end of turn p50 | p99 | STT p50 | LLM first token p50 | LLM first sentence p50 | TTS first audio p50 |");

@@ -388,7 +388,10 @@ pub struct AgentInput {
     /// much silence), `max_reprompts` (0-10, default 2: then goodbye and hang-up with
     /// end_reason `inactivity`), `response_timeout_seconds` (0.5-30, default 2: the fallback is
     /// spoken when no reply audio is ready this long after the caller's turn),
-    /// `reprompt_message`, `goodbye_message`, `fallback_message`
+    /// `turn_detection` (`smart_turn`, the default: the end-of-turn model decides at each
+    /// pause; or `silence`: a pause of `end_of_turn_silence_seconds`, 0.2-5, default 0.7,
+    /// ends the turn, for a third of the CPU), `reprompt_message`, `goodbye_message`,
+    /// `fallback_message`
     /// (spoken when a provider fails). Other keys are kept as sent.
     #[schema(value_type = Option<Object>)]
     pub settings: Option<Value>,
@@ -479,6 +482,8 @@ fn settings_schema() -> Value {
             "silence_timeout_seconds": {"type": "number", "minimum": 1, "maximum": 3600},
             "response_timeout_seconds": {"type": "number", "minimum": 0.5, "maximum": 30},
             "max_reprompts": {"type": "integer", "minimum": 0, "maximum": 10},
+            "turn_detection": {"type": "string", "enum": switchboard_domain::entities::TURN_DETECTION_MODES},
+            "end_of_turn_silence_seconds": {"type": "number", "minimum": 0.2, "maximum": 5},
             "reprompt_message": text(2000),
             "goodbye_message": text(2000),
             "fallback_message": text(2000)

@@ -144,6 +144,20 @@ async fn agents_crud(db: Db) {
     bad(
         &app,
         "agents",
+        json!({"name": "x", "settings": {"turn_detection": "vad"}}),
+        "settings.turn_detection must be one of smart_turn, silence, got \"vad\"",
+    )
+    .await;
+    bad(
+        &app,
+        "agents",
+        json!({"name": "x", "settings": {"turn_detection": "silence", "end_of_turn_silence_seconds": 9}}),
+        "settings.end_of_turn_silence_seconds must be a number from 0.2 to 5, got 9",
+    )
+    .await;
+    bad(
+        &app,
+        "agents",
         json!({"name": "x", "language": "x".repeat(36)}),
         "language",
     )
