@@ -561,7 +561,11 @@ mod tests {
     fn run(model: TypedModel, input: &[f32]) -> Vec<f32> {
         let plan = model.into_runnable().expect("plan");
         let x = Tensor::from_shape(&[input.len()], input).expect("tensor");
-        let out = plan.run(tvec!(x.into())).expect("run");
+        f32_output(&plan.run(tvec!(x.into())).expect("run"))
+    }
+
+    /// A plan's first output, as f32 values.
+    fn f32_output(out: &[TValue]) -> Vec<f32> {
         out[0]
             .try_as_plain_ram()
             .expect("ram")
@@ -729,15 +733,11 @@ mod tests {
             .expect("optimize")
             .into_runnable()
             .expect("plan");
-        let out = plan
-            .run(tvec!(Tensor::from_shape(&[4, 8], x).expect("x").into()))
-            .expect("run");
-        out[0]
-            .try_as_plain_ram()
-            .expect("ram")
-            .as_slice::<f32>()
-            .expect("f32")
-            .to_vec()
+        f32_output(
+            &plan
+                .run(tvec!(Tensor::from_shape(&[4, 8], x).expect("x").into()))
+                .expect("run"),
+        )
     }
 
     #[test]
