@@ -404,7 +404,9 @@ async fn post_call_analysis_survives_a_restart_and_notes_are_kept() {
         json!({
             "name": "Booking",
             "initial_message": "Hello, this is Ana from Luigi's.",
-            "settings": {"silence_timeout_seconds": 3, "max_reprompts": 0},
+            // This agent's turns end on a fixed silence, without the end-of-turn model.
+            "settings": {"silence_timeout_seconds": 3, "max_reprompts": 0,
+                         "turn_detection": "silence", "end_of_turn_silence_seconds": 0.9},
             "success_criteria": "The caller booked a table.",
             "analysis_schema": {"type": "object", "properties": {"party_size": {"type": "integer"}},
                                 "required": ["party_size"]},
@@ -431,6 +433,22 @@ async fn post_call_analysis_survives_a_restart_and_notes_are_kept() {
     // Screening ran beside the conversation (voicemail: continue) and kept its verdict.
     assert_eq!(done["answered_by"], "human", "{done}");
     assert_eq!(done["went_to_voicemail"], false, "{done}");
+    // turn_detection "silence": the model was never asked, and the caller's turn ended 0.9 s
+    // after their last voiced frame.
+    let c = full_call(&srv, &id).await;
+    let events = c["turn_events"].as_array().unwrap();
+    assert!(
+        !events.iter().any(|e| e["type"] == "turn_prediction"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["type"] == "user_turn_end"),
+        "{events:?}"
+    );
+    let eot = c["latency_metrics"]["turns"][0]["end_of_turn_ms"]
+        .as_f64()
+        .unwrap();
+    assert!((900.0..=960.0).contains(&eot), "end of turn {eot} ms");
 
     // The first analysis request fails (503); the job waits for its retry.
     let reqs = within(30, "the analysis request", llm.wait_requests(2)).await;
