@@ -28,7 +28,7 @@
 
 use crate::bench_calls::{
     cpu_time, loadavg, mulaw, parse_range, percentile, raise_nofile, rss_kib, sipp_stat,
-    spawn_sipp_uas, threads_cpu_time,
+    spawn_sipp_uas, status_field, threads_cpu_time,
 };
 use crate::config::ServeConfig;
 use crate::Application;
@@ -1337,15 +1337,7 @@ async fn run_level(
         .as_secs_f64()
         / window;
     let rss_window = rss_kib();
-    let threads = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Threads:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0);
+    let threads = status_field("Threads");
 
     eprintln!("level {n}: hanging up ...");
     for ((id, _), end) in order.iter().zip(&ends) {

@@ -204,12 +204,17 @@ fn stat_cpu_time(stat: &str) -> Duration {
 
 /// Resident set size in KiB (VmRSS).
 pub(crate) fn rss_kib() -> u64 {
+    status_field("VmRSS")
+}
+
+/// A `/proc/self/status` field in its own unit (KiB for sizes); 0 when it is not there.
+pub(crate) fn status_field(name: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next())
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
@@ -1140,6 +1145,19 @@ async fn measure_in(args: &BenchCallsArgs, root: &Path, temp: bool) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The benches' memory and thread columns come from /proc/self/status: the fields they
+    /// read are found (this test process has threads and anonymous and file-backed pages), an
+    /// unknown one reads as 0 rather than as a neighbour's value.
+    #[test]
+    fn status_fields_are_read_by_exact_name() {
+        assert!(status_field("Threads") >= 1);
+        assert!(status_field("RssAnon") > 0);
+        assert!(status_field("RssFile") > 0);
+        assert!(status_field("VmRSS") >= status_field("RssAnon"));
+        assert_eq!(status_field("Rss"), 0, "a prefix of RssAnon is not a field");
+        assert_eq!(status_field("NoSuchField"), 0);
+    }
 
     #[test]
     fn mulaw_matches_the_reference_points() {

@@ -6,7 +6,9 @@
 //! final and every recording must decode to the length it claims. Prints figures, asserts
 //! nothing (the exit code is non-zero only when the bench itself fails).
 
-use crate::bench_calls::{loadavg, raise_nofile, rss_kib, spawn_sipp_uas, Bench, BenchCallsArgs};
+use crate::bench_calls::{
+    loadavg, raise_nofile, rss_kib, spawn_sipp_uas, status_field, Bench, BenchCallsArgs,
+};
 use futures::StreamExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -46,19 +48,6 @@ struct Sample {
     fds: usize,
     db_bytes: u64,
     recordings_bytes: u64,
-}
-
-/// A `/proc/self/status` field in its own unit (KiB for sizes).
-fn status_field(name: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn open_files() -> usize {
@@ -306,22 +295,4 @@ pub async fn run(args: &BenchCallsArgs, n: usize, root: &Path) -> anyhow::Result
         fds_end: samples.last().map(|s| s.fds).unwrap_or(0),
         files_open_in_data_dir,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::status_field;
-
-    /// The soak's memory columns come from /proc/self/status: the fields it reads are found
-    /// (this test process has threads and anonymous and file-backed pages), an unknown one
-    /// reads as 0 rather than as a neighbour's value.
-    #[test]
-    fn status_fields_are_read_by_exact_name() {
-        assert!(status_field("Threads") >= 1);
-        assert!(status_field("RssAnon") > 0);
-        assert!(status_field("RssFile") > 0);
-        assert!(status_field("VmRSS") >= status_field("RssAnon"));
-        assert_eq!(status_field("Rss"), 0, "a prefix of RssAnon is not a field");
-        assert_eq!(status_field("NoSuchField"), 0);
-    }
 }
